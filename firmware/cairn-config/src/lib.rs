@@ -1,0 +1,306 @@
+//! cairn's configuration file: TOML, validated on load, unknown keys rejected.
+//!
+//! Owns: the schema of `cairn.toml` and the commented default written on first demo run.
+//! Must never: touch hardware or the store; a config error names the key and the problem.
+
+use cairn_core::AeTitle;
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// A configuration problem, naming the file and what is wrong.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown or mistyped key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with line and key.
+        message: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key, dotted.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The DICOM node.
+    pub dicom: DicomConfig,
+    /// The hot store.
+    pub store: StoreConfig,
+    /// The web panel.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[dicom]`: the DICOM node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomConfig {
+    /// Our AE title.
+    pub ae_title: AeTitle,
+    /// Listen address.
+    #[serde(default = "default_bind")]
+    pub bind: IpAddr,
+    /// Listen port.
+    #[serde(default = "default_dicom_port")]
+    pub port: u16,
+    /// Accept calling AEs that are not in `peers`.
+    #[serde(default)]
+    pub accept_unknown_peers: bool,
+    /// Concurrent associations before refusing with temporary congestion.
+    #[serde(default = "default_max_associations")]
+    pub max_associations: usize,
+    /// Largest PDU we accept.
+    #[serde(default = "default_max_pdu")]
+    pub max_pdu_bytes: u32,
+    /// Seconds allowed for the association request or the rest of a started PDU.
+    #[serde(default = "default_artim")]
+    pub artim_timeout_secs: u64,
+    /// Seconds of silence before an association is aborted.
+    #[serde(default = "default_idle")]
+    pub idle_timeout_secs: u64,
+    /// Largest single object accepted.
+    #[serde(default = "default_max_object")]
+    pub max_object_bytes: u64,
+    /// Known remote AEs and their rights.
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+}
+
+/// `[[dicom.peers]]`: a remote AE and what it may do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Its AE title.
+    pub ae: AeTitle,
+    /// Its host name or address (used when the box connects to it).
+    pub host: String,
+    /// Its DICOM port.
+    pub port: u16,
+    /// May send images here (C-STORE).
+    #[serde(default)]
+    pub store: bool,
+    /// May query (C-FIND).
+    #[serde(default)]
+    pub query: bool,
+    /// May retrieve (C-MOVE, C-GET).
+    #[serde(default)]
+    pub retrieve: bool,
+}
+
+/// `[store]`: where the hot store lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Data directory (objects, index, spool).
+    pub data_dir: PathBuf,
+}
+
+/// `[http]`: the web panel.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address.
+    #[serde(default = "default_bind")]
+    pub bind: IpAddr,
+    /// Listen port.
+    #[serde(default = "default_http_port")]
+    pub port: u16,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: default_bind(),
+            port: default_http_port(),
+        }
+    }
+}
+
+fn default_bind() -> IpAddr {
+    IpAddr::from([0, 0, 0, 0])
+}
+fn default_dicom_port() -> u16 {
+    11112
+}
+fn default_http_port() -> u16 {
+    8080
+}
+fn default_max_associations() -> usize {
+    16
+}
+fn default_max_pdu() -> u32 {
+    65536
+}
+fn default_artim() -> u64 {
+    30
+}
+fn default_idle() -> u64 {
+    300
+}
+fn default_max_object() -> u64 {
+    4 << 30
+}
+
+/// Values that fill the shipped default config.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// Listen address for DICOM and HTTP.
+    pub bind: IpAddr,
+    /// DICOM port.
+    pub dicom_port: u16,
+    /// HTTP port.
+    pub http_port: u16,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Accept unknown calling AEs.
+    pub accept_unknown_peers: bool,
+}
+
+/// The complete commented default configuration, filled in.
+pub fn default_toml(d: &Defaults) -> String {
+    let data_dir = d.data_dir.display().to_string();
+    // TOML basic string escaping for the path.
+    let data_dir = data_dir.replace('\\', "\\\\").replace('"', "\\\"");
+    include_str!("default.toml")
+        .replace("@BIND@", &d.bind.to_string())
+        .replace("@DICOM_PORT@", &d.dicom_port.to_string())
+        .replace("@HTTP_PORT@", &d.http_port.to_string())
+        .replace("@DATA_DIR@", &data_dir)
+        .replace("@ACCEPT_UNKNOWN@", &d.accept_unknown_peers.to_string())
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message: message.to_string(),
+        };
+        let d = &self.dicom;
+        if !(16_384..=4_194_304).contains(&d.max_pdu_bytes) {
+            return Err(invalid("dicom.max_pdu_bytes", "must be 16384 to 4194304"));
+        }
+        if d.max_associations == 0 || d.max_associations > 1024 {
+            return Err(invalid("dicom.max_associations", "must be 1 to 1024"));
+        }
+        if d.artim_timeout_secs == 0 || d.idle_timeout_secs == 0 {
+            return Err(invalid("dicom.*_timeout_secs", "must be at least 1 second"));
+        }
+        if d.max_object_bytes < 1024 {
+            return Err(invalid("dicom.max_object_bytes", "must be at least 1024"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &d.peers {
+            if !seen.insert(p.ae.clone()) {
+                return Err(invalid(
+                    "dicom.peers.ae",
+                    "the same AE title is listed twice",
+                ));
+            }
+        }
+        if self.store.data_dir.as_os_str().is_empty() {
+            return Err(invalid("store.data_dir", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The peer with this AE title, if configured.
+    pub fn peer(&self, ae: &str) -> Option<&Peer> {
+        self.dicom.peers.iter().find(|p| p.ae.as_str() == ae)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Defaults {
+        Defaults {
+            bind: "127.0.0.1".parse().unwrap(),
+            dicom_port: 11112,
+            http_port: 8080,
+            data_dir: "/tmp/x \"y\"".into(),
+            accept_unknown_peers: true,
+        }
+    }
+
+    #[test]
+    fn shipped_default_parses() {
+        let c = Config::parse(&default_toml(&defaults()), Path::new("t")).unwrap();
+        assert_eq!(c.dicom.ae_title.as_str(), "CAIRN");
+        assert!(c.dicom.accept_unknown_peers);
+        assert_eq!(c.store.data_dir, PathBuf::from("/tmp/x \"y\""));
+        assert_eq!(c.dicom.max_object_bytes, 4 << 30);
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let text = default_toml(&defaults()).replace("[store]", "[store]\ndata_dri = \"x\"");
+        let e = Config::parse(&text, Path::new("t"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("data_dri"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let text = default_toml(&defaults()).replace("max_pdu_bytes = 65536", "max_pdu_bytes = 10");
+        assert!(Config::parse(&text, Path::new("t")).is_err());
+        let text = default_toml(&defaults()).replace(
+            "ae_title = \"CAIRN\"",
+            "ae_title = \"WAY_TOO_LONG_AE_TITLE\"",
+        );
+        assert!(Config::parse(&text, Path::new("t")).is_err());
+    }
+
+    #[test]
+    fn peers_parse() {
+        let text = default_toml(&defaults())
+            + "\n[[dicom.peers]]\nae = \"CT\"\nhost = \"10.0.0.2\"\nport = 104\nstore = true\n";
+        // the appended block lands after [http]; TOML arrays of tables are fine there
+        let c = Config::parse(&text, Path::new("t")).unwrap();
+        let p = c.peer("CT").unwrap();
+        assert!(p.store && !p.query && !p.retrieve);
+    }
+}

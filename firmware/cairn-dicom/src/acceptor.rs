@@ -1,0 +1,331 @@
+//! Association acceptance: who may talk to the box and about what (PS3.8 section 7.1).
+//!
+//! Decisions are pure functions of the request and the config so they can be tested without a
+//! socket; `server` reads the request and sends what `negotiate` decides.
+
+use crate::syntax::{self, VERIFICATION};
+use cairn_config::Config;
+use dicom_ul::pdu::{
+    AssociationAC, AssociationRJ, AssociationRJResult,
+    AssociationRJServiceProviderPresentationReason, AssociationRJServiceUserReason,
+    AssociationRJSource, AssociationRQ, PresentationContextResult, PresentationContextResultReason,
+    UserVariableItem,
+};
+
+/// The standard DICOM application context.
+pub const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+
+/// What a calling AE may do here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rights {
+    /// C-STORE.
+    pub store: bool,
+    /// C-FIND.
+    pub query: bool,
+    /// C-MOVE, C-GET.
+    pub retrieve: bool,
+}
+
+/// One accepted presentation context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedContext {
+    /// Presentation context ID.
+    pub id: u8,
+    /// Abstract syntax (SOP class).
+    pub abstract_syntax: String,
+    /// Chosen transfer syntax.
+    pub transfer_syntax: String,
+}
+
+/// A negotiated association.
+#[derive(Debug, Clone)]
+pub struct Negotiated {
+    /// The calling AE title.
+    pub calling_ae: String,
+    /// What it may do.
+    pub rights: Rights,
+    /// Accepted contexts.
+    pub contexts: Vec<AcceptedContext>,
+    /// Largest PDU the peer accepts (0: unlimited).
+    pub peer_max_pdu: u32,
+    /// The A-ASSOCIATE-AC to send.
+    pub ac: AssociationAC,
+}
+
+/// Why an association was refused, for the audit row and log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The A-ASSOCIATE-RJ to send.
+    pub rj: AssociationRJ,
+    /// Plain words.
+    pub why: String,
+}
+
+/// The A-ASSOCIATE-RJ for temporary congestion (too many associations).
+pub fn congestion() -> Refusal {
+    Refusal {
+        rj: AssociationRJ {
+            result: AssociationRJResult::Transient,
+            source: AssociationRJSource::ServiceProviderPresentation(
+                AssociationRJServiceProviderPresentationReason::TemporaryCongestion,
+            ),
+        },
+        why: "too many associations at once".into(),
+    }
+}
+
+fn user_reject(reason: AssociationRJServiceUserReason, why: String) -> Refusal {
+    Refusal {
+        rj: AssociationRJ {
+            result: AssociationRJResult::Permanent,
+            source: AssociationRJSource::ServiceUser(reason),
+        },
+        why,
+    }
+}
+
+/// What kind of service a SOP class belongs to.
+fn service_of(abstract_syntax: &str) -> Option<Service> {
+    if abstract_syntax == VERIFICATION {
+        Some(Service::Verification)
+    } else if syntax::is_storage_class(abstract_syntax) {
+        Some(Service::Storage)
+    } else {
+        None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Verification,
+    Storage,
+}
+
+fn trim(s: &str) -> &str {
+    s.trim_matches(|c: char| c == '\0' || c == ' ')
+}
+
+/// Decide on an A-ASSOCIATE-RQ.
+pub fn negotiate(
+    rq: &AssociationRQ,
+    config: &Config,
+    our_max_pdu: u32,
+) -> Result<Negotiated, Refusal> {
+    let called = trim(&rq.called_ae_title);
+    let calling = trim(&rq.calling_ae_title).to_string();
+    if rq.protocol_version & 1 == 0 {
+        return Err(user_reject(
+            AssociationRJServiceUserReason::NoReasonGiven,
+            format!("unsupported protocol version {}", rq.protocol_version),
+        ));
+    }
+    if trim(&rq.application_context_name) != APPLICATION_CONTEXT {
+        return Err(user_reject(
+            AssociationRJServiceUserReason::ApplicationContextNameNotSupported,
+            "unknown application context".into(),
+        ));
+    }
+    if called != config.dicom.ae_title.as_str() {
+        return Err(user_reject(
+            AssociationRJServiceUserReason::CalledAETitleNotRecognized,
+            format!("called AE title '{}' is not this box", printable(called)),
+        ));
+    }
+    let rights = match config.peer(&calling) {
+        Some(p) => Rights {
+            store: p.store,
+            query: p.query,
+            retrieve: p.retrieve,
+        },
+        None if config.dicom.accept_unknown_peers && !calling.is_empty() => Rights {
+            store: true,
+            query: true,
+            retrieve: true,
+        },
+        None => {
+            return Err(user_reject(
+                AssociationRJServiceUserReason::CallingAETitleNotRecognized,
+                format!(
+                    "calling AE title '{}' is not a configured peer",
+                    printable(&calling)
+                ),
+            ))
+        }
+    };
+
+    let mut results = Vec::new();
+    let mut contexts = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut refused_for_rights = false;
+    for pc in &rq.presentation_contexts {
+        if !seen.insert(pc.id) || seen.len() > 128 {
+            // duplicate IDs or more contexts than IDs exist: ignore the extras
+            continue;
+        }
+        let abstract_syntax = trim(&pc.abstract_syntax).to_string();
+        let reason = match service_of(&abstract_syntax) {
+            None => Err(PresentationContextResultReason::AbstractSyntaxNotSupported),
+            Some(Service::Storage) if !rights.store => {
+                refused_for_rights = true;
+                Err(PresentationContextResultReason::UserRejection)
+            }
+            Some(_) => pc
+                .transfer_syntaxes
+                .iter()
+                .map(|t| trim(t))
+                .find(|t| syntax::encoding(t).is_some())
+                .map(str::to_string)
+                .ok_or(PresentationContextResultReason::TransferSyntaxesNotSupported),
+        };
+        match reason {
+            Ok(ts) => {
+                results.push(PresentationContextResult {
+                    id: pc.id,
+                    reason: PresentationContextResultReason::Acceptance,
+                    transfer_syntax: ts.clone(),
+                });
+                contexts.push(AcceptedContext {
+                    id: pc.id,
+                    abstract_syntax,
+                    transfer_syntax: ts,
+                });
+            }
+            Err(r) => results.push(PresentationContextResult {
+                id: pc.id,
+                reason: r,
+                transfer_syntax: "1.2.840.10008.1.2".into(),
+            }),
+        }
+    }
+    if contexts.is_empty() && refused_for_rights {
+        return Err(user_reject(
+            AssociationRJServiceUserReason::NoReasonGiven,
+            format!(
+                "peer '{}' has no right to the services it proposed",
+                printable(&calling)
+            ),
+        ));
+    }
+
+    let mut peer_max_pdu = dicom_ul::pdu::DEFAULT_MAX_PDU;
+    for uv in &rq.user_variables {
+        if let UserVariableItem::MaxLength(l) = uv {
+            peer_max_pdu = *l;
+        }
+    }
+    let ac = AssociationAC {
+        protocol_version: 1,
+        calling_ae_title: rq.calling_ae_title.clone(),
+        called_ae_title: rq.called_ae_title.clone(),
+        application_context_name: APPLICATION_CONTEXT.into(),
+        presentation_contexts: results,
+        user_variables: vec![
+            UserVariableItem::MaxLength(our_max_pdu),
+            UserVariableItem::ImplementationClassUID(crate::IMPLEMENTATION_CLASS_UID.into()),
+            UserVariableItem::ImplementationVersionName(crate::IMPLEMENTATION_VERSION_NAME.into()),
+        ],
+    };
+    Ok(Negotiated {
+        calling_ae: calling,
+        rights,
+        contexts,
+        peer_max_pdu,
+        ac,
+    })
+}
+
+/// Make a received string safe for a log line or audit row (printable ASCII, at most 64 chars).
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_ul::pdu::PresentationContextProposed;
+    use std::path::Path;
+
+    fn config(extra: &str, unknown: bool) -> Config {
+        let d = cairn_config::Defaults {
+            bind: "127.0.0.1".parse().unwrap(),
+            dicom_port: 11112,
+            http_port: 8080,
+            data_dir: "/tmp/x".into(),
+            accept_unknown_peers: unknown,
+        };
+        Config::parse(&(cairn_config::default_toml(&d) + extra), Path::new("t")).unwrap()
+    }
+
+    fn rq(calling: &str, called: &str, abstract_syntax: &str) -> AssociationRQ {
+        AssociationRQ {
+            protocol_version: 1,
+            calling_ae_title: calling.into(),
+            called_ae_title: called.into(),
+            application_context_name: APPLICATION_CONTEXT.into(),
+            presentation_contexts: vec![PresentationContextProposed {
+                id: 1,
+                abstract_syntax: abstract_syntax.into(),
+                transfer_syntaxes: vec!["1.2.3".into(), "1.2.840.10008.1.2.1".into()],
+            }],
+            user_variables: vec![UserVariableItem::MaxLength(16384)],
+        }
+    }
+
+    const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
+    const PEERS: &str =
+        "\n[[dicom.peers]]\nae = \"CT\"\nhost = \"127.0.0.1\"\nport = 104\nstore = true\n\
+        [[dicom.peers]]\nae = \"VIEWER\"\nhost = \"127.0.0.1\"\nport = 104\nquery = true\n";
+
+    #[test]
+    fn accepts_known_peer() {
+        let n = negotiate(&rq("CT", "CAIRN", CT), &config(PEERS, false), 65536).unwrap();
+        assert_eq!(n.contexts.len(), 1);
+        assert_eq!(n.contexts[0].transfer_syntax, "1.2.840.10008.1.2.1");
+        assert_eq!(n.peer_max_pdu, 16384);
+    }
+
+    #[test]
+    fn rejects_wrong_called_and_unknown_calling() {
+        let e = negotiate(&rq("CT", "OTHER", CT), &config(PEERS, false), 65536).unwrap_err();
+        assert_eq!(
+            e.rj.source,
+            AssociationRJSource::ServiceUser(
+                AssociationRJServiceUserReason::CalledAETitleNotRecognized
+            )
+        );
+        let e = negotiate(&rq("NOBODY", "CAIRN", CT), &config(PEERS, false), 65536).unwrap_err();
+        assert_eq!(
+            e.rj.source,
+            AssociationRJSource::ServiceUser(
+                AssociationRJServiceUserReason::CallingAETitleNotRecognized
+            )
+        );
+        assert!(negotiate(&rq("NOBODY", "CAIRN", CT), &config(PEERS, true), 65536).is_ok());
+    }
+
+    #[test]
+    fn rejects_peer_without_right() {
+        let e = negotiate(&rq("VIEWER", "CAIRN", CT), &config(PEERS, false), 65536).unwrap_err();
+        assert_eq!(e.rj.result, AssociationRJResult::Permanent);
+        assert_eq!(
+            e.rj.source,
+            AssociationRJSource::ServiceUser(AssociationRJServiceUserReason::NoReasonGiven)
+        );
+        // verification is always allowed
+        assert!(negotiate(
+            &rq("VIEWER", "CAIRN", VERIFICATION),
+            &config(PEERS, false),
+            65536
+        )
+        .is_ok());
+    }
+}

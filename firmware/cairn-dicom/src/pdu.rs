@@ -1,0 +1,326 @@
+//! PDU transport: reading whole PDUs off a blocking socket with bounded memory and deadlines,
+//! and writing PDUs. Association PDUs are decoded with dicom-ul's codec; P-DATA-TF is split
+//! into PDVs here without copying.
+
+use dicom_ul::pdu::{Pdu, PDU_HEADER_SIZE};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// PDU type codes (PS3.8 section 9.3).
+pub mod types {
+    /// A-ASSOCIATE-RQ.
+    pub const ASSOCIATE_RQ: u8 = 0x01;
+    /// A-ASSOCIATE-AC.
+    pub const ASSOCIATE_AC: u8 = 0x02;
+    /// A-ASSOCIATE-RJ.
+    pub const ASSOCIATE_RJ: u8 = 0x03;
+    /// P-DATA-TF.
+    pub const P_DATA: u8 = 0x04;
+    /// A-RELEASE-RQ.
+    pub const RELEASE_RQ: u8 = 0x05;
+    /// A-RELEASE-RP.
+    pub const RELEASE_RP: u8 = 0x06;
+    /// A-ABORT.
+    pub const ABORT: u8 = 0x07;
+}
+
+/// Largest A-ASSOCIATE-RQ accepted (128 contexts with a few syntaxes each fit easily).
+pub const MAX_ASSOCIATE_RQ: u32 = 256 * 1024;
+
+/// Transport failures while reading a PDU.
+#[derive(Debug, Error)]
+pub enum PduError {
+    /// The peer closed the connection between PDUs.
+    #[error("connection closed by peer")]
+    Closed,
+    /// Nothing arrived before the deadline.
+    #[error("timed out waiting for the peer")]
+    Timeout,
+    /// The PDU announces more bytes than allowed.
+    #[error("PDU of {length} bytes is over the limit of {limit}")]
+    TooLarge {
+        /// Announced length.
+        length: u32,
+        /// Our limit.
+        limit: u32,
+    },
+    /// The bytes do not form a valid PDU.
+    #[error("malformed PDU: {0}")]
+    Malformed(String),
+    /// A PDU type that does not exist.
+    #[error("unknown PDU type 0x{0:02x}")]
+    UnknownType(u8),
+    /// Socket error.
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A PDU as read: the type and its body (bytes after the 6-byte header).
+#[derive(Debug)]
+pub struct RawPdu {
+    /// PDU type.
+    pub pdu_type: u8,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// One presentation data value of a P-DATA-TF PDU.
+#[derive(Debug, Clone, Copy)]
+pub struct Pdv<'a> {
+    /// Presentation context ID.
+    pub context_id: u8,
+    /// True for a command fragment, false for a data set fragment.
+    pub is_command: bool,
+    /// True for the last fragment of the command or data set.
+    pub is_last: bool,
+    /// The fragment bytes.
+    pub data: &'a [u8],
+}
+
+/// Split a P-DATA-TF body into PDVs, checking every length.
+pub fn split_pdvs(body: &[u8]) -> Result<Vec<Pdv<'_>>, PduError> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    if rest.is_empty() {
+        return Err(PduError::Malformed("P-DATA-TF without any PDV".into()));
+    }
+    while !rest.is_empty() {
+        if rest.len() < 6 {
+            return Err(PduError::Malformed("truncated PDV header".into()));
+        }
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if len < 2 {
+            return Err(PduError::Malformed("PDV shorter than its header".into()));
+        }
+        if len > rest.len() - 4 {
+            return Err(PduError::Malformed(
+                "PDV runs past the end of its PDU".into(),
+            ));
+        }
+        let context_id = rest[4];
+        let control = rest[5];
+        if control & !0x03 != 0 {
+            return Err(PduError::Malformed(
+                "reserved bits set in PDV header".into(),
+            ));
+        }
+        if context_id % 2 == 0 {
+            return Err(PduError::Malformed("even presentation context ID".into()));
+        }
+        out.push(Pdv {
+            context_id,
+            is_command: control & 0x01 != 0,
+            is_last: control & 0x02 != 0,
+            data: &rest[6..4 + len],
+        });
+        rest = &rest[4 + len..];
+    }
+    Ok(out)
+}
+
+/// Reads PDUs off a socket. Waiting for the first byte of a PDU is bounded by the idle timeout;
+/// once a PDU has started, the rest of it must arrive within the ARTIM timeout.
+#[derive(Debug)]
+pub struct PduReader {
+    artim: Duration,
+    idle: Duration,
+}
+
+impl PduReader {
+    /// A reader with these timeouts.
+    pub fn new(artim: Duration, idle: Duration) -> Self {
+        Self { artim, idle }
+    }
+
+    /// Read one PDU whose body may be at most `limit` bytes (the type-specific limit is applied
+    /// by the caller through `limit_for`). `first_wait` overrides the idle timeout for the
+    /// first byte (ARTIM while waiting for the A-ASSOCIATE-RQ).
+    pub fn read(
+        &self,
+        sock: &mut TcpStream,
+        limit_for: impl Fn(u8) -> u32,
+        first_wait: Option<Duration>,
+        buf: &mut Vec<u8>,
+    ) -> Result<u8, PduError> {
+        let mut header = [0u8; PDU_HEADER_SIZE as usize];
+        let first = Instant::now() + first_wait.unwrap_or(self.idle);
+        match read_exact_by(sock, &mut header[..1], first) {
+            Err(PduError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(PduError::Closed)
+            }
+            other => other?,
+        }
+        let deadline = Instant::now() + self.artim;
+        read_exact_by(sock, &mut header[1..], deadline)?;
+        let pdu_type = header[0];
+        if !(types::ASSOCIATE_RQ..=types::ABORT).contains(&pdu_type) {
+            return Err(PduError::UnknownType(pdu_type));
+        }
+        let length = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
+        let limit = limit_for(pdu_type);
+        if length > limit {
+            return Err(PduError::TooLarge { length, limit });
+        }
+        buf.clear();
+        buf.resize(length as usize, 0);
+        read_exact_by(sock, buf, deadline)?;
+        Ok(pdu_type)
+    }
+}
+
+fn read_exact_by(
+    sock: &mut TcpStream,
+    mut buf: &mut [u8],
+    deadline: Instant,
+) -> Result<(), PduError> {
+    while !buf.is_empty() {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(PduError::Timeout);
+        }
+        sock.set_read_timeout(Some(deadline - now))?;
+        match sock.read(buf) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+            Ok(n) => buf = &mut buf[n..],
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(PduError::Timeout)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Decode an association-phase PDU (RQ, RELEASE, ABORT...) with dicom-ul's codec.
+pub fn decode(pdu_type: u8, body: &[u8]) -> Result<Pdu, PduError> {
+    let mut whole = Vec::with_capacity(body.len() + 6);
+    whole.push(pdu_type);
+    whole.push(0);
+    whole.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    whole.extend_from_slice(body);
+    let max = (body.len() as u32).max(dicom_ul::pdu::MINIMUM_PDU_SIZE);
+    match dicom_ul::pdu::read_pdu(&whole[..], max, true) {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(PduError::Malformed("incomplete PDU".into())),
+        Err(e) => Err(PduError::Malformed(e.to_string())),
+    }
+}
+
+/// Encode and send a PDU with dicom-ul's codec.
+pub fn send(sock: &mut TcpStream, pdu: &Pdu) -> io::Result<()> {
+    let mut out = Vec::with_capacity(256);
+    dicom_ul::pdu::write_pdu(&mut out, pdu).map_err(|e| io::Error::other(e.to_string()))?;
+    sock.write_all(&out)
+}
+
+/// A-ABORT from the service provider with a reason (PS3.8 table 9-26), best effort.
+pub fn send_abort(sock: &mut TcpStream, reason: u8) {
+    let pdu = [types::ABORT, 0, 0, 0, 0, 4, 0, 0, 2, reason];
+    let _ = sock.write_all(&pdu);
+}
+
+/// Writes one DIMSE message (command, then optional data set) as P-DATA-TF PDUs no larger than
+/// the peer's maximum, fragmenting as needed.
+pub fn send_message(
+    sock: &mut TcpStream,
+    peer_max_pdu: u32,
+    context_id: u8,
+    command: &[u8],
+    dataset: Option<&[u8]>,
+) -> io::Result<()> {
+    // A peer maximum of 0 means unlimited; cap our fragments at 1 MiB anyway.
+    let max_pdu = if peer_max_pdu == 0 {
+        1 << 20
+    } else {
+        peer_max_pdu.min(1 << 20)
+    };
+    // PDU body = one PDV: 4 (length) + 2 (context, control) + fragment.
+    let max_fragment = (max_pdu as usize).saturating_sub(6).max(1);
+    let mut out = Vec::with_capacity(command.len().min(max_fragment) + 12);
+    let mut emit = |data: &[u8], is_command: bool| -> io::Result<()> {
+        let mut chunks = data.chunks(max_fragment).peekable();
+        if data.is_empty() {
+            // an empty data set still needs its one (last) fragment
+            return write_pdv(sock, &mut out, context_id, is_command, true, &[]);
+        }
+        while let Some(chunk) = chunks.next() {
+            let last = chunks.peek().is_none();
+            write_pdv(sock, &mut out, context_id, is_command, last, chunk)?;
+        }
+        Ok(())
+    };
+    emit(command, true)?;
+    if let Some(d) = dataset {
+        emit(d, false)?;
+    }
+    Ok(())
+}
+
+fn write_pdv(
+    sock: &mut TcpStream,
+    out: &mut Vec<u8>,
+    context_id: u8,
+    is_command: bool,
+    is_last: bool,
+    chunk: &[u8],
+) -> io::Result<()> {
+    out.clear();
+    let pdv_len = chunk.len() as u32 + 2;
+    out.push(types::P_DATA);
+    out.push(0);
+    out.extend_from_slice(&(pdv_len + 4).to_be_bytes());
+    out.extend_from_slice(&pdv_len.to_be_bytes());
+    out.push(context_id);
+    out.push(u8::from(is_command) | (u8::from(is_last) << 1));
+    out.extend_from_slice(chunk);
+    sock.write_all(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_pdvs() {
+        let mut b = Vec::new();
+        b.extend_from_slice(&5u32.to_be_bytes());
+        b.extend_from_slice(&[1, 3, 9, 9, 9]);
+        b.extend_from_slice(&3u32.to_be_bytes());
+        b.extend_from_slice(&[3, 0, 7]);
+        let p = split_pdvs(&b).unwrap();
+        assert_eq!(p.len(), 2);
+        assert!(p[0].is_command && p[0].is_last);
+        assert_eq!(p[0].data, &[9, 9, 9]);
+        assert!(!p[1].is_command && !p[1].is_last);
+        assert_eq!(p[1].context_id, 3);
+    }
+
+    #[test]
+    fn refuses_bad_pdvs() {
+        // length past the end
+        let mut b = Vec::new();
+        b.extend_from_slice(&50u32.to_be_bytes());
+        b.extend_from_slice(&[1, 3, 9]);
+        assert!(split_pdvs(&b).is_err());
+        // zero length
+        let mut b = Vec::new();
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&[1, 3]);
+        assert!(split_pdvs(&b).is_err());
+        // empty
+        assert!(split_pdvs(&[]).is_err());
+        // huge length
+        let mut b = Vec::new();
+        b.extend_from_slice(&u32::MAX.to_be_bytes());
+        b.extend_from_slice(&[1, 3]);
+        assert!(split_pdvs(&b).is_err());
+    }
+}

@@ -1,0 +1,322 @@
+//! The listener: accepts connections, negotiates associations within the configured limits,
+//! runs each association on its own thread, and stops cleanly.
+
+use crate::acceptor::{self, printable, Refusal};
+use crate::pdu::{self, types, PduError, PduReader, MAX_ASSOCIATE_RQ};
+use crate::service::{json_obj, Association};
+use cairn_audit::AuditEvent;
+use cairn_config::Config;
+use cairn_store::Store;
+use dicom_ul::pdu::Pdu;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::collections::HashMap;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Connections allowed beyond `max_associations` just long enough to be told "congested".
+const EXTRA_CONNECTIONS: usize = 8;
+/// Time given to busy associations to finish their message at shutdown.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// What the server needs.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+}
+
+struct Conn {
+    sock: TcpStream,
+    idle: Arc<AtomicBool>,
+}
+
+struct Shared {
+    config: Arc<Config>,
+    store: Store,
+    shutdown: AtomicBool,
+    active: AtomicUsize,
+    connections: AtomicUsize,
+    next_id: AtomicU64,
+    registry: Mutex<HashMap<u64, Conn>>,
+}
+
+/// The DICOM node, bound and ready to run.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+/// A handle that asks a running server to stop.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// Ask the server to stop: no new associations; busy ones finish their message, then abort.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Server {
+    /// Bind the configured address.
+    pub fn bind(opts: ServerOptions, store: Store) -> std::io::Result<Server> {
+        let addr = SocketAddr::new(opts.config.dicom.bind, opts.config.dicom.port);
+        let listener = TcpListener::bind(addr)?;
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared {
+                config: opts.config,
+                store,
+                shutdown: AtomicBool::new(false),
+                active: AtomicUsize::new(0),
+                connections: AtomicUsize::new(0),
+                next_id: AtomicU64::new(1),
+                registry: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle to stop the server from another thread.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serve until `shutdown` is called; returns after every association thread has ended.
+    pub fn run(self) -> std::io::Result<()> {
+        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        let max = self.shared.config.dicom.max_associations;
+        while !self.shared.shutdown.load(Ordering::SeqCst) {
+            let ready = {
+                let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+                poll(&mut fds, PollTimeout::from(200u16)).unwrap_or(0)
+            };
+            threads.retain(|t| !t.is_finished());
+            if ready == 0 {
+                continue;
+            }
+            let (sock, peer) = match self.listener.accept() {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            if self.shared.connections.load(Ordering::SeqCst) >= max + EXTRA_CONNECTIONS {
+                tracing::warn!(%peer, "connection refused: far too many connections");
+                drop(sock);
+                continue;
+            }
+            self.shared.connections.fetch_add(1, Ordering::SeqCst);
+            let shared = self.shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("dicom-assoc".into())
+                .stack_size(1 << 20)
+                .spawn(move || {
+                    handle_connection(&shared, sock, peer);
+                    shared.connections.fetch_sub(1, Ordering::SeqCst);
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    self.shared.connections.fetch_sub(1, Ordering::SeqCst);
+                    tracing::error!(error = %e, "cannot start an association thread");
+                }
+            }
+        }
+        drop(self.listener);
+        drain(&self.shared);
+        for t in threads {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+}
+
+/// Wake idle associations so they abort; give busy ones `GRACE` to finish their message.
+fn drain(shared: &Shared) {
+    let start = Instant::now();
+    loop {
+        let registry = match shared.registry.lock() {
+            Ok(r) => r,
+            Err(p) => p.into_inner(),
+        };
+        if registry.is_empty() {
+            break;
+        }
+        let late = start.elapsed() > GRACE;
+        for conn in registry.values() {
+            if late {
+                let _ = conn.sock.shutdown(Shutdown::Both);
+            } else if conn.idle.load(Ordering::SeqCst) {
+                let _ = conn.sock.shutdown(Shutdown::Read);
+            }
+        }
+        drop(registry);
+        if start.elapsed() > GRACE + Duration::from_secs(5) {
+            tracing::error!("associations still running after the grace period");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn audit_refusal(store: &Store, calling: &str, peer: SocketAddr, why: &str) {
+    store.audit_later(AuditEvent {
+        actor: format!("ae:{}", printable(calling)),
+        action: "association-rejected".into(),
+        object: "association".into(),
+        detail: json_obj(&[("peer", &peer.to_string()), ("reason", why)]),
+    });
+}
+
+fn reject(sock: &mut TcpStream, refusal: &Refusal) {
+    let _ = pdu::send(sock, &Pdu::AssociationRJ(refusal.rj.clone()));
+}
+
+fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
+    let config = &shared.config;
+    let _ = sock.set_nodelay(true);
+    let artim = Duration::from_secs(config.dicom.artim_timeout_secs);
+    let reader = PduReader::new(artim, Duration::from_secs(config.dicom.idle_timeout_secs));
+    let span = tracing::info_span!("association", %peer);
+    let _enter = span.enter();
+
+    let mut buf = Vec::new();
+    let first = reader.read(
+        &mut sock,
+        |t| {
+            if t == types::ASSOCIATE_RQ {
+                MAX_ASSOCIATE_RQ
+            } else {
+                1024
+            }
+        },
+        Some(artim),
+        &mut buf,
+    );
+    let rq = match first {
+        Ok(types::ASSOCIATE_RQ) => match pdu::decode(types::ASSOCIATE_RQ, &buf) {
+            Ok(Pdu::AssociationRQ(rq)) => rq,
+            Ok(_) | Err(_) => {
+                pdu::send_abort(&mut sock, 6);
+                audit_refusal(&shared.store, "?", peer, "malformed association request");
+                tracing::warn!("malformed A-ASSOCIATE-RQ: aborted");
+                return;
+            }
+        },
+        Ok(other) => {
+            pdu::send_abort(&mut sock, 2);
+            audit_refusal(
+                &shared.store,
+                "?",
+                peer,
+                &format!("PDU type 0x{other:02x} before association"),
+            );
+            return;
+        }
+        Err(PduError::Closed) => return,
+        Err(e) => {
+            pdu::send_abort(
+                &mut sock,
+                if matches!(e, PduError::UnknownType(_)) {
+                    1
+                } else {
+                    6
+                },
+            );
+            audit_refusal(&shared.store, "?", peer, &e.to_string());
+            tracing::warn!(error = %e, "bad association request: aborted");
+            return;
+        }
+    };
+    let calling = printable(rq.calling_ae_title.trim_matches([' ', '\0']));
+    let neg = match acceptor::negotiate(&rq, config, config.dicom.max_pdu_bytes) {
+        Ok(n) => n,
+        Err(refusal) => {
+            tracing::warn!(calling = %calling, why = %refusal.why, "association rejected");
+            reject(&mut sock, &refusal);
+            audit_refusal(&shared.store, &calling, peer, &refusal.why);
+            return;
+        }
+    };
+    // Take a slot, or refuse as temporarily congested.
+    let max = config.dicom.max_associations;
+    let took = shared
+        .active
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
+            (a < max).then_some(a + 1)
+        })
+        .is_ok();
+    if !took || shared.shutdown.load(Ordering::SeqCst) {
+        if took {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+        }
+        let refusal = acceptor::congestion();
+        tracing::warn!(calling = %calling, "association rejected: too many at once");
+        reject(&mut sock, &refusal);
+        audit_refusal(&shared.store, &calling, peer, &refusal.why);
+        return;
+    }
+    struct Slot<'a>(&'a AtomicUsize);
+    impl Drop for Slot<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let _slot = Slot(&shared.active);
+
+    if let Err(e) = pdu::send(&mut sock, &Pdu::AssociationAC(neg.ac.clone())) {
+        tracing::warn!(error = %e, "cannot send A-ASSOCIATE-AC");
+        return;
+    }
+    tracing::info!(calling = %calling, contexts = neg.contexts.len(), "association accepted");
+    shared.store.audit_later(AuditEvent {
+        actor: format!("ae:{calling}"),
+        action: "association".into(),
+        object: "association".into(),
+        detail: json_obj(&[
+            ("peer", &peer.to_string()),
+            ("contexts", &neg.contexts.len().to_string()),
+        ]),
+    });
+
+    let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+    let idle = Arc::new(AtomicBool::new(false));
+    if let (Ok(clone), Ok(mut reg)) = (sock.try_clone(), shared.registry.lock()) {
+        reg.insert(
+            id,
+            Conn {
+                sock: clone,
+                idle: idle.clone(),
+            },
+        );
+    }
+    Association {
+        sock,
+        peer,
+        neg,
+        store: &shared.store,
+        config,
+        reader,
+        shutdown: &shared.shutdown,
+        idle,
+    }
+    .run();
+    if let Ok(mut reg) = shared.registry.lock() {
+        reg.remove(&id);
+    }
+}

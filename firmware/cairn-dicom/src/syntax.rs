@@ -1,0 +1,89 @@
+//! Which SOP classes and transfer syntaxes the node accepts, and how each syntax is encoded.
+
+use dicom_core::dictionary::{UidDictionary, UidType};
+use dicom_dictionary_std::StandardSopClassDictionary;
+
+/// Verification SOP Class.
+pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+
+/// How a transfer syntax lays out the data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Implicit VR Little Endian.
+    ImplicitLe,
+    /// Explicit VR Little Endian (also every encapsulated syntax).
+    ExplicitLe,
+    /// Explicit VR Big Endian (retired, still sent by old devices).
+    ExplicitBe,
+    /// Deflated Explicit VR Little Endian.
+    DeflatedLe,
+}
+
+/// The encoding of a transfer syntax, or `None` when cairn does not know it (then it is refused
+/// at negotiation, since a data set we cannot walk is a data set we cannot validate).
+pub fn encoding(ts: &str) -> Option<Encoding> {
+    match ts {
+        "1.2.840.10008.1.2" => Some(Encoding::ImplicitLe),
+        "1.2.840.10008.1.2.1"
+        | "1.2.840.10008.1.2.1.98"
+        | "1.2.840.10008.1.2.5"
+        | "1.2.840.10008.1.2.8.1" => Some(Encoding::ExplicitLe),
+        "1.2.840.10008.1.2.2" => Some(Encoding::ExplicitBe),
+        "1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.4.95" => Some(Encoding::DeflatedLe),
+        _ => {
+            // JPEG, JPEG-LS, JPEG 2000, HTJ2K, JPIP, MPEG, HEVC, JPEG XL: encapsulated pixel data
+            // in an Explicit VR Little Endian data set.
+            let rest = ts.strip_prefix("1.2.840.10008.1.2.4.")?;
+            let n: u32 = rest.parse().ok()?;
+            (50..=250).contains(&n).then_some(Encoding::ExplicitLe)
+        }
+    }
+}
+
+/// True when the UID is a storage SOP class of the standard dictionary.
+pub fn is_storage_class(uid: &str) -> bool {
+    let Some(e) = StandardSopClassDictionary.by_uid(uid) else {
+        return false;
+    };
+    e.r#type == UidType::SopClass
+        && e.name.contains("Storage")
+        && !e.name.contains("Commitment")
+        && !e.name.contains("Storage Management")
+        && !e.name.contains("Directory Storage")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_classes() {
+        assert!(is_storage_class("1.2.840.10008.5.1.4.1.1.2")); // CT
+        assert!(is_storage_class("1.2.840.10008.5.1.4.1.1.4")); // MR
+        assert!(is_storage_class("1.2.840.10008.5.1.4.1.1.88.22")); // Enhanced SR
+        assert!(!is_storage_class("1.2.840.10008.1.20.1")); // storage commitment
+        assert!(!is_storage_class("1.2.840.10008.1.3.10")); // DICOMDIR
+        assert!(!is_storage_class(VERIFICATION));
+        assert!(!is_storage_class("1.2.3.4"));
+    }
+
+    #[test]
+    fn encodings() {
+        assert_eq!(encoding("1.2.840.10008.1.2"), Some(Encoding::ImplicitLe));
+        assert_eq!(
+            encoding("1.2.840.10008.1.2.4.50"),
+            Some(Encoding::ExplicitLe)
+        );
+        assert_eq!(
+            encoding("1.2.840.10008.1.2.4.201"),
+            Some(Encoding::ExplicitLe)
+        );
+        assert_eq!(
+            encoding("1.2.840.10008.1.2.1.99"),
+            Some(Encoding::DeflatedLe)
+        );
+        assert_eq!(encoding("1.2.840.10008.1.2.2"), Some(Encoding::ExplicitBe));
+        assert_eq!(encoding("1.2.3.4"), None);
+        assert_eq!(encoding("1.2.840.10008.1.2.4.x"), None);
+    }
+}

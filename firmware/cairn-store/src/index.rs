@@ -1,0 +1,294 @@
+//! The SQLite index: schema, migrations, and the upserts the writer runs.
+
+use crate::StoreError;
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Schema migrations, in order. `PRAGMA user_version` holds how many were applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: patients, studies, series, instances
+    "CREATE TABLE patients (
+        id INTEGER PRIMARY KEY,
+        patient_id TEXT NOT NULL,
+        issuer TEXT NOT NULL DEFAULT '',
+        name TEXT NOT NULL DEFAULT '',
+        birth_date TEXT NOT NULL DEFAULT '',
+        sex TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL,
+        UNIQUE (patient_id, issuer)
+    );
+    CREATE TABLE studies (
+        id INTEGER PRIMARY KEY,
+        study_uid TEXT NOT NULL UNIQUE,
+        patient_ref INTEGER NOT NULL REFERENCES patients(id),
+        study_date TEXT NOT NULL DEFAULT '',
+        study_time TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        accession TEXT NOT NULL DEFAULT '',
+        referring_physician TEXT NOT NULL DEFAULT '',
+        study_id TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX studies_patient ON studies(patient_ref);
+    CREATE INDEX studies_date ON studies(study_date);
+    CREATE INDEX studies_accession ON studies(accession);
+    CREATE TABLE series (
+        id INTEGER PRIMARY KEY,
+        series_uid TEXT NOT NULL UNIQUE,
+        study_ref INTEGER NOT NULL REFERENCES studies(id),
+        modality TEXT NOT NULL DEFAULT '',
+        series_number TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        body_part TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX series_study ON series(study_ref);
+    CREATE TABLE instances (
+        id INTEGER PRIMARY KEY,
+        sop_instance_uid TEXT NOT NULL,
+        series_ref INTEGER NOT NULL REFERENCES series(id),
+        sop_class_uid TEXT NOT NULL,
+        instance_number TEXT NOT NULL DEFAULT '',
+        transfer_syntax TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        source_ae TEXT NOT NULL,
+        current INTEGER NOT NULL DEFAULT 1,
+        UNIQUE (sop_instance_uid, sha256)
+    );
+    CREATE INDEX instances_series ON instances(series_ref);
+    CREATE INDEX instances_sha ON instances(sha256);",
+];
+
+/// Newest schema version this build knows.
+pub(crate) fn schema_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Open the index for writing: WAL, synchronous=FULL, migrations applied.
+pub(crate) fn open_rw(path: &std::path::Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Open the index read-only (for the CLI and queries).
+pub(crate) fn open_ro(path: &std::path::Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > schema_version() {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported: schema_version(),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        if i == 0 {
+            cairn_audit::ensure_schema(&tx)?;
+        }
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "index schema migrated");
+    }
+    Ok(())
+}
+
+/// Patient-level attributes, decoded to UTF-8.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatientInfo {
+    /// Patient ID (0010,0020).
+    pub id: String,
+    /// Issuer of Patient ID (0010,0021).
+    pub issuer: String,
+    /// Patient's Name (0010,0010), DICOM PN form.
+    pub name: String,
+    /// Patient's Birth Date (0010,0030).
+    pub birth_date: String,
+    /// Patient's Sex (0010,0040).
+    pub sex: String,
+}
+
+/// Study-level attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StudyInfo {
+    /// Study Instance UID.
+    pub uid: String,
+    /// Study Date.
+    pub date: String,
+    /// Study Time.
+    pub time: String,
+    /// Study Description.
+    pub description: String,
+    /// Accession Number.
+    pub accession: String,
+    /// Referring Physician's Name.
+    pub referring_physician: String,
+    /// Study ID.
+    pub study_id: String,
+}
+
+/// Series-level attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeriesInfo {
+    /// Series Instance UID.
+    pub uid: String,
+    /// Modality.
+    pub modality: String,
+    /// Series Number.
+    pub number: String,
+    /// Series Description.
+    pub description: String,
+    /// Body Part Examined.
+    pub body_part: String,
+}
+
+/// Everything the index keeps about one received instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceRecord {
+    /// Patient level.
+    pub patient: PatientInfo,
+    /// Study level.
+    pub study: StudyInfo,
+    /// Series level.
+    pub series: SeriesInfo,
+    /// SOP Instance UID.
+    pub sop_instance_uid: String,
+    /// SOP Class UID.
+    pub sop_class_uid: String,
+    /// Instance Number.
+    pub instance_number: String,
+    /// Transfer syntax the data set is encoded in.
+    pub transfer_syntax: String,
+}
+
+/// Outcome of indexing one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Indexed {
+    New,
+    Duplicate,
+    NewVersion,
+}
+
+pub(crate) fn index_instance(
+    conn: &Connection,
+    rec: &InstanceRecord,
+    sha256: &str,
+    size: u64,
+    source_ae: &str,
+    now: &str,
+) -> Result<Indexed, StoreError> {
+    let same: Option<i64> = conn
+        .prepare_cached("SELECT id FROM instances WHERE sop_instance_uid = ?1 AND sha256 = ?2")?
+        .query_row(params![rec.sop_instance_uid, sha256], |r| r.get(0))
+        .optional()?;
+    if same.is_some() {
+        return Ok(Indexed::Duplicate);
+    }
+    let p = &rec.patient;
+    conn.prepare_cached(
+        "INSERT INTO patients (patient_id, issuer, name, birth_date, sex, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(patient_id, issuer) DO UPDATE SET name = excluded.name,
+           birth_date = excluded.birth_date, sex = excluded.sex, updated_at = excluded.updated_at",
+    )?
+    .execute(params![p.id, p.issuer, p.name, p.birth_date, p.sex, now])?;
+    let patient_ref: i64 = conn
+        .prepare_cached("SELECT id FROM patients WHERE patient_id = ?1 AND issuer = ?2")?
+        .query_row(params![p.id, p.issuer], |r| r.get(0))?;
+    let s = &rec.study;
+    conn.prepare_cached(
+        "INSERT INTO studies (study_uid, patient_ref, study_date, study_time, description,
+           accession, referring_physician, study_id, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT(study_uid) DO UPDATE SET patient_ref = excluded.patient_ref,
+           study_date = excluded.study_date, study_time = excluded.study_time,
+           description = excluded.description, accession = excluded.accession,
+           referring_physician = excluded.referring_physician, study_id = excluded.study_id,
+           updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        s.uid,
+        patient_ref,
+        s.date,
+        s.time,
+        s.description,
+        s.accession,
+        s.referring_physician,
+        s.study_id,
+        now
+    ])?;
+    let study_ref: i64 = conn
+        .prepare_cached("SELECT id FROM studies WHERE study_uid = ?1")?
+        .query_row(params![s.uid], |r| r.get(0))?;
+    let se = &rec.series;
+    conn.prepare_cached(
+        "INSERT INTO series (series_uid, study_ref, modality, series_number, description,
+           body_part, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(series_uid) DO UPDATE SET study_ref = excluded.study_ref,
+           modality = excluded.modality, series_number = excluded.series_number,
+           description = excluded.description, body_part = excluded.body_part,
+           updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        se.uid,
+        study_ref,
+        se.modality,
+        se.number,
+        se.description,
+        se.body_part,
+        now
+    ])?;
+    let series_ref: i64 = conn
+        .prepare_cached("SELECT id FROM series WHERE series_uid = ?1")?
+        .query_row(params![se.uid], |r| r.get(0))?;
+    let superseded = conn
+        .prepare_cached(
+            "UPDATE instances SET current = 0 WHERE sop_instance_uid = ?1 AND current = 1",
+        )?
+        .execute(params![rec.sop_instance_uid])?;
+    conn.prepare_cached(
+        "INSERT INTO instances (sop_instance_uid, series_ref, sop_class_uid, instance_number,
+           transfer_syntax, size, sha256, received_at, source_ae, current)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)",
+    )?
+    .execute(params![
+        rec.sop_instance_uid,
+        series_ref,
+        rec.sop_class_uid,
+        rec.instance_number,
+        rec.transfer_syntax,
+        size as i64,
+        sha256,
+        now,
+        source_ae
+    ])?;
+    Ok(if superseded > 0 {
+        Indexed::NewVersion
+    } else {
+        Indexed::New
+    })
+}
+
+/// Is any row pointing at this file?
+pub(crate) fn sha_indexed(conn: &Connection, sha256: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM instances WHERE sha256 = ?1 LIMIT 1")?
+        .query_row(params![sha256], |_| Ok(()))
+        .optional()?
+        .is_some())
+}

@@ -1,0 +1,110 @@
+//! The hot store: where received images become durable.
+//!
+//! Owns: the data directory (`objects/`, `spool/`, `quarantine/`, `cairn.db`), the index schema
+//! and its migrations, the single writer thread, fsck and read-only queries.
+//!
+//! Invariants (DESIGN.md section 2):
+//! - an object file is named by the SHA-256 of its bytes, never by a received string;
+//! - a file reaches `objects/` only after it was fsynced in `spool/`; the directory is fsynced
+//!   after the rename; only then is the index row committed (WAL, synchronous=FULL);
+//! - every change commits together with its audit row, in the writer thread only;
+//! - a caller learns "stored" only after all of the above.
+//!
+//! Must never: overwrite an object file, leave a row without its file, hold a whole object in memory.
+
+mod fsck;
+mod index;
+mod layout;
+mod query;
+mod spool;
+mod writer;
+
+pub use fsck::{fsck, verify_audit, FsckOptions, FsckReport, Problem};
+pub use index::{InstanceRecord, PatientInfo, SeriesInfo, StudyInfo};
+pub use layout::DataDir;
+pub use query::{list_studies, stats, DateRange, Stats, StudyFilter, StudyRow};
+pub use spool::{FinishedSpool, SpoolWriter};
+pub use writer::{Store, StoreJob, StoreOutcome};
+
+use thiserror::Error;
+
+/// Store failures. `kind()` tells callers what to answer.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The index database failed.
+    #[error("index: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// The audit trail failed.
+    #[error("audit: {0}")]
+    Audit(#[from] cairn_audit::AuditError),
+    /// The writer thread has stopped (shutting down).
+    #[error("the store is shutting down")]
+    Closed,
+    /// The data directory was made by a newer cairn.
+    #[error("index schema version {found} is newer than this cairn understands ({supported})")]
+    SchemaTooNew {
+        /// Version on disk.
+        found: i64,
+        /// Newest known here.
+        supported: i64,
+    },
+}
+
+/// What kind of failure, for callers that must choose a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Disk full, quota, I/O error: "out of resources", try later.
+    OutOfResources,
+    /// The store is stopping.
+    ShuttingDown,
+    /// Anything else.
+    Other,
+}
+
+impl StoreError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// Classify for the caller.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Io { .. } => ErrorKind::OutOfResources,
+            StoreError::Db(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DiskFull
+                        | rusqlite::ErrorCode::SystemIoFailure
+                        | rusqlite::ErrorCode::CannotOpen
+                        | rusqlite::ErrorCode::DatabaseBusy
+                ) =>
+            {
+                ErrorKind::OutOfResources
+            }
+            StoreError::Audit(cairn_audit::AuditError::Anchor(_)) => ErrorKind::OutOfResources,
+            StoreError::Closed => ErrorKind::ShuttingDown,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+/// Current UTC time as RFC 3339, to the microsecond.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    now.format(&fmt)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}

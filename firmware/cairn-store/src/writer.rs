@@ -1,0 +1,487 @@
+//! The one writer: every state change goes through this thread, batched into group commits.
+
+use crate::index::{self, Indexed, InstanceRecord};
+use crate::layout::{fsync_dir, is_sha256_hex, DataDir};
+use crate::spool::{FinishedSpool, SpoolWriter};
+use crate::{now_rfc3339, StoreError};
+use cairn_audit::AuditEvent;
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use rusqlite::Connection;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// The largest number of requests folded into one commit.
+const MAX_BATCH: usize = 512;
+
+/// A received object ready to be made durable.
+#[derive(Debug)]
+pub struct StoreJob {
+    /// The fsynced spool file.
+    pub spool: FinishedSpool,
+    /// What the index needs.
+    pub record: InstanceRecord,
+    /// Calling AE title of the sender.
+    pub source_ae: String,
+}
+
+/// What happened to a stored object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// A new instance, stored and indexed.
+    Stored,
+    /// The same bytes were already stored: nothing new written.
+    Duplicate,
+    /// Same SOP Instance UID, different bytes: both kept, the new one indexed as current.
+    NewVersion,
+}
+
+type Reply<T> = Sender<Result<T, StoreError>>;
+
+enum Request {
+    Store(Box<StoreJob>, Reply<StoreOutcome>),
+    Audit(AuditEvent, Option<Reply<()>>),
+    Stop,
+}
+
+struct Inner {
+    tx: Mutex<Option<Sender<Request>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Handle to the store. Cheap to clone; all clones talk to the same writer thread.
+#[derive(Clone)]
+pub struct Store {
+    data: DataDir,
+    tx: Sender<Request>,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("data", &self.data).finish()
+    }
+}
+
+const CLEAN_MARK: &str = "clean-shutdown";
+
+impl Store {
+    /// Open (creating if needed) the data directory, migrate the index, recover from an unclean
+    /// stop (spool emptied; files with no row moved to `quarantine/`), start the writer.
+    pub fn open(data: DataDir) -> Result<Store, StoreError> {
+        data.create()?;
+        let conn = index::open_rw(&data.db())?;
+        recover(&data, &conn)?;
+        let (tx, rx) = unbounded();
+        let writer = Writer {
+            data: data.clone(),
+            conn,
+        };
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::io("start writer thread", e))?;
+        Ok(Store {
+            data,
+            tx: tx.clone(),
+            inner: Arc::new(Inner {
+                tx: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data
+    }
+
+    /// Start receiving a new object into the spool.
+    pub fn spool(&self) -> Result<SpoolWriter, StoreError> {
+        SpoolWriter::create(&self.data.spool())
+    }
+
+    /// Make an object durable and indexed; returns once the commit is on disk.
+    pub fn commit(&self, job: StoreJob) -> Result<StoreOutcome, StoreError> {
+        let (rtx, rrx) = bounded(1);
+        self.tx
+            .send(Request::Store(Box::new(job), rtx))
+            .map_err(|_| StoreError::Closed)?;
+        rrx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Record an audit event durably; returns once committed.
+    pub fn audit(&self, event: AuditEvent) -> Result<(), StoreError> {
+        let (rtx, rrx) = bounded(1);
+        self.tx
+            .send(Request::Audit(event, Some(rtx)))
+            .map_err(|_| StoreError::Closed)?;
+        rrx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Record an audit event in the next commit, without waiting.
+    pub fn audit_later(&self, event: AuditEvent) {
+        if self.tx.send(Request::Audit(event, None)).is_err() {
+            tracing::warn!("audit event dropped: store closed");
+        }
+    }
+
+    /// Stop the writer after everything queued is committed, and mark a clean shutdown.
+    /// Requests sent by other clones after this are refused with `Closed`.
+    pub fn close(self) -> Result<(), StoreError> {
+        let Store { data, tx, inner } = self;
+        let _ = tx.send(Request::Stop);
+        drop(tx);
+        if let Ok(mut g) = inner.tx.lock() {
+            g.take();
+        }
+        let handle = inner.thread.lock().ok().and_then(|mut g| g.take());
+        if let Some(h) = handle {
+            if h.join().is_err() {
+                tracing::error!("store writer thread panicked");
+            }
+        }
+        let mark = data.root().join(CLEAN_MARK);
+        std::fs::write(&mark, b"cairn stopped cleanly\n")
+            .and_then(|_| std::fs::File::open(&mark)?.sync_all())
+            .map_err(|e| StoreError::io("write clean-shutdown mark", e))?;
+        fsync_dir(data.root())
+    }
+}
+
+/// Startup recovery. The spool never holds anything acknowledged; after an unclean stop a file
+/// may have reached `objects/` without its row (crash between rename and commit).
+fn recover(data: &DataDir, conn: &Connection) -> Result<(), StoreError> {
+    let mut removed = 0usize;
+    if let Ok(rd) = std::fs::read_dir(data.spool()) {
+        for e in rd.flatten() {
+            if std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            "removed unfinished spool files from an earlier run"
+        );
+        fsync_dir(&data.spool())?;
+    }
+    let mark = data.root().join(CLEAN_MARK);
+    let clean = mark.exists();
+    let mut quarantined = Vec::new();
+    if !clean {
+        for path in walk_objects(&data.objects()) {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let sha = name.strip_suffix(".dcm").unwrap_or("");
+            let known = is_sha256_hex(sha) && index::sha_indexed(conn, sha)?;
+            if !known {
+                let dest = data.quarantine().join(format!(
+                    "{}-{}",
+                    crate::now_rfc3339().replace(':', ""),
+                    name
+                ));
+                std::fs::rename(&path, &dest)
+                    .map_err(|e| StoreError::io("quarantine orphan file", e))?;
+                quarantined.push(path);
+            }
+        }
+        if !quarantined.is_empty() {
+            fsync_dir(&data.quarantine())?;
+            for p in &quarantined {
+                if let Some(parent) = p.parent() {
+                    fsync_dir(parent)?;
+                }
+            }
+            tracing::warn!(
+                count = quarantined.len(),
+                "moved unindexed object files (never acknowledged) to quarantine/"
+            );
+            let at = now_rfc3339();
+            cairn_audit::append(
+                conn,
+                &at,
+                &AuditEvent {
+                    actor: "system".into(),
+                    action: "recovery".into(),
+                    object: "objects".into(),
+                    detail: format!("{{\"quarantined\":{}}}", quarantined.len()),
+                },
+            )?;
+        }
+    } else {
+        std::fs::remove_file(&mark).map_err(|e| StoreError::io("remove clean mark", e))?;
+        fsync_dir(data.root())?;
+    }
+    Ok(())
+}
+
+/// Every regular file two levels under `objects/`.
+pub(crate) fn walk_objects(objects: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(l1) = std::fs::read_dir(objects) else {
+        return out;
+    };
+    for a in l1.flatten() {
+        if !a.path().is_dir() {
+            out.push(a.path());
+            continue;
+        }
+        let Ok(l2) = std::fs::read_dir(a.path()) else {
+            continue;
+        };
+        for b in l2.flatten() {
+            if !b.path().is_dir() {
+                out.push(b.path());
+                continue;
+            }
+            let Ok(l3) = std::fs::read_dir(b.path()) else {
+                continue;
+            };
+            for f in l3.flatten() {
+                out.push(f.path());
+            }
+        }
+    }
+    out
+}
+
+struct Writer {
+    data: DataDir,
+    conn: Connection,
+}
+
+struct Pending {
+    job: Box<StoreJob>,
+    reply: Reply<StoreOutcome>,
+    /// Set when this request created the object file (so a failed commit removes it).
+    created: Option<PathBuf>,
+    failed: Option<StoreError>,
+}
+
+fn replicate(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Io { what, source } => StoreError::Io {
+            what: what.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        StoreError::Closed => StoreError::Closed,
+        other => StoreError::Io {
+            what: "commit".into(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    }
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Request>) {
+        let mut stop = false;
+        while !stop {
+            let Ok(first) = rx.recv() else { break };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            if let Some(i) = batch.iter().position(|r| matches!(r, Request::Stop)) {
+                // everything queued before the stop is committed; anything after is refused
+                batch.truncate(i);
+                stop = true;
+            }
+            if !batch.is_empty() {
+                self.process(batch);
+            }
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    fn process(&mut self, batch: Vec<Request>) {
+        let now = now_rfc3339();
+        let mut stores = Vec::new();
+        let mut audits = Vec::new();
+        for r in batch {
+            match r {
+                Request::Store(job, reply) => stores.push(Pending {
+                    job,
+                    reply,
+                    created: None,
+                    failed: None,
+                }),
+                Request::Audit(ev, reply) => audits.push((ev, reply)),
+                Request::Stop => {}
+            }
+        }
+
+        // Phase 1: files into place, directories fsynced.
+        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        for p in &mut stores {
+            match self.place(&mut p.job.spool, &mut dirs) {
+                Ok(created) => p.created = created,
+                Err(e) => p.failed = Some(e),
+            }
+        }
+        let mut dir_error = None;
+        for d in &dirs {
+            if let Err(e) = fsync_dir(d) {
+                dir_error = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = dir_error {
+            self.fail_all(stores, audits, &e);
+            return;
+        }
+
+        // Phase 2: one transaction for every row and its audit row.
+        let result = self.commit(&mut stores, &audits, &now);
+        match result {
+            Ok((outcomes, head)) => {
+                if let Err(e) = cairn_audit::write_anchor(&self.data.audit_anchor(), &head) {
+                    tracing::warn!(error = %e, "could not update the audit anchor file");
+                }
+                for (p, o) in stores.into_iter().zip(outcomes) {
+                    let _ = p.reply.send(match p.failed {
+                        Some(e) => Err(e),
+                        None => Ok(o),
+                    });
+                }
+                for (_, reply) in audits {
+                    if let Some(r) = reply {
+                        let _ = r.send(Ok(()));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "index commit failed");
+                self.fail_all(stores, audits, &e);
+            }
+        }
+    }
+
+    /// Move a spool file to its object path. Returns the path when this call created it.
+    fn place(
+        &self,
+        spool: &mut FinishedSpool,
+        dirs: &mut BTreeSet<PathBuf>,
+    ) -> Result<Option<PathBuf>, StoreError> {
+        let dest = self.data.object_path(&spool.sha256);
+        if dest.exists() {
+            // Same bytes already on disk: the spool copy is dropped (and removed) by the caller.
+            return Ok(None);
+        }
+        let leaf = dest.parent().map(Path::to_path_buf).unwrap_or_default();
+        if !leaf.exists() {
+            let mid = leaf.parent().map(Path::to_path_buf).unwrap_or_default();
+            let mid_existed = mid.exists();
+            std::fs::create_dir_all(&leaf)
+                .map_err(|e| StoreError::io("create object directory", e))?;
+            dirs.insert(mid.clone());
+            if !mid_existed {
+                dirs.insert(self.data.objects());
+            }
+        }
+        std::fs::rename(spool.path(), &dest)
+            .map_err(|e| StoreError::io("move object into place", e))?;
+        spool.disarm();
+        dirs.insert(leaf);
+        Ok(Some(dest))
+    }
+
+    fn commit(
+        &mut self,
+        stores: &mut [Pending],
+        audits: &[(AuditEvent, Option<Reply<()>>)],
+        now: &str,
+    ) -> Result<(Vec<StoreOutcome>, cairn_audit::Head), StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut outcomes = Vec::with_capacity(stores.len());
+        let mut head = cairn_audit::head(&tx)?;
+        for p in stores.iter() {
+            if p.failed.is_some() {
+                outcomes.push(StoreOutcome::Duplicate);
+                continue;
+            }
+            let j = &p.job;
+            let indexed = index::index_instance(
+                &tx,
+                &j.record,
+                &j.spool.sha256,
+                j.spool.size,
+                &j.source_ae,
+                now,
+            )?;
+            let outcome = match indexed {
+                Indexed::New => StoreOutcome::Stored,
+                Indexed::Duplicate => StoreOutcome::Duplicate,
+                Indexed::NewVersion => StoreOutcome::NewVersion,
+            };
+            if outcome == StoreOutcome::NewVersion {
+                tracing::warn!(
+                    sha256 = %j.spool.sha256,
+                    "same SOP Instance UID received with different bytes: both versions kept"
+                );
+            }
+            head = cairn_audit::append(
+                &tx,
+                now,
+                &AuditEvent {
+                    actor: format!("ae:{}", j.source_ae),
+                    action: "store".into(),
+                    object: j.record.sop_instance_uid.clone(),
+                    detail: format!(
+                        "{{\"outcome\":\"{}\",\"sha256\":\"{}\",\"size\":{},\"study\":\"{}\"}}",
+                        match outcome {
+                            StoreOutcome::Stored => "stored",
+                            StoreOutcome::Duplicate => "duplicate",
+                            StoreOutcome::NewVersion => "new-version",
+                        },
+                        j.spool.sha256,
+                        j.spool.size,
+                        j.record.study.uid
+                    ),
+                },
+            )?;
+            outcomes.push(outcome);
+        }
+        for (ev, _) in audits {
+            head = cairn_audit::append(&tx, now, ev)?;
+        }
+        tx.commit()?;
+        Ok((outcomes, head))
+    }
+
+    fn fail_all(
+        &self,
+        stores: Vec<Pending>,
+        audits: Vec<(AuditEvent, Option<Reply<()>>)>,
+        e: &StoreError,
+    ) {
+        let mut dirs = BTreeSet::new();
+        for p in stores {
+            if let Some(path) = &p.created {
+                if std::fs::remove_file(path).is_ok() {
+                    if let Some(d) = path.parent() {
+                        dirs.insert(d.to_path_buf());
+                    }
+                }
+            }
+            let _ = p.reply.send(Err(p.failed.unwrap_or_else(|| replicate(e))));
+        }
+        for d in dirs {
+            let _ = fsync_dir(&d);
+        }
+        for (ev, reply) in audits {
+            match reply {
+                Some(r) => {
+                    let _ = r.send(Err(replicate(e)));
+                }
+                None => {
+                    tracing::error!(action = %ev.action, "audit event lost with a failed commit")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! `cairnctl`: the on-box admin CLI. Each subcommand is a thin call into a library crate;
+//! output is meant for a person at a terminal, exit codes for scripts.
+
+use anyhow::{bail, Result};
+use cairn_store::{DataDir, DateRange, FsckOptions, StudyFilter};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "cairnctl", version, about = "cairn admin tool")]
+struct Cli {
+    /// The box's data directory (holds cairn.db and objects/).
+    #[arg(long, global = true, default_value = "/var/lib/cairn")]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prove the store: every indexed file present with its hash, no orphans, no temp files.
+    Fsck {
+        /// Check sizes only, do not re-hash file contents.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// List studies.
+    Studies {
+        /// Patient name, `*` and `?` allowed, case-insensitive (e.g. "DOE^*").
+        #[arg(long)]
+        patient: Option<String>,
+        /// Modality, e.g. CT.
+        #[arg(long)]
+        modality: Option<String>,
+        /// Study date or range: 20240131, 20240101-20240131, -20240131, 20240101-.
+        #[arg(long)]
+        date: Option<DateRange>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Counts of what the store holds.
+    Stats,
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check that no audit row was edited, deleted, reordered or cut off.
+    Verify,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("cairnctl: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let data = DataDir::new(&cli.data);
+    if !data.db().exists() {
+        bail!(
+            "no cairn store at {} (no cairn.db there); pass --data DIR",
+            cli.data.display()
+        );
+    }
+    match cli.command {
+        Command::Fsck { quick } => {
+            let r = cairn_store::fsck(&data, FsckOptions { quick })?;
+            if r.problems.is_empty() {
+                println!(
+                    "store is consistent: {} index rows, {} files, {} bytes hashed",
+                    r.rows, r.files, r.bytes_hashed
+                );
+                Ok(0)
+            } else {
+                println!("store has {} problem(s):", r.problems.len());
+                for p in &r.problems {
+                    println!("  - {p}");
+                }
+                Ok(1)
+            }
+        }
+        Command::Studies {
+            patient,
+            modality,
+            date,
+            limit,
+        } => {
+            let rows = cairn_store::list_studies(
+                &data,
+                &StudyFilter {
+                    patient,
+                    modality,
+                    date,
+                    limit: Some(limit),
+                },
+            )?;
+            print_studies(&rows);
+            Ok(0)
+        }
+        Command::Stats => {
+            let s = cairn_store::stats(&data)?;
+            println!("patients        {}", s.patients);
+            println!("studies         {}", s.studies);
+            println!("series          {}", s.series);
+            println!("instances       {}", s.instances);
+            println!("older versions  {}", s.older_versions);
+            println!("bytes           {} ({})", s.bytes, human(s.bytes));
+            println!("audit rows      {}", s.audit_rows);
+            println!("quarantined     {}", s.quarantined);
+            Ok(0)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let r = cairn_store::verify_audit(&data)?;
+            if r.findings.is_empty() {
+                println!("audit trail intact: {} rows", r.rows);
+                Ok(0)
+            } else {
+                println!("audit trail BROKEN ({} rows read):", r.rows);
+                for f in &r.findings {
+                    println!("  - {f}");
+                }
+                Ok(1)
+            }
+        }
+    }
+}
+
+fn human(b: i64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", units[i])
+}
+
+/// Cut to `w` characters, never splitting a character.
+fn cell(s: &str, w: usize) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if clean.chars().count() <= w {
+        clean
+    } else {
+        let mut t: String = clean.chars().take(w.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn print_studies(rows: &[cairn_store::StudyRow]) {
+    if rows.is_empty() {
+        println!("no studies match");
+        return;
+    }
+    println!(
+        "{:<10} {:<24} {:<12} {:<8} {:<24} {:>6} {:>7} {:>10}  {}",
+        "DATE",
+        "PATIENT",
+        "PATIENT ID",
+        "MODAL.",
+        "DESCRIPTION",
+        "SERIES",
+        "IMAGES",
+        "SIZE",
+        "STUDY UID"
+    );
+    for r in rows {
+        let date = if r.study_date.len() == 8 {
+            format!(
+                "{}-{}-{}",
+                &r.study_date[0..4],
+                &r.study_date[4..6],
+                &r.study_date[6..8]
+            )
+        } else {
+            cell(&r.study_date, 10)
+        };
+        println!(
+            "{:<10} {:<24} {:<12} {:<8} {:<24} {:>6} {:>7} {:>10}  {}",
+            date,
+            cell(&r.patient_name, 24),
+            cell(&r.patient_id, 12),
+            cell(&r.modalities, 8),
+            cell(&r.description, 24),
+            r.series,
+            r.instances,
+            human(r.bytes),
+            r.study_uid
+        );
+    }
+    println!(
+        "{} stud{}",
+        rows.len(),
+        if rows.len() == 1 { "y" } else { "ies" }
+    );
+}

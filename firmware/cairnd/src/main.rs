@@ -1,0 +1,175 @@
+//! `cairnd`: the cairn daemon. Parses the command line, sets up logging, and hands over to
+//! [`run`]. Everything else lives in the library crates.
+
+use anyhow::{bail, Context, Result};
+use cairn_config::{Config, Defaults};
+use cairn_dicom::{Server, ServerOptions};
+use cairn_store::{DataDir, Store};
+use clap::{Parser, Subcommand};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "cairnd", version, about = "cairn: the archive box daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the box on this machine with its embedded defaults, everything kept under DIR.
+    Demo {
+        /// Folder for the configuration, images, index and emulated hardware.
+        dir: PathBuf,
+        /// DICOM port (default 11112).
+        #[arg(long)]
+        dicom_port: Option<u16>,
+        /// Web panel port (default 8080).
+        #[arg(long)]
+        http_port: Option<u16>,
+        /// Address to listen on (default 0.0.0.0: every interface).
+        #[arg(long)]
+        bind: Option<IpAddr>,
+    },
+    /// Appliance start: run with this configuration file.
+    Run {
+        /// The configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = dispatch(cli) {
+        eprintln!("cairnd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo {
+            dir,
+            dicom_port,
+            http_port,
+            bind,
+        } => {
+            let mut config = demo_config(&dir)?;
+            if let Some(p) = dicom_port {
+                config.dicom.port = p;
+            }
+            if let Some(p) = http_port {
+                config.http.port = p;
+            }
+            if let Some(b) = bind {
+                config.dicom.bind = b;
+                config.http.bind = b;
+            }
+            run(config)
+        }
+        Command::Run { config } => {
+            let c = Config::load(&config)?;
+            run(c)
+        }
+    }
+}
+
+/// Read `DIR/cairn.toml`, writing the commented default there on the first run.
+fn demo_config(dir: &Path) -> Result<Config> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let path = dir.join("cairn.toml");
+    if !path.exists() {
+        let text = cairn_config::default_toml(&Defaults {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            dicom_port: 11112,
+            http_port: 8080,
+            data_dir: dir.clone(),
+            accept_unknown_peers: true,
+        });
+        let tmp = dir.join("cairn.toml.tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)?;
+        println!("cairn: wrote a default configuration to {}", path.display());
+    }
+    Ok(Config::load(&path)?)
+}
+
+/// Open the store, serve DICOM until SIGTERM or SIGINT, then stop cleanly.
+fn run(config: Config) -> Result<()> {
+    let config = Arc::new(config);
+    let data = DataDir::new(&config.store.data_dir);
+    let store = Store::open(data.clone())
+        .with_context(|| format!("cannot open the store in {}", data.root().display()))?;
+    let server = Server::bind(
+        ServerOptions {
+            config: config.clone(),
+        },
+        store.clone(),
+    )
+    .with_context(|| {
+        format!(
+            "cannot listen on {}:{} (is another program using the port?)",
+            config.dicom.bind, config.dicom.port
+        )
+    })?;
+    let addr = server.local_addr()?;
+    let handle = server.handle();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
+    let signal_thread = std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!(signal = sig, "stopping");
+            handle.shutdown();
+        }
+    });
+
+    println!(
+        "cairn ready: DICOM AE {} listening on {}",
+        config.dicom.ae_title, addr
+    );
+    println!("  images and index: {}", data.root().display());
+    println!(
+        "  send images with e.g.: storescu -aec {} {} {} image.dcm",
+        config.dicom.ae_title,
+        if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        },
+        addr.port()
+    );
+    println!("  stop with Ctrl-C (or SIGTERM); nothing acknowledged is lost.");
+
+    let served = server.run();
+    store.close().context("closing the store")?;
+    drop(signal_thread);
+    served.context("DICOM server")?;
+    if data
+        .root()
+        .join("spool")
+        .read_dir()
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+    {
+        bail!("spool not empty after stop");
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
