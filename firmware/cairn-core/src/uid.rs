@@ -83,7 +83,7 @@ mod tests {
         assert_eq!(check_uid("../../etc/passwd"), Err(UidError::BadCharacter));
         assert_eq!(check_uid("/abs/path"), Err(UidError::BadCharacter));
         assert_eq!(check_uid("1.2\\3"), Err(UidError::BadCharacter));
-        assert_eq!(check_uid("1.2\03"), Err(UidError::BadCharacter));
+        assert_eq!(check_uid("1.2\x003"), Err(UidError::BadCharacter));
         assert_eq!(check_uid("1.2.abc"), Err(UidError::BadCharacter));
         assert_eq!(check_uid(""), Err(UidError::Empty));
         assert_eq!(check_uid("\0\0"), Err(UidError::Empty));

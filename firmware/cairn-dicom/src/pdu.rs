@@ -106,7 +106,7 @@ pub fn split_pdvs(body: &[u8]) -> Result<Vec<Pdv<'_>>, PduError> {
                 "reserved bits set in PDV header".into(),
             ));
         }
-        if context_id % 2 == 0 {
+        if context_id.is_multiple_of(2) {
             return Err(PduError::Malformed("even presentation context ID".into()));
         }
         out.push(Pdv {

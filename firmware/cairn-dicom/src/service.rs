@@ -49,6 +49,7 @@ struct DataState {
     received: u64,
 }
 
+#[allow(clippy::large_enum_variant)] // one per association, never in a collection
 enum Sink {
     /// Receiving a C-STORE data set into the spool.
     Spool {

@@ -77,6 +77,8 @@ impl Store {
         let writer = Writer {
             data: data.clone(),
             conn,
+            anchor_written: std::time::Instant::now(),
+            anchor_pending: None,
         };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -250,7 +252,13 @@ pub(crate) fn walk_objects(objects: &Path) -> Vec<PathBuf> {
 struct Writer {
     data: DataDir,
     conn: Connection,
+    /// When the anchor file was last written, and the head not yet written there.
+    anchor_written: std::time::Instant,
+    anchor_pending: Option<cairn_audit::Head>,
 }
+
+/// The audit anchor file is refreshed at most this often (and always at close).
+const ANCHOR_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 struct Pending {
     job: Box<StoreJob>,
@@ -295,6 +303,7 @@ impl Writer {
                 self.process(batch);
             }
         }
+        self.flush_anchor();
         tracing::debug!("store writer stopped");
     }
 
@@ -339,8 +348,9 @@ impl Writer {
         let result = self.commit(&mut stores, &audits, &now);
         match result {
             Ok((outcomes, head)) => {
-                if let Err(e) = cairn_audit::write_anchor(&self.data.audit_anchor(), &head) {
-                    tracing::warn!(error = %e, "could not update the audit anchor file");
+                self.anchor_pending = Some(head);
+                if self.anchor_written.elapsed() >= ANCHOR_EVERY {
+                    self.flush_anchor();
                 }
                 for (p, o) in stores.into_iter().zip(outcomes) {
                     let _ = p.reply.send(match p.failed {
@@ -358,6 +368,15 @@ impl Writer {
                 tracing::error!(error = %e, "index commit failed");
                 self.fail_all(stores, audits, &e);
             }
+        }
+    }
+
+    fn flush_anchor(&mut self) {
+        if let Some(head) = self.anchor_pending.take() {
+            if let Err(e) = cairn_audit::write_anchor(&self.data.audit_anchor(), &head) {
+                tracing::warn!(error = %e, "could not update the audit anchor file");
+            }
+            self.anchor_written = std::time::Instant::now();
         }
     }
 

@@ -170,16 +170,8 @@ fn print_studies(rows: &[cairn_store::StudyRow]) {
         return;
     }
     println!(
-        "{:<10} {:<24} {:<12} {:<8} {:<24} {:>6} {:>7} {:>10}  {}",
-        "DATE",
-        "PATIENT",
-        "PATIENT ID",
-        "MODAL.",
-        "DESCRIPTION",
-        "SERIES",
-        "IMAGES",
-        "SIZE",
-        "STUDY UID"
+        "{:<10} {:<24} {:<12} {:<8} {:<24} {:>6} {:>7} {:>10}  STUDY UID",
+        "DATE", "PATIENT", "PATIENT ID", "MODAL.", "DESCRIPTION", "SERIES", "IMAGES", "SIZE"
     );
     for r in rows {
         let date = if r.study_date.len() == 8 {
