@@ -114,7 +114,7 @@ pub struct FsckReport {
     pub problems: Vec<Problem>,
 }
 
-fn sha256_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
+pub(crate) fn sha256_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

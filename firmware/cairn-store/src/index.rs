@@ -58,6 +58,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX instances_series ON instances(series_ref);
     CREATE INDEX instances_sha ON instances(sha256);",
+    // 2: the durability watermark: every instance row with id <= synced_instance_id is known to
+    // be on disk together with its file. Rows above it are checked after an unclean stop.
+    "CREATE TABLE store_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO store_state (key, value) VALUES ('synced_instance_id', 0);",
 ];
 
 /// Newest schema version this build knows.
@@ -65,11 +69,15 @@ pub(crate) fn schema_version() -> i64 {
     MIGRATIONS.len() as i64
 }
 
-/// Open the index for writing: WAL, synchronous=FULL, migrations applied.
+/// Open the index for writing: WAL, migrations applied.
+///
+/// `synchronous=NORMAL` keeps the database consistent on a crash; durability of each commit
+/// comes from the writer's `syncfs` of the whole store filesystem after the commit, which
+/// flushes the WAL together with the object files and their directories in one go.
 pub(crate) fn open_rw(path: &std::path::Path) -> Result<Connection, StoreError> {
     let mut conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     migrate(&mut conn)?;
@@ -291,4 +299,83 @@ pub(crate) fn sha_indexed(conn: &Connection, sha256: &str) -> Result<bool, Store
         .query_row(params![sha256], |_| Ok(()))
         .optional()?
         .is_some())
+}
+
+/// The durability watermark (see migration 2).
+pub(crate) fn synced_watermark(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT value FROM store_state WHERE key = 'synced_instance_id'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Record the durability watermark (inside the caller's transaction).
+pub(crate) fn set_synced_watermark(conn: &Connection, id: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE store_state SET value = ?1 WHERE key = 'synced_instance_id'")?
+        .execute(params![id])?;
+    Ok(())
+}
+
+/// Highest instance row id.
+pub(crate) fn max_instance_id(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(
+        conn.query_row("SELECT coalesce(max(id), 0) FROM instances", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// Remove an instance row that never became durable with its file (recovery only): the
+/// previous version becomes current again and emptied series, studies and patients go.
+pub(crate) fn roll_back_instance(conn: &Connection, id: i64) -> Result<Option<String>, StoreError> {
+    let row: Option<(String, i64, i64)> = conn
+        .query_row(
+            "SELECT sop_instance_uid, series_ref, current FROM instances WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((uid, series_ref, current)) = row else {
+        return Ok(None);
+    };
+    conn.execute("DELETE FROM instances WHERE id = ?1", params![id])?;
+    if current == 1 {
+        conn.execute(
+            "UPDATE instances SET current = 1 WHERE id =
+               (SELECT max(id) FROM instances WHERE sop_instance_uid = ?1)",
+            params![uid],
+        )?;
+    }
+    let study_ref: Option<i64> = conn
+        .query_row(
+            "SELECT study_ref FROM series WHERE id = ?1",
+            params![series_ref],
+            |r| r.get(0),
+        )
+        .optional()?;
+    conn.execute(
+        "DELETE FROM series WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM instances WHERE series_ref = ?1)",
+        params![series_ref],
+    )?;
+    if let Some(study) = study_ref {
+        let patient: Option<i64> = conn
+            .query_row(
+                "SELECT patient_ref FROM studies WHERE id = ?1",
+                params![study],
+                |r| r.get(0),
+            )
+            .optional()?;
+        conn.execute(
+            "DELETE FROM studies WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM series WHERE study_ref = ?1)",
+            params![study],
+        )?;
+        if let Some(p) = patient {
+            conn.execute(
+                "DELETE FROM patients WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM studies WHERE patient_ref = ?1)",
+                params![p],
+            )?;
+        }
+    }
+    Ok(Some(uid))
 }

@@ -16,7 +16,13 @@ pub struct SpoolWriter {
     path: PathBuf,
     hasher: Sha256,
     len: u64,
+    /// Bytes already handed to the kernel for writeback.
+    flushed: u64,
 }
+
+/// Start writeback of received data in steps of this size, so that little is left to write
+/// when the commit's `syncfs` runs (a large object is mostly on disk by its last fragment).
+const WRITEBACK_STEP: u64 = 256 * 1024;
 
 impl SpoolWriter {
     /// Create a new, uniquely named temporary file in `spool_dir`. The name is internal.
@@ -33,6 +39,7 @@ impl SpoolWriter {
             path,
             hasher: Sha256::new(),
             len: 0,
+            flushed: 0,
         })
     }
 
@@ -43,6 +50,22 @@ impl SpoolWriter {
             .map_err(|e| StoreError::io("write spool file", e))?;
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
+        if self.len - self.flushed >= 2 * WRITEBACK_STEP {
+            // Keep the first step cached (the data set header is read back for validation).
+            let start = self.flushed.max(WRITEBACK_STEP);
+            let end = self.len - WRITEBACK_STEP;
+            if end > start {
+                use std::os::fd::AsRawFd;
+                // POSIX_FADV_DONTNEED starts asynchronous writeback of dirty pages on Linux.
+                let _ = nix::fcntl::posix_fadvise(
+                    f.as_raw_fd(),
+                    start as i64,
+                    (end - start) as i64,
+                    nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+                );
+            }
+            self.flushed = end;
+        }
         Ok(())
     }
 
@@ -61,11 +84,10 @@ impl SpoolWriter {
         &self.path
     }
 
-    /// fsync the file and hand it over with its hash and size.
+    /// Close the file and hand it over with its hash and size. It becomes durable in the
+    /// writer's commit (one `syncfs` for the whole batch), not here.
     pub fn finish(mut self) -> Result<FinishedSpool, StoreError> {
         let f = self.file.take().ok_or(StoreError::Closed)?;
-        f.sync_all()
-            .map_err(|e| StoreError::io("fsync spool file", e))?;
         drop(f);
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let path = std::mem::take(&mut self.path);
@@ -85,7 +107,7 @@ impl Drop for SpoolWriter {
     }
 }
 
-/// A complete, fsynced spool file with its SHA-256. Dropped without being committed, it is removed.
+/// A complete spool file with its SHA-256. Dropped without being committed, it is removed.
 #[derive(Debug)]
 pub struct FinishedSpool {
     pub(crate) path: PathBuf,

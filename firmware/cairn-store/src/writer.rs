@@ -47,7 +47,7 @@ enum Request {
 
 struct Inner {
     tx: Mutex<Option<Sender<Request>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: Mutex<Option<JoinHandle<bool>>>,
 }
 
 /// Handle to the store. Cheap to clone; all clones talk to the same writer thread.
@@ -71,12 +71,19 @@ impl Store {
     /// stop (spool emptied; files with no row moved to `quarantine/`), start the writer.
     pub fn open(data: DataDir) -> Result<Store, StoreError> {
         data.create()?;
+        check_one_filesystem(&data)?;
+        let sync_fd = std::fs::File::open(data.root())
+            .map_err(|e| StoreError::io("open data directory", e))?;
         let conn = index::open_rw(&data.db())?;
-        recover(&data, &conn)?;
+        recover(&data, &conn, &sync_fd)?;
+        let synced_max = index::max_instance_id(&conn)?;
         let (tx, rx) = unbounded();
         let writer = Writer {
             data: data.clone(),
             conn,
+            sync_fd,
+            synced_max,
+            poisoned: false,
             anchor_written: std::time::Instant::now(),
             anchor_pending: None,
         };
@@ -131,6 +138,7 @@ impl Store {
 
     /// Stop the writer after everything queued is committed, and mark a clean shutdown.
     /// Requests sent by other clones after this are refused with `Closed`.
+    /// After a disk error the clean mark is not written, so the next start re-checks.
     pub fn close(self) -> Result<(), StoreError> {
         let Store { data, tx, inner } = self;
         let _ = tx.send(Request::Stop);
@@ -139,10 +147,20 @@ impl Store {
             g.take();
         }
         let handle = inner.thread.lock().ok().and_then(|mut g| g.take());
-        if let Some(h) = handle {
-            if h.join().is_err() {
+        let clean = match handle {
+            Some(h) => h.join().unwrap_or_else(|_| {
                 tracing::error!("store writer thread panicked");
-            }
+                false
+            }),
+            None => false,
+        };
+        if !clean {
+            return Err(StoreError::io(
+                "close",
+                std::io::Error::other(
+                    "the store had disk errors; it will be re-checked at next start",
+                ),
+            ));
         }
         let mark = data.root().join(CLEAN_MARK);
         std::fs::write(&mark, b"cairn stopped cleanly\n")
@@ -152,9 +170,12 @@ impl Store {
     }
 }
 
-/// Startup recovery. The spool never holds anything acknowledged; after an unclean stop a file
-/// may have reached `objects/` without its row (crash between rename and commit).
-fn recover(data: &DataDir, conn: &Connection) -> Result<(), StoreError> {
+/// Startup recovery. The spool never holds anything acknowledged. After an unclean stop, the
+/// last batches may have reached the database without their files (or the reverse): instance
+/// rows above the durability watermark are checked against their files and rolled back when the
+/// file is missing or damaged (they were never acknowledged), and files with no row are moved
+/// to `quarantine/`.
+fn recover(data: &DataDir, conn: &Connection, sync_fd: &std::fs::File) -> Result<(), StoreError> {
     let mut removed = 0usize;
     if let Ok(rd) = std::fs::read_dir(data.spool()) {
         for e in rd.flatten() {
@@ -168,53 +189,124 @@ fn recover(data: &DataDir, conn: &Connection) -> Result<(), StoreError> {
             removed,
             "removed unfinished spool files from an earlier run"
         );
-        fsync_dir(&data.spool())?;
     }
     let mark = data.root().join(CLEAN_MARK);
-    let clean = mark.exists();
-    let mut quarantined = Vec::new();
-    if !clean {
-        for path in walk_objects(&data.objects()) {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let sha = name.strip_suffix(".dcm").unwrap_or("");
-            let known = is_sha256_hex(sha) && index::sha_indexed(conn, sha)?;
-            if !known {
-                let dest = data.quarantine().join(format!(
-                    "{}-{}",
-                    crate::now_rfc3339().replace(':', ""),
-                    name
-                ));
-                std::fs::rename(&path, &dest)
-                    .map_err(|e| StoreError::io("quarantine orphan file", e))?;
-                quarantined.push(path);
-            }
-        }
-        if !quarantined.is_empty() {
-            fsync_dir(&data.quarantine())?;
-            for p in &quarantined {
-                if let Some(parent) = p.parent() {
-                    fsync_dir(parent)?;
-                }
-            }
-            tracing::warn!(
-                count = quarantined.len(),
-                "moved unindexed object files (never acknowledged) to quarantine/"
-            );
-            let at = now_rfc3339();
-            cairn_audit::append(
-                conn,
-                &at,
-                &AuditEvent {
-                    actor: "system".into(),
-                    action: "recovery".into(),
-                    object: "objects".into(),
-                    detail: format!("{{\"quarantined\":{}}}", quarantined.len()),
-                },
-            )?;
-        }
-    } else {
+    if mark.exists() {
         std::fs::remove_file(&mark).map_err(|e| StoreError::io("remove clean mark", e))?;
-        fsync_dir(data.root())?;
+        return sync_all(sync_fd);
+    }
+
+    let at = now_rfc3339();
+    let watermark = index::synced_watermark(conn)?;
+    let mut suspects = Vec::new();
+    {
+        let mut stmt =
+            conn.prepare("SELECT id, sha256, size FROM instances WHERE id > ?1 ORDER BY id")?;
+        let rows = stmt.query_map([watermark], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, sha, size) = row?;
+            let path = data.object_path(&sha);
+            let intact = is_sha256_hex(&sha)
+                && crate::fsck::sha256_file(&path)
+                    .map(|(h, n)| h == sha && n == size as u64)
+                    .unwrap_or(false);
+            if !intact {
+                suspects.push(id);
+            }
+        }
+    }
+    if !suspects.is_empty() {
+        let tx = conn.unchecked_transaction()?;
+        for id in &suspects {
+            if let Some(uid) = index::roll_back_instance(&tx, *id)? {
+                cairn_audit::append(
+                    &tx,
+                    &at,
+                    &AuditEvent {
+                        actor: "system".into(),
+                        action: "recovery-rollback".into(),
+                        object: uid,
+                        detail: "{\"reason\":\"indexed but its file never reached the disk; it was never acknowledged\"}".into(),
+                    },
+                )?;
+            }
+        }
+        tx.commit()?;
+        tracing::warn!(
+            count = suspects.len(),
+            "rolled back unacknowledged index rows whose files are missing"
+        );
+    }
+
+    let mut quarantined = Vec::new();
+    for path in walk_objects(&data.objects()) {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let sha = name.strip_suffix(".dcm").unwrap_or("");
+        let known = is_sha256_hex(sha) && index::sha_indexed(conn, sha)?;
+        if !known {
+            let dest = data
+                .quarantine()
+                .join(format!("{}-{}", at.replace(':', ""), name));
+            std::fs::rename(&path, &dest)
+                .map_err(|e| StoreError::io("quarantine orphan file", e))?;
+            quarantined.push(path);
+        }
+    }
+    let tx = conn.unchecked_transaction()?;
+    if !quarantined.is_empty() {
+        tracing::warn!(
+            count = quarantined.len(),
+            "moved unindexed object files (never acknowledged) to quarantine/"
+        );
+        cairn_audit::append(
+            &tx,
+            &at,
+            &AuditEvent {
+                actor: "system".into(),
+                action: "recovery".into(),
+                object: "objects".into(),
+                detail: format!("{{\"quarantined\":{}}}", quarantined.len()),
+            },
+        )?;
+    }
+    index::set_synced_watermark(&tx, index::max_instance_id(&tx)?)?;
+    tx.commit()?;
+    sync_all(sync_fd)
+}
+
+/// Flush every dirty page and inode of the store's filesystem (data, directories, the WAL).
+fn sync_all(fd: &std::fs::File) -> Result<(), StoreError> {
+    use std::os::fd::AsRawFd;
+    nix::unistd::syncfs(fd.as_raw_fd())
+        .map_err(|e| StoreError::io("syncfs", std::io::Error::from_raw_os_error(e as i32)))
+}
+
+/// The store must sit on one filesystem for `syncfs` to cover everything.
+fn check_one_filesystem(data: &DataDir) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.dev())
+            .map_err(|e| StoreError::io(format!("stat {}", p.display()), e))
+    };
+    let root = dev(data.root())?;
+    for p in [data.objects(), data.spool(), data.quarantine()] {
+        if dev(&p)? != root {
+            return Err(StoreError::io(
+                format!(
+                    "{} is on another filesystem than {}",
+                    p.display(),
+                    data.root().display()
+                ),
+                std::io::Error::other("the data directory must be a single filesystem"),
+            ));
+        }
     }
     Ok(())
 }
@@ -252,6 +344,12 @@ pub(crate) fn walk_objects(objects: &Path) -> Vec<PathBuf> {
 struct Writer {
     data: DataDir,
     conn: Connection,
+    /// The data directory, for `syncfs`.
+    sync_fd: std::fs::File,
+    /// Every instance row up to this id is on disk with its file.
+    synced_max: i64,
+    /// A flush failed: refuse further work until a restart re-checks the store.
+    poisoned: bool,
     /// When the anchor file was last written, and the head not yet written there.
     anchor_written: std::time::Instant,
     anchor_pending: Option<cairn_audit::Head>,
@@ -283,7 +381,8 @@ fn replicate(e: &StoreError) -> StoreError {
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Request>) {
+    /// Returns true when it stopped with everything durable.
+    fn run(mut self, rx: Receiver<Request>) -> bool {
         let mut stop = false;
         while !stop {
             let Ok(first) = rx.recv() else { break };
@@ -304,7 +403,16 @@ impl Writer {
             }
         }
         self.flush_anchor();
+        if !self.poisoned {
+            let done = index::set_synced_watermark(&self.conn, self.synced_max)
+                .and_then(|_| sync_all(&self.sync_fd));
+            if let Err(e) = done {
+                tracing::error!(error = %e, "final flush failed");
+                return false;
+            }
+        }
         tracing::debug!("store writer stopped");
+        !self.poisoned
     }
 
     fn process(&mut self, batch: Vec<Request>) {
@@ -324,7 +432,16 @@ impl Writer {
             }
         }
 
-        // Phase 1: files into place, directories fsynced.
+        if self.poisoned {
+            let e = StoreError::io(
+                "store",
+                std::io::Error::other("a disk flush failed earlier; restart the box to re-check"),
+            );
+            self.fail_all(stores, audits, &e);
+            return;
+        }
+
+        // Phase 1: files into place.
         let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
         for p in &mut stores {
             match self.place(&mut p.job.spool, &mut dirs) {
@@ -332,20 +449,22 @@ impl Writer {
                 Err(e) => p.failed = Some(e),
             }
         }
-        let mut dir_error = None;
-        for d in &dirs {
-            if let Err(e) = fsync_dir(d) {
-                dir_error = Some(e);
-                break;
-            }
-        }
-        if let Some(e) = dir_error {
-            self.fail_all(stores, audits, &e);
-            return;
-        }
 
         // Phase 2: one transaction for every row and its audit row.
         let result = self.commit(&mut stores, &audits, &now);
+
+        // Phase 3: one flush of the whole filesystem makes files, directories and WAL durable.
+        let result = result.and_then(|r| match sync_all(&self.sync_fd) {
+            Ok(()) => {
+                self.synced_max = index::max_instance_id(&self.conn)?;
+                Ok(r)
+            }
+            Err(e) => {
+                self.poisoned = true;
+                tracing::error!(error = %e, "flushing the store failed: refusing images until restart");
+                Err(e)
+            }
+        });
         match result {
             Ok((outcomes, head)) => {
                 self.anchor_pending = Some(head);
@@ -416,6 +535,7 @@ impl Writer {
         now: &str,
     ) -> Result<(Vec<StoreOutcome>, cairn_audit::Head), StoreError> {
         let tx = self.conn.transaction()?;
+        index::set_synced_watermark(&tx, self.synced_max)?;
         let mut outcomes = Vec::with_capacity(stores.len());
         let mut head = cairn_audit::head(&tx)?;
         for p in stores.iter() {
