@@ -1,4 +1,5 @@
 //! The store's guarantees, checked through its public API on a real directory.
+#![allow(clippy::unwrap_used)]
 
 use cairn_store::{
     fsck, stats, DataDir, FsckOptions, InstanceRecord, Problem, Store, StoreJob, StoreOutcome,
