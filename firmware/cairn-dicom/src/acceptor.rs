@@ -105,6 +105,49 @@ fn trim(s: &str) -> &str {
     s.trim_matches(|c: char| c == '\0' || c == ' ')
 }
 
+/// Structural checks on a request: the things no honest peer sends. A request failing them is
+/// aborted (invalid PDU parameter), not negotiated.
+pub fn check_structure(rq: &AssociationRQ) -> Result<(), String> {
+    if rq.presentation_contexts.is_empty() {
+        return Err("no presentation context".into());
+    }
+    if rq.presentation_contexts.len() > 128 {
+        return Err(format!(
+            "{} presentation contexts (at most 128 IDs exist)",
+            rq.presentation_contexts.len()
+        ));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for pc in &rq.presentation_contexts {
+        if pc.id % 2 == 0 || !ids.insert(pc.id) {
+            return Err(format!("presentation context ID {} is even or repeated", pc.id));
+        }
+        if pc.transfer_syntaxes.is_empty() || pc.transfer_syntaxes.len() > 64 {
+            return Err(format!("presentation context {} has {} transfer syntaxes", pc.id, pc.transfer_syntaxes.len()));
+        }
+    }
+    let max_lengths = rq
+        .user_variables
+        .iter()
+        .filter(|u| matches!(u, UserVariableItem::MaxLength(_)))
+        .count();
+    if max_lengths > 1 {
+        return Err("more than one Maximum Length item".into());
+    }
+    let identities = rq
+        .user_variables
+        .iter()
+        .filter(|u| matches!(u, UserVariableItem::UserIdentityItem(_)))
+        .count();
+    if identities > 1 {
+        return Err("more than one User Identity item".into());
+    }
+    if rq.calling_ae_title.len() > 16 || rq.called_ae_title.len() > 16 {
+        return Err("AE title longer than 16 characters".into());
+    }
+    Ok(())
+}
+
 /// Decide on an A-ASSOCIATE-RQ.
 pub fn negotiate(
     rq: &AssociationRQ,
@@ -158,8 +201,8 @@ pub fn negotiate(
     let mut seen = std::collections::HashSet::new();
     let mut refused_for_rights = false;
     for pc in &rq.presentation_contexts {
-        if !seen.insert(pc.id) || seen.len() > 128 {
-            // duplicate IDs or more contexts than IDs exist: ignore the extras
+        if !seen.insert(pc.id) {
+            // `check_structure` refuses repeated IDs; never answer one twice anyway
             continue;
         }
         let abstract_syntax = trim(&pc.abstract_syntax).to_string();
@@ -310,6 +353,21 @@ mod tests {
             )
         );
         assert!(negotiate(&rq("NOBODY", "CAIRN", CT), &config(PEERS, true), 65536).is_ok());
+    }
+
+    #[test]
+    fn structure_checks() {
+        let good = rq("CT", "CAIRN", CT);
+        assert!(check_structure(&good).is_ok());
+        let mut dup = good.clone();
+        dup.presentation_contexts.push(dup.presentation_contexts[0].clone());
+        assert!(check_structure(&dup).is_err());
+        let mut two_max = good.clone();
+        two_max.user_variables.push(UserVariableItem::MaxLength(0));
+        assert!(check_structure(&two_max).is_err());
+        let mut none = good;
+        none.presentation_contexts.clear();
+        assert!(check_structure(&none).is_err());
     }
 
     #[test]

@@ -511,6 +511,12 @@ impl Association<'_> {
         };
         let ds_class = v(0x0008_0016);
         let ds_instance = v(0x0008_0018);
+        if ds_class.is_empty() || ds_instance.is_empty() {
+            return Err((
+                status::CANNOT_UNDERSTAND,
+                "data set lacks its SOP Class UID or SOP Instance UID".into(),
+            ));
+        }
         if ds_class != sop_class || ds_instance != sop_instance {
             return Err((
                 status::DATASET_MISMATCH,

@@ -211,7 +211,8 @@ pub(crate) fn index_instance(
         "INSERT INTO patients (patient_id, issuer, name, birth_date, sex, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(patient_id, issuer) DO UPDATE SET name = excluded.name,
-           birth_date = excluded.birth_date, sex = excluded.sex, updated_at = excluded.updated_at",
+           birth_date = excluded.birth_date, sex = excluded.sex, updated_at = excluded.updated_at
+         WHERE (name, birth_date, sex) IS NOT (excluded.name, excluded.birth_date, excluded.sex)",
     )?
     .execute(params![p.id, p.issuer, p.name, p.birth_date, p.sex, now])?;
     let patient_ref: i64 = conn
@@ -226,7 +227,12 @@ pub(crate) fn index_instance(
            study_date = excluded.study_date, study_time = excluded.study_time,
            description = excluded.description, accession = excluded.accession,
            referring_physician = excluded.referring_physician, study_id = excluded.study_id,
-           updated_at = excluded.updated_at",
+           updated_at = excluded.updated_at
+         WHERE (patient_ref, study_date, study_time, description, accession, referring_physician,
+                study_id)
+           IS NOT (excluded.patient_ref, excluded.study_date, excluded.study_time,
+                excluded.description, excluded.accession, excluded.referring_physician,
+                excluded.study_id)",
     )?
     .execute(params![
         s.uid,
@@ -250,7 +256,10 @@ pub(crate) fn index_instance(
          ON CONFLICT(series_uid) DO UPDATE SET study_ref = excluded.study_ref,
            modality = excluded.modality, series_number = excluded.series_number,
            description = excluded.description, body_part = excluded.body_part,
-           updated_at = excluded.updated_at",
+           updated_at = excluded.updated_at
+         WHERE (study_ref, modality, series_number, description, body_part)
+           IS NOT (excluded.study_ref, excluded.modality, excluded.series_number,
+                excluded.description, excluded.body_part)",
     )?
     .execute(params![
         se.uid,

@@ -84,10 +84,15 @@ impl SpoolWriter {
         &self.path
     }
 
-    /// Close the file and hand it over with its hash and size. It becomes durable in the
-    /// writer's commit (one `syncfs` for the whole batch), not here.
+    /// Close the file and hand it over with its hash and size. A large object's data is
+    /// flushed here, on the receiving thread, so that several associations write in parallel;
+    /// everything else becomes durable in the writer's commit (one `syncfs` per batch).
     pub fn finish(mut self) -> Result<FinishedSpool, StoreError> {
         let f = self.file.take().ok_or(StoreError::Closed)?;
+        if self.len >= WRITEBACK_STEP {
+            f.sync_data()
+                .map_err(|e| StoreError::io("flush spool file", e))?;
+        }
         drop(f);
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let path = std::mem::take(&mut self.path);

@@ -84,6 +84,7 @@ impl Store {
             sync_fd,
             synced_max,
             poisoned: false,
+            watermark_written: std::time::Instant::now(),
             anchor_written: std::time::Instant::now(),
             anchor_pending: None,
         };
@@ -350,10 +351,16 @@ struct Writer {
     synced_max: i64,
     /// A flush failed: refuse further work until a restart re-checks the store.
     poisoned: bool,
+    /// When the watermark was last recorded (it is refreshed at most every `WATERMARK_EVERY`).
+    watermark_written: std::time::Instant,
     /// When the anchor file was last written, and the head not yet written there.
     anchor_written: std::time::Instant,
     anchor_pending: Option<cairn_audit::Head>,
 }
+
+/// The durability watermark is recorded at most this often: after an unclean stop, recovery
+/// re-checks the rows of about this much time.
+const WATERMARK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The audit anchor file is refreshed at most this often (and always at close).
 const ANCHOR_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
@@ -535,7 +542,10 @@ impl Writer {
         now: &str,
     ) -> Result<(Vec<StoreOutcome>, cairn_audit::Head), StoreError> {
         let tx = self.conn.transaction()?;
-        index::set_synced_watermark(&tx, self.synced_max)?;
+        if self.watermark_written.elapsed() >= WATERMARK_EVERY {
+            index::set_synced_watermark(&tx, self.synced_max)?;
+            self.watermark_written = std::time::Instant::now();
+        }
         let mut outcomes = Vec::with_capacity(stores.len());
         let mut head = cairn_audit::head(&tx)?;
         for p in stores.iter() {

@@ -33,7 +33,7 @@ enum Command {
         #[arg(long)]
         modality: Option<String>,
         /// Study date or range: 20240131, 20240101-20240131, -20240131, 20240101-.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         date: Option<DateRange>,
         /// At most this many rows.
         #[arg(long, default_value_t = 1000)]
