@@ -304,3 +304,20 @@ mod tests {
         assert!(p.store && !p.query && !p.retrieve);
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    #[test]
+    fn rootfs_config_parses_and_is_strict() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rootfs/overlay/etc/cairn/cairn.toml");
+        let c = Config::load(&path).unwrap();
+        assert!(
+            !c.dicom.accept_unknown_peers,
+            "the appliance must not accept unknown peers"
+        );
+        assert_eq!(c.store.data_dir, PathBuf::from("/var/lib/cairn"));
+    }
+}

@@ -120,10 +120,17 @@ pub fn check_structure(rq: &AssociationRQ) -> Result<(), String> {
     let mut ids = std::collections::HashSet::new();
     for pc in &rq.presentation_contexts {
         if pc.id % 2 == 0 || !ids.insert(pc.id) {
-            return Err(format!("presentation context ID {} is even or repeated", pc.id));
+            return Err(format!(
+                "presentation context ID {} is even or repeated",
+                pc.id
+            ));
         }
         if pc.transfer_syntaxes.is_empty() || pc.transfer_syntaxes.len() > 64 {
-            return Err(format!("presentation context {} has {} transfer syntaxes", pc.id, pc.transfer_syntaxes.len()));
+            return Err(format!(
+                "presentation context {} has {} transfer syntaxes",
+                pc.id,
+                pc.transfer_syntaxes.len()
+            ));
         }
     }
     let max_lengths = rq
@@ -360,7 +367,8 @@ mod tests {
         let good = rq("CT", "CAIRN", CT);
         assert!(check_structure(&good).is_ok());
         let mut dup = good.clone();
-        dup.presentation_contexts.push(dup.presentation_contexts[0].clone());
+        dup.presentation_contexts
+            .push(dup.presentation_contexts[0].clone());
         assert!(check_structure(&dup).is_err());
         let mut two_max = good.clone();
         two_max.user_variables.push(UserVariableItem::MaxLength(0));

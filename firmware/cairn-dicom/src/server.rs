@@ -247,7 +247,12 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
     if let Err(why) = acceptor::check_structure(&rq) {
         pdu::send_abort(&mut sock, 6);
         tracing::warn!(calling = %calling, %why, "malformed association request: aborted");
-        audit_refusal(&shared.store, &calling, peer, &format!("malformed request: {why}"));
+        audit_refusal(
+            &shared.store,
+            &calling,
+            peer,
+            &format!("malformed request: {why}"),
+        );
         return;
     }
     let neg = match acceptor::negotiate(&rq, config, config.dicom.max_pdu_bytes) {
