@@ -83,6 +83,9 @@ pub struct DicomConfig {
     /// Largest single object accepted.
     #[serde(default = "default_max_object")]
     pub max_object_bytes: u64,
+    /// At most this many C-FIND answers, or instances in one C-MOVE/C-GET.
+    #[serde(default = "default_max_query_results")]
+    pub max_query_results: usize,
     /// Known remote AEs and their rights.
     #[serde(default)]
     pub peers: Vec<Peer>,
@@ -159,6 +162,9 @@ fn default_artim() -> u64 {
 fn default_idle() -> u64 {
     300
 }
+fn default_max_query_results() -> usize {
+    10_000
+}
 fn default_max_object() -> u64 {
     4 << 30
 }
@@ -226,6 +232,9 @@ impl Config {
         }
         if d.artim_timeout_secs == 0 || d.idle_timeout_secs == 0 {
             return Err(invalid("dicom.*_timeout_secs", "must be at least 1 second"));
+        }
+        if d.max_query_results == 0 {
+            return Err(invalid("dicom.max_query_results", "must be at least 1"));
         }
         if d.max_object_bytes < 1024 {
             return Err(invalid("dicom.max_object_bytes", "must be at least 1024"));

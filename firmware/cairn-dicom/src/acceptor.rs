@@ -9,7 +9,7 @@ use dicom_ul::pdu::{
     AssociationAC, AssociationRJ, AssociationRJResult,
     AssociationRJServiceProviderPresentationReason, AssociationRJServiceUserReason,
     AssociationRJSource, AssociationRQ, PresentationContextResult, PresentationContextResultReason,
-    UserVariableItem,
+    RequestorRoles, UserVariableItem,
 };
 
 /// The standard DICOM application context.
@@ -48,6 +48,8 @@ pub struct Negotiated {
     pub contexts: Vec<AcceptedContext>,
     /// Largest PDU the peer accepts (0: unlimited).
     pub peer_max_pdu: u32,
+    /// Storage SOP classes for which the peer accepted to be SCP (C-GET destinations).
+    pub peer_scp_classes: std::collections::HashSet<String>,
     /// The A-ASSOCIATE-AC to send.
     pub ac: AssociationAC,
 }
@@ -91,7 +93,10 @@ fn service_of(abstract_syntax: &str) -> Option<Service> {
     } else if syntax::is_storage_class(abstract_syntax) {
         Some(Service::Storage)
     } else {
-        None
+        syntax::qr_class(abstract_syntax).map(|(s, _)| match s {
+            syntax::QrService::Find => Service::Query,
+            _ => Service::Retrieve,
+        })
     }
 }
 
@@ -99,6 +104,8 @@ fn service_of(abstract_syntax: &str) -> Option<Service> {
 enum Service {
     Verification,
     Storage,
+    Query,
+    Retrieve,
 }
 
 fn trim(s: &str) -> &str {
@@ -203,6 +210,15 @@ pub fn negotiate(
         }
     };
 
+    // SCP/SCU role selection (PS3.7 D.3.3.4): a C-GET requester asks to be SCP for storage.
+    let mut role_requests = std::collections::HashMap::new();
+    for uv in &rq.user_variables {
+        if let UserVariableItem::ScuScpRoleSelectionSubItem(uid, roles) = uv {
+            role_requests.insert(trim(uid).to_string(), *roles);
+        }
+    }
+    let mut role_replies = Vec::new();
+    let mut peer_scp_classes = std::collections::HashSet::new();
     let mut results = Vec::new();
     let mut contexts = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -213,9 +229,16 @@ pub fn negotiate(
             continue;
         }
         let abstract_syntax = trim(&pc.abstract_syntax).to_string();
+        let wants_scp = role_requests.get(&abstract_syntax).is_some_and(|r| r.scp);
+        let allowed = match service_of(&abstract_syntax) {
+            Some(Service::Storage) => rights.store || (wants_scp && rights.retrieve),
+            Some(Service::Query) => rights.query,
+            Some(Service::Retrieve) => rights.retrieve,
+            _ => true,
+        };
         let reason = match service_of(&abstract_syntax) {
             None => Err(PresentationContextResultReason::AbstractSyntaxNotSupported),
-            Some(Service::Storage) if !rights.store => {
+            Some(_) if !allowed => {
                 refused_for_rights = true;
                 Err(PresentationContextResultReason::UserRejection)
             }
@@ -227,6 +250,21 @@ pub fn negotiate(
                 .map(str::to_string)
                 .ok_or(PresentationContextResultReason::TransferSyntaxesNotSupported),
         };
+        if reason.is_ok() && service_of(&abstract_syntax) == Some(Service::Storage) {
+            if let Some(r) = role_requests.get(&abstract_syntax) {
+                let scp = r.scp && rights.retrieve;
+                let scu = r.scu && rights.store;
+                if scp {
+                    peer_scp_classes.insert(abstract_syntax.clone());
+                }
+                if !role_replies
+                    .iter()
+                    .any(|(u, _): &(String, _)| *u == abstract_syntax)
+                {
+                    role_replies.push((abstract_syntax.clone(), RequestorRoles { scu, scp }));
+                }
+            }
+        }
         match reason {
             Ok(ts) => {
                 results.push(PresentationContextResult {
@@ -269,17 +307,28 @@ pub fn negotiate(
         called_ae_title: rq.called_ae_title.clone(),
         application_context_name: APPLICATION_CONTEXT.into(),
         presentation_contexts: results,
-        user_variables: vec![
-            UserVariableItem::MaxLength(our_max_pdu),
-            UserVariableItem::ImplementationClassUID(crate::IMPLEMENTATION_CLASS_UID.into()),
-            UserVariableItem::ImplementationVersionName(crate::IMPLEMENTATION_VERSION_NAME.into()),
-        ],
+        user_variables: {
+            let mut v = vec![
+                UserVariableItem::MaxLength(our_max_pdu),
+                UserVariableItem::ImplementationClassUID(crate::IMPLEMENTATION_CLASS_UID.into()),
+                UserVariableItem::ImplementationVersionName(
+                    crate::IMPLEMENTATION_VERSION_NAME.into(),
+                ),
+            ];
+            v.extend(
+                role_replies
+                    .into_iter()
+                    .map(|(u, r)| UserVariableItem::ScuScpRoleSelectionSubItem(u, r)),
+            );
+            v
+        },
     };
     Ok(Negotiated {
         calling_ae: calling,
         rights,
         contexts,
         peer_max_pdu,
+        peer_scp_classes,
         ac,
     })
 }

@@ -13,6 +13,7 @@ pub mod acceptor;
 pub mod dataset;
 pub mod dimse;
 pub mod pdu;
+mod qr;
 pub mod server;
 mod service;
 pub mod syntax;

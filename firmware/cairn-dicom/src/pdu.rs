@@ -264,6 +264,35 @@ pub fn send_message(
     Ok(())
 }
 
+/// Send a data set of `len` bytes read from `src` as P-DATA fragments (memory: one PDU).
+pub fn send_stream(
+    sock: &mut TcpStream,
+    peer_max_pdu: u32,
+    context_id: u8,
+    src: &mut impl Read,
+    len: u64,
+) -> io::Result<()> {
+    let max_pdu = if peer_max_pdu == 0 {
+        1 << 20
+    } else {
+        peer_max_pdu.min(1 << 20)
+    };
+    let max_fragment = (max_pdu as usize).saturating_sub(6).max(2) & !1;
+    let mut chunk = vec![0u8; max_fragment.min(len.max(1) as usize)];
+    let mut out = Vec::with_capacity(chunk.len() + 12);
+    let mut left = len;
+    if left == 0 {
+        return write_pdv(sock, &mut out, context_id, false, true, &[]);
+    }
+    while left > 0 {
+        let n = (left as usize).min(chunk.len());
+        src.read_exact(&mut chunk[..n])?;
+        left -= n as u64;
+        write_pdv(sock, &mut out, context_id, false, left == 0, &chunk[..n])?;
+    }
+    Ok(())
+}
+
 fn write_pdv(
     sock: &mut TcpStream,
     out: &mut Vec<u8>,

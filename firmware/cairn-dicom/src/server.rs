@@ -190,6 +190,10 @@ fn reject(sock: &mut TcpStream, refusal: &Refusal) {
 fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
     let config = &shared.config;
     let _ = sock.set_nodelay(true);
+    // A peer that stops reading cannot hold a worker forever.
+    let _ = sock.set_write_timeout(Some(Duration::from_secs(
+        config.dicom.artim_timeout_secs.max(30),
+    )));
     let artim = Duration::from_secs(config.dicom.artim_timeout_secs);
     let reader = PduReader::new(artim, Duration::from_secs(config.dicom.idle_timeout_secs));
     let span = tracing::info_span!("association", %peer);

@@ -61,10 +61,12 @@ enum Sink {
     },
     /// Reading and dropping the data set; answer with this status at the end.
     Discard { status: u16, comment: String },
+    /// A query/retrieve identifier, kept in memory (bounded by `qr::MAX_IDENTIFIER`).
+    Identifier(Vec<u8>),
 }
 
 /// How the association ended.
-enum Ending {
+pub(crate) enum Ending {
     Released,
     PeerAborted,
     Closed,
@@ -217,6 +219,14 @@ impl Association<'_> {
                         ),
                     ));
                 }
+                if let Sink::Identifier(buf) = &mut d.sink {
+                    if buf.len() + pdv.data.len() > crate::qr::MAX_IDENTIFIER {
+                        return Err(
+                            self.abort(abort_reason::INVALID_PDU_PARAMETER, "identifier too large")
+                        );
+                    }
+                    buf.extend_from_slice(pdv.data);
+                }
                 if let Sink::Spool { spool, .. } = &mut d.sink {
                     if let Err(e) = spool.write(pdv.data) {
                         tracing::error!(error = %e, "cannot write to the spool");
@@ -317,6 +327,14 @@ impl Association<'_> {
                 })))
             }
             command::C_CANCEL_RQ => Ok(State::Idle),
+            command::C_FIND_RQ | command::C_MOVE_RQ | command::C_GET_RQ if cmd.has_dataset() => {
+                Ok(State::Data(Box::new(DataState {
+                    context_id,
+                    command: cmd,
+                    sink: Sink::Identifier(Vec::new()),
+                    received: 0,
+                })))
+            }
             _ if cmd.has_dataset() => Ok(self.discard(
                 context_id,
                 cmd,
@@ -426,6 +444,7 @@ impl Association<'_> {
             ..
         } = d;
         let (code, comment, object) = match sink {
+            Sink::Identifier(bytes) => return self.query_retrieve(context_id, &command, &bytes),
             Sink::Discard { status, comment } => (status, Some(comment), None),
             Sink::Spool {
                 spool,

@@ -5,6 +5,42 @@ use dicom_dictionary_std::StandardSopClassDictionary;
 
 /// Verification SOP Class.
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+/// Patient Root Query/Retrieve Information Model - FIND.
+pub const PATIENT_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.1.1";
+/// Patient Root Query/Retrieve Information Model - MOVE.
+pub const PATIENT_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.1.2";
+/// Patient Root Query/Retrieve Information Model - GET.
+pub const PATIENT_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.1.3";
+/// Study Root Query/Retrieve Information Model - FIND.
+pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
+/// Study Root Query/Retrieve Information Model - MOVE.
+pub const STUDY_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.2.2";
+/// Study Root Query/Retrieve Information Model - GET.
+pub const STUDY_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.2.3";
+
+/// The query/retrieve service of an abstract syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QrService {
+    /// C-FIND.
+    Find,
+    /// C-MOVE.
+    Move,
+    /// C-GET.
+    Get,
+}
+
+/// Query/retrieve SOP classes: the service and whether it is the Study Root model.
+pub fn qr_class(uid: &str) -> Option<(QrService, bool)> {
+    match uid {
+        PATIENT_ROOT_FIND => Some((QrService::Find, false)),
+        PATIENT_ROOT_MOVE => Some((QrService::Move, false)),
+        PATIENT_ROOT_GET => Some((QrService::Get, false)),
+        STUDY_ROOT_FIND => Some((QrService::Find, true)),
+        STUDY_ROOT_MOVE => Some((QrService::Move, true)),
+        STUDY_ROOT_GET => Some((QrService::Get, true)),
+        _ => None,
+    }
+}
 
 /// How a transfer syntax lays out the data set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -62,6 +62,14 @@ const MIGRATIONS: &[&str] = &[
     // be on disk together with its file. Rows above it are checked after an unclean stop.
     "CREATE TABLE store_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
     INSERT INTO store_state (key, value) VALUES ('synced_instance_id', 0);",
+    // 3: normalised person names for case-insensitive matching, and query indexes
+    "ALTER TABLE patients ADD COLUMN name_norm TEXT NOT NULL DEFAULT '';
+    ALTER TABLE studies ADD COLUMN referring_norm TEXT NOT NULL DEFAULT '';
+    UPDATE patients SET name_norm = upper(rtrim(name, '^ '));
+    UPDATE studies SET referring_norm = upper(rtrim(referring_physician, '^ '));
+    CREATE INDEX patients_name_norm ON patients(name_norm);
+    CREATE INDEX patients_pid ON patients(patient_id);
+    CREATE INDEX series_modality ON series(modality);",
 ];
 
 /// Newest schema version this build knows.
@@ -208,26 +216,35 @@ pub(crate) fn index_instance(
     }
     let p = &rec.patient;
     conn.prepare_cached(
-        "INSERT INTO patients (patient_id, issuer, name, birth_date, sex, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO patients (patient_id, issuer, name, birth_date, sex, updated_at, name_norm)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT(patient_id, issuer) DO UPDATE SET name = excluded.name,
-           birth_date = excluded.birth_date, sex = excluded.sex, updated_at = excluded.updated_at
+           birth_date = excluded.birth_date, sex = excluded.sex, updated_at = excluded.updated_at,
+           name_norm = excluded.name_norm
          WHERE (name, birth_date, sex) IS NOT (excluded.name, excluded.birth_date, excluded.sex)",
     )?
-    .execute(params![p.id, p.issuer, p.name, p.birth_date, p.sex, now])?;
+    .execute(params![
+        p.id,
+        p.issuer,
+        p.name,
+        p.birth_date,
+        p.sex,
+        now,
+        crate::find::normalize_name(&p.name)
+    ])?;
     let patient_ref: i64 = conn
         .prepare_cached("SELECT id FROM patients WHERE patient_id = ?1 AND issuer = ?2")?
         .query_row(params![p.id, p.issuer], |r| r.get(0))?;
     let s = &rec.study;
     conn.prepare_cached(
         "INSERT INTO studies (study_uid, patient_ref, study_date, study_time, description,
-           accession, referring_physician, study_id, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+           accession, referring_physician, study_id, updated_at, referring_norm)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT(study_uid) DO UPDATE SET patient_ref = excluded.patient_ref,
            study_date = excluded.study_date, study_time = excluded.study_time,
            description = excluded.description, accession = excluded.accession,
            referring_physician = excluded.referring_physician, study_id = excluded.study_id,
-           updated_at = excluded.updated_at
+           updated_at = excluded.updated_at, referring_norm = excluded.referring_norm
          WHERE (patient_ref, study_date, study_time, description, accession, referring_physician,
                 study_id)
            IS NOT (excluded.patient_ref, excluded.study_date, excluded.study_time,
@@ -243,7 +260,8 @@ pub(crate) fn index_instance(
         s.accession,
         s.referring_physician,
         s.study_id,
-        now
+        now,
+        crate::find::normalize_name(&s.referring_physician)
     ])?;
     let study_ref: i64 = conn
         .prepare_cached("SELECT id FROM studies WHERE study_uid = ?1")?

@@ -1,0 +1,1105 @@
+//! Query/retrieve services on an association: C-FIND, C-GET and C-MOVE (PS3.4 annex C).
+//!
+//! Answers stream as pending responses while the store's query runs; a C-CANCEL from the peer
+//! is looked for between answers and between sub-operations. Memory stays bounded: identifiers
+//! are small, and stored objects are sent straight from their files in PDU-sized fragments.
+
+use crate::acceptor::printable;
+use crate::dimse::{self, command, status, Command, CommandBuilder, NO_DATASET};
+use crate::pdu::{self, types, PduError, PduReader};
+use crate::service::{json_obj, Association};
+use crate::syntax::{self, QrService};
+use cairn_audit::AuditEvent;
+use cairn_store::find::{self, FindEnd, InstanceRef, Level, Query};
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_core::header::Header;
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::StandardDataDictionary;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::collections::BTreeMap;
+use std::io::{Read, Seek};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::ops::ControlFlow;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+/// Pending status.
+const PENDING: u16 = 0xFF00;
+/// Cancelled.
+const CANCEL: u16 = 0xFE00;
+/// Sub-operations complete, one or more failures or warnings.
+const SUBOPS_WARNING: u16 = 0xB000;
+/// Move destination unknown.
+const MOVE_DESTINATION_UNKNOWN: u16 = 0xA801;
+/// Out of resources: unable to perform sub-operations.
+const UNABLE_SUBOPS: u16 = 0xA702;
+/// Identifier does not match SOP class.
+const IDENTIFIER_MISMATCH: u16 = 0xA900;
+
+/// Largest identifier accepted.
+pub(crate) const MAX_IDENTIFIER: usize = 1 << 20;
+
+/// What a peer did in the middle of an operation.
+enum Interrupt {
+    None,
+    Cancel,
+    Gone(String),
+}
+
+/// Decoded identifier.
+struct Identifier {
+    level: Option<Level>,
+    charset: String,
+    /// Requested keys in order: tag, VR as received, decoded text.
+    keys: Vec<(u32, VR, String)>,
+}
+
+fn tag_u32(t: Tag) -> u32 {
+    ((t.0 as u32) << 16) | t.1 as u32
+}
+
+fn decode_identifier(bytes: &[u8], ts_uid: &str) -> Result<Identifier, String> {
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid)
+        .ok_or_else(|| format!("transfer syntax {ts_uid} cannot be decoded"))?;
+    let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
+        .map_err(|e| format!("identifier does not parse: {e}"))?;
+    let mut id = Identifier {
+        level: None,
+        charset: String::new(),
+        keys: Vec::new(),
+    };
+    for e in obj.iter() {
+        let tag = tag_u32(e.tag());
+        let text = match e.value() {
+            dicom_core::value::Value::Primitive(p) => p.to_str().into_owned(),
+            _ => String::new(),
+        };
+        match tag {
+            0x0008_0052 => id.level = Level::parse(&text),
+            0x0008_0005 => id.charset = text.trim().to_string(),
+            t if t >> 16 == 0x0002 || t >> 16 == 0x0000 => {}
+            _ => id.keys.push((tag, e.vr(), text)),
+        }
+    }
+    Ok(id)
+}
+
+fn dictionary_vr(tag: u32, fallback: VR) -> VR {
+    let t = Tag((tag >> 16) as u16, (tag & 0xFFFF) as u16);
+    match StandardDataDictionary.by_tag(t).map(|e| e.vr()) {
+        Some(VirtualVr::Exact(vr)) => vr,
+        _ => fallback,
+    }
+}
+
+/// Character set for an answer: the query's when it can carry every value, else UTF-8.
+fn answer_charset(query_cs: &str, values: &BTreeMap<u32, String>) -> Option<String> {
+    let ascii = values.values().all(|v| v.is_ascii());
+    if ascii {
+        return (!query_cs.is_empty()).then(|| query_cs.to_string());
+    }
+    let latin1 = values
+        .values()
+        .all(|v| v.chars().all(|c| (c as u32) < 0x100));
+    if query_cs.contains("ISO_IR 100") && latin1 {
+        Some("ISO_IR 100".into())
+    } else {
+        Some("ISO_IR 192".into())
+    }
+}
+
+impl Association<'_> {
+    /// Entry point for FIND/MOVE/GET requests with their identifier.
+    pub(crate) fn query_retrieve(
+        &mut self,
+        context_id: u8,
+        cmd: &Command,
+        identifier: &[u8],
+    ) -> Result<(), crate::service::Ending> {
+        let Some(ctx) = self
+            .neg
+            .contexts
+            .iter()
+            .find(|c| c.id == context_id)
+            .cloned()
+        else {
+            return self.final_rsp(
+                context_id,
+                cmd,
+                status::CANNOT_UNDERSTAND,
+                "unknown context",
+                None,
+            );
+        };
+        let Some((service, study_root)) = syntax::qr_class(&ctx.abstract_syntax) else {
+            return self.final_rsp(
+                context_id,
+                cmd,
+                status::SOP_CLASS_NOT_SUPPORTED,
+                "not a query/retrieve presentation context",
+                None,
+            );
+        };
+        let expected = match service {
+            QrService::Find => command::C_FIND_RQ,
+            QrService::Move => command::C_MOVE_RQ,
+            QrService::Get => command::C_GET_RQ,
+        };
+        if cmd.field() != expected {
+            return self.final_rsp(
+                context_id,
+                cmd,
+                status::SOP_CLASS_NOT_SUPPORTED,
+                "command does not match the presentation context",
+                None,
+            );
+        }
+        let id = match decode_identifier(identifier, &ctx.transfer_syntax) {
+            Ok(i) => i,
+            Err(e) => return self.final_rsp(context_id, cmd, status::CANNOT_UNDERSTAND, &e, None),
+        };
+        let Some(level) = id.level else {
+            return self.final_rsp(
+                context_id,
+                cmd,
+                IDENTIFIER_MISMATCH,
+                "Query/Retrieve Level (0008,0052) missing or unknown",
+                None,
+            );
+        };
+        let limit = self.config.dicom.max_query_results;
+        let pairs: Vec<(u32, String)> = id.keys.iter().map(|(t, _, v)| (*t, v.clone())).collect();
+        let query = Query {
+            level,
+            study_root,
+            keys: find::keys_from(&pairs),
+            limit,
+        };
+        let keys_text = id
+            .keys
+            .iter()
+            .filter(|(_, _, v)| !v.is_empty())
+            .map(|(t, _, v)| format!("({:04X},{:04X})={}", t >> 16, t & 0xFFFF, v))
+            .collect::<Vec<_>>()
+            .join(";");
+        match service {
+            QrService::Find => self.c_find(context_id, cmd, &id, &query, &keys_text),
+            QrService::Get => self.c_get(context_id, cmd, &query, &keys_text),
+            QrService::Move => self.c_move(context_id, cmd, &query, &keys_text),
+        }
+    }
+
+    fn final_rsp(
+        &mut self,
+        context_id: u8,
+        cmd: &Command,
+        code: u16,
+        comment: &str,
+        dataset: Option<&[u8]>,
+    ) -> Result<(), crate::service::Ending> {
+        let mut b = CommandBuilder::new()
+            .u16(0x0100, cmd.field() | command::RESPONSE)
+            .u16(0x0120, cmd.message_id())
+            .u16(
+                0x0800,
+                if dataset.is_some() {
+                    0x0000
+                } else {
+                    NO_DATASET
+                },
+            )
+            .u16(0x0900, code);
+        if let Some(c) = cmd.affected_sop_class() {
+            b = b.uid(0x0002, dimse::trim(&c));
+        }
+        if !comment.is_empty() && code != status::SUCCESS && code != PENDING {
+            b = b.text(0x0902, comment);
+        }
+        let rsp = b.encode();
+        pdu::send_message(
+            &mut self.sock,
+            self.neg.peer_max_pdu,
+            context_id,
+            &rsp,
+            dataset,
+        )
+        .map_err(|e| crate::service::Ending::Aborted(format!("cannot send response: {e}")))
+    }
+
+    fn sub_rsp(
+        &mut self,
+        context_id: u8,
+        cmd: &Command,
+        code: u16,
+        counts: (u16, u16, u16, u16),
+        comment: &str,
+        dataset: Option<&[u8]>,
+    ) -> Result<(), crate::service::Ending> {
+        let (remaining, completed, failed, warning) = counts;
+        let mut b = CommandBuilder::new()
+            .u16(0x0100, cmd.field() | command::RESPONSE)
+            .u16(0x0120, cmd.message_id())
+            .u16(
+                0x0800,
+                if dataset.is_some() {
+                    0x0000
+                } else {
+                    NO_DATASET
+                },
+            )
+            .u16(0x0900, code)
+            .u16(0x1021, completed)
+            .u16(0x1022, failed)
+            .u16(0x1023, warning);
+        if code == PENDING || code == CANCEL {
+            b = b.u16(0x1020, remaining);
+        }
+        if let Some(c) = cmd.affected_sop_class() {
+            b = b.uid(0x0002, dimse::trim(&c));
+        }
+        if !comment.is_empty() && code != status::SUCCESS && code != PENDING {
+            b = b.text(0x0902, comment);
+        }
+        let rsp = b.encode();
+        pdu::send_message(
+            &mut self.sock,
+            self.neg.peer_max_pdu,
+            context_id,
+            &rsp,
+            dataset,
+        )
+        .map_err(|e| crate::service::Ending::Aborted(format!("cannot send response: {e}")))
+    }
+
+    /// Look for a C-CANCEL (or the peer going away) without blocking.
+    fn check_interrupt(&mut self, message_id: u16) -> Interrupt {
+        let readable = {
+            let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+            poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) > 0
+        };
+        if !readable {
+            return Interrupt::None;
+        }
+        self.read_while_busy(message_id)
+    }
+
+    /// Read one PDU while an operation runs: C-CANCEL, A-ABORT or a closed socket matter.
+    fn read_while_busy(&mut self, message_id: u16) -> Interrupt {
+        let mut buf = Vec::new();
+        let limit = self.config.dicom.max_pdu_bytes;
+        match self.reader.read(&mut self.sock, |_| limit, None, &mut buf) {
+            Ok(types::P_DATA) => {
+                let Ok(pdvs) = pdu::split_pdvs(&buf) else {
+                    return Interrupt::Gone("malformed PDU during an operation".into());
+                };
+                for pdv in pdvs {
+                    if pdv.is_command {
+                        if let Ok(c) = Command::decode(pdv.data) {
+                            if c.field() == command::C_CANCEL_RQ
+                                && c.u16(0x0120).is_none_or(|id| id == message_id)
+                            {
+                                return Interrupt::Cancel;
+                            }
+                        }
+                    }
+                }
+                Interrupt::None
+            }
+            Ok(types::ABORT) => Interrupt::Gone("aborted by peer".into()),
+            Ok(other) => {
+                Interrupt::Gone(format!("unexpected PDU 0x{other:02x} during an operation"))
+            }
+            Err(PduError::Closed) => Interrupt::Gone("connection closed".into()),
+            Err(e) => Interrupt::Gone(e.to_string()),
+        }
+    }
+
+    fn c_find(
+        &mut self,
+        context_id: u8,
+        cmd: &Command,
+        id: &Identifier,
+        query: &Query,
+        keys_text: &str,
+    ) -> Result<(), crate::service::Ending> {
+        let ts_uid = self
+            .neg
+            .contexts
+            .iter()
+            .find(|c| c.id == context_id)
+            .map(|c| c.transfer_syntax.clone())
+            .unwrap_or_default();
+        let Some(ts) = TransferSyntaxRegistry.get(&ts_uid) else {
+            return self.final_rsp(
+                context_id,
+                cmd,
+                status::CANNOT_UNDERSTAND,
+                "transfer syntax",
+                None,
+            );
+        };
+        let conn = match find::query_connection(self.store.data_dir()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the index for a query");
+                return self.final_rsp(
+                    context_id,
+                    cmd,
+                    status::OUT_OF_RESOURCES,
+                    "index unavailable",
+                    None,
+                );
+            }
+        };
+        let our_ae = self.config.dicom.ae_title.to_string();
+        let mut send_error = None;
+        let mut cancelled = false;
+        let message_id = cmd.message_id();
+        let result = find::find(&conn, query, |row| {
+            let mut ds = InMemDicomObject::new_empty();
+            if let Some(cs) = answer_charset(&id.charset, &row) {
+                ds.put(DataElement::new(
+                    Tag(0x0008, 0x0005),
+                    VR::CS,
+                    PrimitiveValue::from(cs),
+                ));
+            }
+            ds.put(DataElement::new(
+                Tag(0x0008, 0x0052),
+                VR::CS,
+                PrimitiveValue::from(query.level.as_str()),
+            ));
+            ds.put(DataElement::new(
+                Tag(0x0008, 0x0054),
+                VR::AE,
+                PrimitiveValue::from(our_ae.as_str()),
+            ));
+            for (tag, vr, _) in &id.keys {
+                let t = Tag((tag >> 16) as u16, (tag & 0xFFFF) as u16);
+                let value = match row.get(tag) {
+                    Some(v) if !v.is_empty() => PrimitiveValue::from(v.as_str()),
+                    _ => PrimitiveValue::Empty,
+                };
+                let vr = if *vr == VR::SQ {
+                    VR::SQ
+                } else {
+                    dictionary_vr(*tag, *vr)
+                };
+                if vr == VR::SQ {
+                    ds.put(DataElement::new(
+                        t,
+                        VR::SQ,
+                        dicom_core::value::DataSetSequence::<InMemDicomObject>::empty(),
+                    ));
+                } else {
+                    ds.put(DataElement::new(t, vr, value));
+                }
+            }
+            let mut bytes = Vec::with_capacity(512);
+            if let Err(e) = ds.write_dataset_with_ts(&mut bytes, ts) {
+                tracing::warn!(error = %e, "cannot encode an answer");
+                return ControlFlow::Continue(());
+            }
+            if let Err(e) = self.final_rsp(context_id, cmd, PENDING, "", Some(&bytes)) {
+                send_error = Some(e);
+                return ControlFlow::Break(());
+            }
+            match self.check_interrupt(message_id) {
+                Interrupt::None => ControlFlow::Continue(()),
+                Interrupt::Cancel => {
+                    cancelled = true;
+                    ControlFlow::Break(())
+                }
+                Interrupt::Gone(why) => {
+                    send_error = Some(crate::service::Ending::Aborted(why));
+                    ControlFlow::Break(())
+                }
+            }
+        });
+        if let Some(e) = send_error {
+            return Err(e);
+        }
+        let (code, comment, count) = match result {
+            Ok(Ok((FindEnd::Complete, n))) => (status::SUCCESS, String::new(), n),
+            Ok(Ok((FindEnd::Stopped, n))) if cancelled => (CANCEL, "cancelled".to_string(), n),
+            Ok(Ok((FindEnd::Stopped, n))) => (CANCEL, String::new(), n),
+            Ok(Ok((FindEnd::LimitReached, n))) => (
+                status::OUT_OF_RESOURCES,
+                format!("more than {} matches: refine the query", query.limit),
+                n,
+            ),
+            Ok(Err(e)) => (IDENTIFIER_MISMATCH, format!("{e:?}"), 0),
+            Err(e) => {
+                tracing::error!(error = %e, "query failed");
+                (status::OUT_OF_RESOURCES, "the query failed".to_string(), 0)
+            }
+        };
+        self.audit_qr(
+            "query",
+            query,
+            keys_text,
+            &[
+                ("answers", &count.to_string()),
+                ("status", &format!("0x{code:04X}")),
+            ],
+        );
+        self.final_rsp(context_id, cmd, code, &comment, None)
+    }
+
+    fn audit_qr(&self, action: &str, query: &Query, keys: &str, extra: &[(&str, &str)]) {
+        let mut pairs: Vec<(&str, &str)> = vec![("level", query.level.as_str()), ("keys", keys)];
+        pairs.extend_from_slice(extra);
+        self.store.audit_later(AuditEvent {
+            actor: format!("ae:{}", self.neg.calling_ae),
+            action: action.into(),
+            object: query.level.as_str().into(),
+            detail: json_obj_long(&pairs),
+        });
+    }
+
+    fn resolve(&mut self, query: &Query) -> Result<Vec<InstanceRef>, (u16, String)> {
+        let conn = find::query_connection(self.store.data_dir())
+            .map_err(|_| (status::OUT_OF_RESOURCES, "index unavailable".to_string()))?;
+        match find::resolve(&conn, query) {
+            Ok(Ok(list)) if list.len() > query.limit => Err((
+                status::OUT_OF_RESOURCES,
+                format!(
+                    "more than {} instances: retrieve in smaller parts",
+                    query.limit
+                ),
+            )),
+            Ok(Ok(list)) => Ok(list),
+            Ok(Err(e)) => Err((IDENTIFIER_MISMATCH, format!("{e:?}"))),
+            Err(e) => {
+                tracing::error!(error = %e, "retrieve query failed");
+                Err((status::OUT_OF_RESOURCES, "the query failed".into()))
+            }
+        }
+    }
+
+    fn c_get(
+        &mut self,
+        context_id: u8,
+        cmd: &Command,
+        query: &Query,
+        keys_text: &str,
+    ) -> Result<(), crate::service::Ending> {
+        let list = match self.resolve(query) {
+            Ok(l) => l,
+            Err((code, why)) => return self.final_rsp(context_id, cmd, code, &why, None),
+        };
+        let message_id = cmd.message_id();
+        let total = list.len();
+        let (mut done, mut failed, mut warned) = (0u16, 0u16, 0u16);
+        let mut failed_uids = Vec::new();
+        let mut sent = Vec::new();
+        let mut cancelled = false;
+        let mut next_id: u16 = 1;
+        for (k, inst) in list.iter().enumerate() {
+            let ctx = self.neg.contexts.iter().find(|c| {
+                c.abstract_syntax == inst.sop_class_uid
+                    && c.transfer_syntax == inst.transfer_syntax
+                    && self.neg.peer_scp_classes.contains(&c.abstract_syntax)
+            });
+            let outcome = match ctx.map(|c| c.id) {
+                None => SubOp::Failed,
+                Some(pc) => {
+                    next_id = next_id.wrapping_add(1);
+                    let peer_max = self.neg.peer_max_pdu;
+                    let data = self.store.data_dir().clone();
+                    match send_store(&mut self.sock, peer_max, pc, next_id, inst, &data, None) {
+                        Err(e) => {
+                            return Err(crate::service::Ending::Aborted(format!(
+                                "C-GET sub-operation: {e}"
+                            )))
+                        }
+                        Ok(()) => match self.await_store_rsp(next_id, message_id) {
+                            Ok((s, cancel)) => {
+                                cancelled |= cancel;
+                                s
+                            }
+                            Err(why) => return Err(crate::service::Ending::Aborted(why)),
+                        },
+                    }
+                }
+            };
+            match outcome {
+                SubOp::Done => {
+                    done += 1;
+                    sent.push(inst.sop_instance_uid.clone());
+                }
+                SubOp::Warning => {
+                    warned += 1;
+                    sent.push(inst.sop_instance_uid.clone());
+                }
+                SubOp::Failed => {
+                    failed += 1;
+                    failed_uids.push(inst.sop_instance_uid.clone());
+                }
+            }
+            let remaining = (total - k - 1) as u16;
+            if !cancelled {
+                if let Interrupt::Cancel = self.check_interrupt(message_id) {
+                    cancelled = true;
+                }
+            }
+            if cancelled {
+                break;
+            }
+            if remaining > 0 {
+                self.sub_rsp(
+                    context_id,
+                    cmd,
+                    PENDING,
+                    (remaining, done, failed, warned),
+                    "",
+                    None,
+                )?;
+            }
+        }
+        let remaining = (total as u16).saturating_sub(done + failed + warned);
+        self.finish_retrieve(
+            context_id,
+            cmd,
+            query,
+            keys_text,
+            "retrieve-get",
+            &sent,
+            &failed_uids,
+            (remaining, done, failed, warned),
+            cancelled,
+            None,
+        )
+    }
+
+    /// Wait for the C-STORE-RSP of a sub-operation; notes a C-CANCEL for the retrieve.
+    fn await_store_rsp(
+        &mut self,
+        store_id: u16,
+        retrieve_id: u16,
+    ) -> Result<(SubOp, bool), String> {
+        let mut cancelled = false;
+        let mut buf = Vec::new();
+        let limit = self.config.dicom.max_pdu_bytes;
+        let mut cmd_buf = Vec::new();
+        loop {
+            match self.reader.read(
+                &mut self.sock,
+                |_| limit,
+                Some(Duration::from_secs(
+                    self.config.dicom.artim_timeout_secs.max(30),
+                )),
+                &mut buf,
+            ) {
+                Ok(types::P_DATA) => {
+                    let pdvs = pdu::split_pdvs(&buf).map_err(|e| e.to_string())?;
+                    for pdv in pdvs {
+                        if !pdv.is_command {
+                            continue;
+                        }
+                        cmd_buf.extend_from_slice(pdv.data);
+                        if !pdv.is_last {
+                            continue;
+                        }
+                        let c = Command::decode(&cmd_buf).map_err(|e| e.to_string())?;
+                        cmd_buf.clear();
+                        if c.field() == command::C_CANCEL_RQ
+                            && c.u16(0x0120).is_none_or(|id| id == retrieve_id)
+                        {
+                            cancelled = true;
+                            continue;
+                        }
+                        if c.field() == (command::C_STORE_RQ | command::RESPONSE)
+                            && c.u16(0x0120) == Some(store_id)
+                        {
+                            let s = c.u16(0x0900).unwrap_or(0xC000);
+                            let outcome = match s {
+                                0x0000 => SubOp::Done,
+                                0xB000 | 0xB006 | 0xB007 => SubOp::Warning,
+                                _ => SubOp::Failed,
+                            };
+                            return Ok((outcome, cancelled));
+                        }
+                    }
+                }
+                Ok(types::ABORT) => return Err("aborted by peer".into()),
+                Ok(other) => return Err(format!("unexpected PDU 0x{other:02x}")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_retrieve(
+        &mut self,
+        context_id: u8,
+        cmd: &Command,
+        query: &Query,
+        keys_text: &str,
+        action: &str,
+        sent: &[String],
+        failed_uids: &[String],
+        counts: (u16, u16, u16, u16),
+        cancelled: bool,
+        destination: Option<&str>,
+    ) -> Result<(), crate::service::Ending> {
+        let (_, done, failed, warned) = counts;
+        let code = if cancelled {
+            CANCEL
+        } else if failed > 0 || warned > 0 {
+            SUBOPS_WARNING
+        } else {
+            status::SUCCESS
+        };
+        let dataset = if failed > 0 {
+            encode_failed_list(failed_uids, self.context_ts(context_id).as_deref())
+        } else {
+            None
+        };
+        let sent_list = sent.join("\\");
+        let failed_list = failed_uids.join("\\");
+        let mut extra = vec![
+            ("sent", sent_list.as_str()),
+            ("failed", failed_list.as_str()),
+        ];
+        let status_text = format!("0x{code:04X}");
+        extra.push(("status", &status_text));
+        if let Some(d) = destination {
+            extra.push(("destination", d));
+        }
+        self.audit_qr(action, query, keys_text, &extra);
+        tracing::info!(done, failed, warned, cancelled, "retrieve finished");
+        self.sub_rsp(
+            context_id,
+            cmd,
+            code,
+            counts,
+            if failed > 0 {
+                "some instances could not be sent"
+            } else {
+                ""
+            },
+            dataset.as_deref(),
+        )
+    }
+
+    fn context_ts(&self, id: u8) -> Option<String> {
+        self.neg
+            .contexts
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.transfer_syntax.clone())
+    }
+
+    fn c_move(
+        &mut self,
+        context_id: u8,
+        cmd: &Command,
+        query: &Query,
+        keys_text: &str,
+    ) -> Result<(), crate::service::Ending> {
+        let dest = cmd
+            .string(0x0600)
+            .map(|d| d.trim_matches([' ', '\0']).to_string())
+            .unwrap_or_default();
+        let Some(peer) = self.config.peer(&dest).cloned() else {
+            self.audit_qr(
+                "retrieve-move",
+                query,
+                keys_text,
+                &[("destination", &printable(&dest)), ("status", "0xA801")],
+            );
+            return self.final_rsp(
+                context_id,
+                cmd,
+                MOVE_DESTINATION_UNKNOWN,
+                "move destination is not a configured peer",
+                None,
+            );
+        };
+        let list = match self.resolve(query) {
+            Ok(l) => l,
+            Err((code, why)) => return self.final_rsp(context_id, cmd, code, &why, None),
+        };
+        let total = list.len();
+        if total == 0 {
+            return self.finish_retrieve(
+                context_id,
+                cmd,
+                query,
+                keys_text,
+                "retrieve-move",
+                &[],
+                &[],
+                (0, 0, 0, 0),
+                false,
+                Some(&dest),
+            );
+        }
+        let mut sub = match SubAssociation::open(
+            &peer.host,
+            peer.port,
+            self.config.dicom.ae_title.as_str(),
+            peer.ae.as_str(),
+            &list,
+            &self.reader,
+        ) {
+            Ok(s) => s,
+            Err(why) => {
+                tracing::warn!(destination = %dest, %why, "cannot reach the move destination");
+                self.audit_qr(
+                    "retrieve-move",
+                    query,
+                    keys_text,
+                    &[
+                        ("destination", &dest),
+                        ("status", "0xA702"),
+                        ("reason", &why),
+                    ],
+                );
+                return self.final_rsp(
+                    context_id,
+                    cmd,
+                    UNABLE_SUBOPS,
+                    &format!("cannot reach {dest}: {why}"),
+                    None,
+                );
+            }
+        };
+        let message_id = cmd.message_id();
+        let (mut done, mut failed, mut warned) = (0u16, 0u16, 0u16);
+        let mut failed_uids = Vec::new();
+        let mut sent = Vec::new();
+        let mut cancelled = false;
+        let calling = self.neg.calling_ae.clone();
+        let data = self.store.data_dir().clone();
+        for (k, inst) in list.iter().enumerate() {
+            let outcome = sub.store(inst, &data, &calling, message_id);
+            match outcome {
+                Ok(SubOp::Done) => {
+                    done += 1;
+                    sent.push(inst.sop_instance_uid.clone());
+                }
+                Ok(SubOp::Warning) => {
+                    warned += 1;
+                    sent.push(inst.sop_instance_uid.clone());
+                }
+                Ok(SubOp::Failed) => {
+                    failed += 1;
+                    failed_uids.push(inst.sop_instance_uid.clone());
+                }
+                Err(why) => {
+                    tracing::warn!(%why, "move destination failed mid-transfer");
+                    for rest in &list[k..] {
+                        failed += 1;
+                        failed_uids.push(rest.sop_instance_uid.clone());
+                    }
+                    break;
+                }
+            }
+            let remaining = (total - k - 1) as u16;
+            match self.check_interrupt(message_id) {
+                Interrupt::Cancel => {
+                    cancelled = true;
+                    break;
+                }
+                Interrupt::Gone(why) => {
+                    sub.release();
+                    return Err(crate::service::Ending::Aborted(why));
+                }
+                Interrupt::None => {}
+            }
+            if remaining > 0 {
+                self.sub_rsp(
+                    context_id,
+                    cmd,
+                    PENDING,
+                    (remaining, done, failed, warned),
+                    "",
+                    None,
+                )?;
+            }
+        }
+        sub.release();
+        let remaining = (total as u16).saturating_sub(done + failed + warned);
+        self.finish_retrieve(
+            context_id,
+            cmd,
+            query,
+            keys_text,
+            "retrieve-move",
+            &sent,
+            &failed_uids,
+            (remaining, done, failed, warned),
+            cancelled,
+            Some(&dest),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubOp {
+    Done,
+    Warning,
+    Failed,
+}
+
+fn json_obj_long(pairs: &[(&str, &str)]) -> String {
+    // like service::json_obj but without truncation of long values (instance lists)
+    let mut s = String::from("{");
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('"');
+        s.push_str(k);
+        s.push_str("\":\"");
+        for c in v.chars() {
+            match c {
+                '"' => s.push_str("\\\""),
+                '\\' => s.push_str("\\\\"),
+                c if c.is_control() => s.push('?'),
+                c => s.push(c),
+            }
+        }
+        s.push('"');
+    }
+    s.push('}');
+    let _ = json_obj; // same format as the store's other audit rows
+    s
+}
+
+fn encode_failed_list(uids: &[String], ts_uid: Option<&str>) -> Option<Vec<u8>> {
+    let ts = TransferSyntaxRegistry.get(ts_uid?)?;
+    let mut ds = InMemDicomObject::new_empty();
+    ds.put(DataElement::new(
+        Tag(0x0008, 0x0058),
+        VR::UI,
+        PrimitiveValue::Strs(uids.iter().cloned().collect()),
+    ));
+    let mut out = Vec::new();
+    ds.write_dataset_with_ts(&mut out, ts).ok()?;
+    Some(out)
+}
+
+/// Offset of the data set in one of our Part-10 files (after preamble, prefix and meta group).
+fn dataset_offset(file: &mut std::fs::File) -> std::io::Result<u64> {
+    let mut head = [0u8; 144];
+    file.read_exact(&mut head)?;
+    if &head[128..132] != b"DICM" || head[132..136] != [2, 0, 0, 0] {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a Part-10 file",
+        ));
+    }
+    let group_len = u32::from_le_bytes([head[140], head[141], head[142], head[143]]) as u64;
+    Ok(144 + group_len)
+}
+
+/// Send one stored instance as a C-STORE-RQ on `sock`.
+fn send_store(
+    sock: &mut TcpStream,
+    peer_max_pdu: u32,
+    context_id: u8,
+    message_id: u16,
+    inst: &InstanceRef,
+    data: &cairn_store::DataDir,
+    move_origin: Option<(&str, u16)>,
+) -> std::io::Result<()> {
+    let mut file = std::fs::File::open(data.object_path(&inst.sha256))?;
+    let offset = dataset_offset(&mut file)?;
+    let len = file.metadata()?.len().saturating_sub(offset);
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    let mut b = CommandBuilder::new()
+        .uid(0x0002, &inst.sop_class_uid)
+        .u16(0x0100, command::C_STORE_RQ)
+        .u16(0x0110, message_id)
+        .u16(0x0700, 0)
+        .u16(0x0800, 0x0000)
+        .uid(0x1000, &inst.sop_instance_uid);
+    if let Some((ae, id)) = move_origin {
+        b = b.text(0x1030, ae).u16(0x1031, id);
+    }
+    pdu::send_message(sock, peer_max_pdu, context_id, &b.encode(), None)?;
+    pdu::send_stream(sock, peer_max_pdu, context_id, &mut file, len)
+}
+
+/// The association the box opens to a C-MOVE destination.
+struct SubAssociation {
+    sock: TcpStream,
+    reader: PduReader,
+    peer_max_pdu: u32,
+    /// (SOP class, transfer syntax) -> accepted context ID.
+    contexts: Vec<(String, String, u8)>,
+    next_id: u16,
+}
+
+impl SubAssociation {
+    fn open(
+        host: &str,
+        port: u16,
+        our_ae: &str,
+        their_ae: &str,
+        list: &[InstanceRef],
+        reader: &PduReader,
+    ) -> Result<Self, String> {
+        use dicom_ul::pdu::{AssociationRQ, Pdu, PresentationContextProposed, UserVariableItem};
+        let addr: SocketAddr = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("cannot resolve {host}"))?;
+        let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let _ = sock.set_nodelay(true);
+        let _ = sock.set_write_timeout(Some(Duration::from_secs(30)));
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for i in list {
+            let p = (i.sop_class_uid.clone(), i.transfer_syntax.clone());
+            if !pairs.contains(&p) && pairs.len() < 128 {
+                pairs.push(p);
+            }
+        }
+        let proposed: Vec<PresentationContextProposed> = pairs
+            .iter()
+            .enumerate()
+            .map(|(k, (class, ts))| PresentationContextProposed {
+                id: (2 * k + 1) as u8,
+                abstract_syntax: class.clone(),
+                transfer_syntaxes: vec![ts.clone()],
+            })
+            .collect();
+        let rq = AssociationRQ {
+            protocol_version: 1,
+            calling_ae_title: our_ae.into(),
+            called_ae_title: their_ae.into(),
+            application_context_name: crate::acceptor::APPLICATION_CONTEXT.into(),
+            presentation_contexts: proposed,
+            user_variables: vec![
+                UserVariableItem::MaxLength(65536),
+                UserVariableItem::ImplementationClassUID(crate::IMPLEMENTATION_CLASS_UID.into()),
+                UserVariableItem::ImplementationVersionName(
+                    crate::IMPLEMENTATION_VERSION_NAME.into(),
+                ),
+            ],
+        };
+        pdu::send(&mut sock, &Pdu::AssociationRQ(rq)).map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        let t = reader
+            .read(
+                &mut sock,
+                |_| pdu::MAX_ASSOCIATE_RQ,
+                Some(Duration::from_secs(10)),
+                &mut buf,
+            )
+            .map_err(|e| format!("no answer to the association request: {e}"))?;
+        match pdu::decode(t, &buf).map_err(|e| e.to_string())? {
+            Pdu::AssociationAC(ac) => {
+                let mut contexts = Vec::new();
+                for r in &ac.presentation_contexts {
+                    if r.reason == dicom_ul::pdu::PresentationContextResultReason::Acceptance {
+                        let k = (r.id as usize - 1) / 2;
+                        if let Some((class, ts)) = pairs.get(k) {
+                            contexts.push((class.clone(), ts.clone(), r.id));
+                        }
+                    }
+                }
+                let peer_max_pdu = ac
+                    .user_variables
+                    .iter()
+                    .find_map(|u| match u {
+                        UserVariableItem::MaxLength(l) => Some(*l),
+                        _ => None,
+                    })
+                    .unwrap_or(16384);
+                Ok(SubAssociation {
+                    sock,
+                    reader: PduReader::new(Duration::from_secs(30), Duration::from_secs(60)),
+                    peer_max_pdu,
+                    contexts,
+                    next_id: 0,
+                })
+            }
+            Pdu::AssociationRJ(rj) => Err(format!("association rejected: {rj:?}")),
+            other => Err(format!("unexpected answer {}", other.short_description())),
+        }
+    }
+
+    fn store(
+        &mut self,
+        inst: &InstanceRef,
+        data: &cairn_store::DataDir,
+        origin_ae: &str,
+        origin_id: u16,
+    ) -> Result<SubOp, String> {
+        let Some(pc) = self
+            .contexts
+            .iter()
+            .find(|(c, t, _)| *c == inst.sop_class_uid && *t == inst.transfer_syntax)
+            .map(|(_, _, id)| *id)
+        else {
+            return Ok(SubOp::Failed);
+        };
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = self.next_id;
+        send_store(
+            &mut self.sock,
+            self.peer_max_pdu,
+            pc,
+            id,
+            inst,
+            data,
+            Some((origin_ae, origin_id)),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        let mut cmd_buf = Vec::new();
+        loop {
+            let t = self
+                .reader
+                .read(&mut self.sock, |_| 1 << 20, None, &mut buf)
+                .map_err(|e| e.to_string())?;
+            if t != types::P_DATA {
+                return Err(format!(
+                    "unexpected PDU 0x{t:02x} from the move destination"
+                ));
+            }
+            for pdv in pdu::split_pdvs(&buf).map_err(|e| e.to_string())? {
+                if !pdv.is_command {
+                    continue;
+                }
+                cmd_buf.extend_from_slice(pdv.data);
+                if !pdv.is_last {
+                    continue;
+                }
+                let c = Command::decode(&cmd_buf).map_err(|e| e.to_string())?;
+                cmd_buf.clear();
+                if c.u16(0x0120) == Some(id) {
+                    return Ok(match c.u16(0x0900).unwrap_or(0xC000) {
+                        0x0000 => SubOp::Done,
+                        0xB000 | 0xB006 | 0xB007 => SubOp::Warning,
+                        _ => SubOp::Failed,
+                    });
+                }
+            }
+        }
+    }
+
+    fn release(mut self) {
+        use std::io::Write;
+        let rq = [types::RELEASE_RQ, 0, 0, 0, 0, 4, 0, 0, 0, 0];
+        if self.sock.write_all(&rq).is_ok() {
+            let mut buf = Vec::new();
+            let _ = PduReader::new(Duration::from_secs(5), Duration::from_secs(5)).read(
+                &mut self.sock,
+                |_| 1024,
+                None,
+                &mut buf,
+            );
+        }
+    }
+}
