@@ -242,13 +242,25 @@ pub fn negotiate(
                 refused_for_rights = true;
                 Err(PresentationContextResultReason::UserRejection)
             }
-            Some(_) => pc
-                .transfer_syntaxes
-                .iter()
-                .map(|t| trim(t))
-                .find(|t| syntax::encoding(t).is_some())
-                .map(str::to_string)
-                .ok_or(PresentationContextResultReason::TransferSyntaxesNotSupported),
+            Some(_) => {
+                let offered: Vec<&str> = pc.transfer_syntaxes.iter().map(|t| trim(t)).collect();
+                // A C-GET destination: prefer Explicit VR Little Endian, the syntax most objects
+                // are stored in and the one the box converts to and from for sending.
+                let preferred = if wants_scp {
+                    offered.iter().copied().find(|t| *t == syntax::EXPLICIT_LE)
+                } else {
+                    None
+                };
+                preferred
+                    .or_else(|| {
+                        offered
+                            .iter()
+                            .copied()
+                            .find(|t| syntax::encoding(t).is_some())
+                    })
+                    .map(str::to_string)
+                    .ok_or(PresentationContextResultReason::TransferSyntaxesNotSupported)
+            }
         };
         if reason.is_ok() && service_of(&abstract_syntax) == Some(Service::Storage) {
             if let Some(r) = role_requests.get(&abstract_syntax) {

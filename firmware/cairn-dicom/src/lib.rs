@@ -17,6 +17,7 @@ mod qr;
 pub mod server;
 mod service;
 pub mod syntax;
+pub mod transcode;
 
 pub use server::{Server, ServerHandle, ServerOptions};
 

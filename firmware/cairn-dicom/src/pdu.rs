@@ -293,6 +293,70 @@ pub fn send_stream(
     Ok(())
 }
 
+/// A `Write` that sends what it is given as data set P-DATA fragments; the last fragment is
+/// held back until [`PdvWriter::finish`], so the total length need not be known in advance.
+pub struct PdvWriter<'a> {
+    sock: &'a mut TcpStream,
+    context_id: u8,
+    max_fragment: usize,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl<'a> PdvWriter<'a> {
+    /// A writer for one data set on `context_id`.
+    pub fn new(sock: &'a mut TcpStream, peer_max_pdu: u32, context_id: u8) -> Self {
+        let max_pdu = if peer_max_pdu == 0 {
+            1 << 20
+        } else {
+            peer_max_pdu.min(1 << 20)
+        };
+        let max_fragment = (max_pdu as usize).saturating_sub(6).max(2) & !1;
+        Self {
+            sock,
+            context_id,
+            max_fragment,
+            buf: Vec::with_capacity(max_fragment),
+            out: Vec::with_capacity(max_fragment + 12),
+        }
+    }
+
+    /// Send what is left as the last fragment.
+    pub fn finish(mut self) -> io::Result<()> {
+        let buf = std::mem::take(&mut self.buf);
+        write_pdv(self.sock, &mut self.out, self.context_id, false, true, &buf)
+    }
+}
+
+impl Write for PdvWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            if self.buf.len() == self.max_fragment {
+                let buf = std::mem::take(&mut self.buf);
+                write_pdv(
+                    self.sock,
+                    &mut self.out,
+                    self.context_id,
+                    false,
+                    false,
+                    &buf,
+                )?;
+                self.buf = buf;
+                self.buf.clear();
+            }
+            let k = (self.max_fragment - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..k]);
+            rest = &rest[k..];
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn write_pdv(
     sock: &mut TcpStream,
     out: &mut Vec<u8>,

@@ -500,18 +500,40 @@ impl Association<'_> {
         let mut cancelled = false;
         let mut next_id: u16 = 1;
         for (k, inst) in list.iter().enumerate() {
-            let ctx = self.neg.contexts.iter().find(|c| {
+            let usable = |c: &&crate::acceptor::AcceptedContext| {
                 c.abstract_syntax == inst.sop_class_uid
-                    && c.transfer_syntax == inst.transfer_syntax
                     && self.neg.peer_scp_classes.contains(&c.abstract_syntax)
-            });
+            };
+            let ctx = self
+                .neg
+                .contexts
+                .iter()
+                .filter(usable)
+                .find(|c| c.transfer_syntax == inst.transfer_syntax)
+                .or_else(|| {
+                    self.neg
+                        .contexts
+                        .iter()
+                        .filter(usable)
+                        .find(|c| convertible(&inst.transfer_syntax, &c.transfer_syntax))
+                });
+            let ctx_ts = ctx.map(|c| c.transfer_syntax.clone()).unwrap_or_default();
             let outcome = match ctx.map(|c| c.id) {
                 None => SubOp::Failed,
                 Some(pc) => {
                     next_id = next_id.wrapping_add(1);
                     let peer_max = self.neg.peer_max_pdu;
                     let data = self.store.data_dir().clone();
-                    match send_store(&mut self.sock, peer_max, pc, next_id, inst, &data, None) {
+                    match send_store(
+                        &mut self.sock,
+                        peer_max,
+                        pc,
+                        &ctx_ts,
+                        next_id,
+                        inst,
+                        &data,
+                        None,
+                    ) {
                         Err(e) => {
                             return Err(crate::service::Ending::Aborted(format!(
                                 "C-GET sub-operation: {e}"
@@ -900,11 +922,20 @@ fn dataset_offset(file: &mut std::fs::File) -> std::io::Result<u64> {
     Ok(144 + group_len)
 }
 
-/// Send one stored instance as a C-STORE-RQ on `sock`.
+/// True when an object stored in `stored` can be sent on a context using `offered`.
+fn convertible(stored: &str, offered: &str) -> bool {
+    let pair = [stored, offered];
+    pair.contains(&syntax::EXPLICIT_LE) && pair.contains(&syntax::IMPLICIT_LE)
+}
+
+/// Send one stored instance as a C-STORE-RQ on `sock`, converting between the two Little Endian
+/// syntaxes when the context's differs from the stored one.
+#[allow(clippy::too_many_arguments)]
 fn send_store(
     sock: &mut TcpStream,
     peer_max_pdu: u32,
     context_id: u8,
+    context_ts: &str,
     message_id: u16,
     inst: &InstanceRef,
     data: &cairn_store::DataDir,
@@ -924,8 +955,21 @@ fn send_store(
     if let Some((ae, id)) = move_origin {
         b = b.text(0x1030, ae).u16(0x1031, id);
     }
+    if context_ts != inst.transfer_syntax && !convertible(&inst.transfer_syntax, context_ts) {
+        return Err(std::io::Error::other("no usable transfer syntax"));
+    }
     pdu::send_message(sock, peer_max_pdu, context_id, &b.encode(), None)?;
-    pdu::send_stream(sock, peer_max_pdu, context_id, &mut file, len)
+    if context_ts == inst.transfer_syntax {
+        return pdu::send_stream(sock, peer_max_pdu, context_id, &mut file, len);
+    }
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
+    let mut w = pdu::PdvWriter::new(sock, peer_max_pdu, context_id);
+    crate::transcode::convert(
+        &mut reader,
+        inst.transfer_syntax == syntax::EXPLICIT_LE,
+        &mut w,
+    )?;
+    w.finish()
 }
 
 /// The association the box opens to a C-MOVE destination.
@@ -967,10 +1011,18 @@ impl SubAssociation {
         let proposed: Vec<PresentationContextProposed> = pairs
             .iter()
             .enumerate()
-            .map(|(k, (class, ts))| PresentationContextProposed {
-                id: (2 * k + 1) as u8,
-                abstract_syntax: class.clone(),
-                transfer_syntaxes: vec![ts.clone()],
+            .map(|(k, (class, ts))| {
+                let mut transfer_syntaxes = vec![ts.clone()];
+                for alt in [syntax::EXPLICIT_LE, syntax::IMPLICIT_LE] {
+                    if convertible(ts, alt) {
+                        transfer_syntaxes.push(alt.to_string());
+                    }
+                }
+                PresentationContextProposed {
+                    id: (2 * k + 1) as u8,
+                    abstract_syntax: class.clone(),
+                    transfer_syntaxes,
+                }
             })
             .collect();
         let rq = AssociationRQ {
@@ -1002,9 +1054,11 @@ impl SubAssociation {
                 let mut contexts = Vec::new();
                 for r in &ac.presentation_contexts {
                     if r.reason == dicom_ul::pdu::PresentationContextResultReason::Acceptance {
-                        let k = (r.id as usize - 1) / 2;
-                        if let Some((class, ts)) = pairs.get(k) {
-                            contexts.push((class.clone(), ts.clone(), r.id));
+                        let k = (r.id as usize).saturating_sub(1) / 2;
+                        if let Some((class, _)) = pairs.get(k) {
+                            let accepted =
+                                r.transfer_syntax.trim_end_matches(['\0', ' ']).to_string();
+                            contexts.push((class.clone(), accepted, r.id));
                         }
                     }
                 }
@@ -1036,11 +1090,16 @@ impl SubAssociation {
         origin_ae: &str,
         origin_id: u16,
     ) -> Result<SubOp, String> {
-        let Some(pc) = self
+        let Some((pc, ts)) = self
             .contexts
             .iter()
             .find(|(c, t, _)| *c == inst.sop_class_uid && *t == inst.transfer_syntax)
-            .map(|(_, _, id)| *id)
+            .or_else(|| {
+                self.contexts.iter().find(|(c, t, _)| {
+                    *c == inst.sop_class_uid && convertible(&inst.transfer_syntax, t)
+                })
+            })
+            .map(|(_, t, id)| (*id, t.clone()))
         else {
             return Ok(SubOp::Failed);
         };
@@ -1050,6 +1109,7 @@ impl SubAssociation {
             &mut self.sock,
             self.peer_max_pdu,
             pc,
+            &ts,
             id,
             inst,
             data,

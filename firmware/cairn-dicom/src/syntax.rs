@@ -3,6 +3,11 @@
 use dicom_core::dictionary::{UidDictionary, UidType};
 use dicom_dictionary_std::StandardSopClassDictionary;
 
+/// Implicit VR Little Endian.
+pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+/// Explicit VR Little Endian.
+pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+
 /// Verification SOP Class.
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
 /// Patient Root Query/Retrieve Information Model - FIND.
