@@ -221,10 +221,35 @@ pub fn send(sock: &mut TcpStream, pdu: &Pdu) -> io::Result<()> {
     sock.write_all(&out)
 }
 
-/// A-ABORT from the service provider with a reason (PS3.8 table 9-26), best effort.
+/// A-ABORT from the service provider with a reason (PS3.8 table 9-26), best effort, then
+/// wait for the peer to close (see [`linger`]).
 pub fn send_abort(sock: &mut TcpStream, reason: u8) {
     let pdu = [types::ABORT, 0, 0, 0, 0, 4, 0, 0, 2, reason];
-    let _ = sock.write_all(&pdu);
+    if sock.write_all(&pdu).is_ok() {
+        linger(sock, LINGER);
+    }
+}
+
+/// How long to wait for the peer to close after an A-ASSOCIATE-RJ or A-ABORT.
+pub const LINGER: Duration = Duration::from_secs(5);
+
+/// After sending A-ASSOCIATE-RJ or A-ABORT, the acceptor waits (ARTIM, state Sta13) for the
+/// requestor to close the connection, so the peer reads the answer before seeing the close.
+/// Bounded in time and bytes.
+pub fn linger(sock: &mut TcpStream, max: Duration) {
+    let deadline = Instant::now() + max;
+    let mut buf = [0u8; 4096];
+    let mut seen = 0usize;
+    while seen < (1 << 20) {
+        let now = Instant::now();
+        if now >= deadline || sock.set_read_timeout(Some(deadline - now)).is_err() {
+            return;
+        }
+        match sock.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen += n,
+        }
+    }
 }
 
 /// Writes one DIMSE message (command, then optional data set) as P-DATA-TF PDUs no larger than

@@ -184,7 +184,9 @@ fn audit_refusal(store: &Store, calling: &str, peer: SocketAddr, why: &str) {
 }
 
 fn reject(sock: &mut TcpStream, refusal: &Refusal) {
-    let _ = pdu::send(sock, &Pdu::AssociationRJ(refusal.rj.clone()));
+    if pdu::send(sock, &Pdu::AssociationRJ(refusal.rj.clone())).is_ok() {
+        pdu::linger(sock, pdu::LINGER);
+    }
 }
 
 fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
