@@ -40,6 +40,7 @@ struct Shared {
     shutdown: AtomicBool,
     active: AtomicUsize,
     connections: AtomicUsize,
+    lingering: AtomicUsize,
     next_id: AtomicU64,
     registry: Mutex<HashMap<u64, Conn>>,
 }
@@ -76,6 +77,7 @@ impl Server {
                 shutdown: AtomicBool::new(false),
                 active: AtomicUsize::new(0),
                 connections: AtomicUsize::new(0),
+                lingering: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
                 registry: Mutex::new(HashMap::new()),
             }),
@@ -126,8 +128,14 @@ impl Server {
                 .name("dicom-assoc".into())
                 .stack_size(1 << 20)
                 .spawn(move || {
-                    handle_connection(&shared, sock, peer);
+                    let linger = handle_connection(&shared, sock, peer);
                     shared.connections.fetch_sub(1, Ordering::SeqCst);
+                    if let Some(mut sock) = linger {
+                        if shared.lingering.fetch_add(1, Ordering::SeqCst) < MAX_LINGERING {
+                            pdu::linger(&mut sock, pdu::LINGER);
+                        }
+                        shared.lingering.fetch_sub(1, Ordering::SeqCst);
+                    }
                 });
             match spawned {
                 Ok(t) => threads.push(t),
@@ -183,13 +191,25 @@ fn audit_refusal(store: &Store, calling: &str, peer: SocketAddr, why: &str) {
     });
 }
 
-fn reject(sock: &mut TcpStream, refusal: &Refusal) {
-    if pdu::send(sock, &Pdu::AssociationRJ(refusal.rj.clone())).is_ok() {
-        pdu::linger(sock, pdu::LINGER);
-    }
+/// Send the A-ASSOCIATE-RJ. The caller then lingers (outside the connection count) until the
+/// requestor closes, as PS3.8 Sta13 says.
+fn reject(sock: &mut TcpStream, refusal: &Refusal) -> bool {
+    // Some requestors (pynetdicom 3.0) check that their socket is still connected after
+    // sending the request; an answer that arrives within microseconds lets their own DUL close
+    // it first, and they then report an abort instead of the rejection and its reason. A short
+    // pause costs nothing on a path that is rare and final, and gives the peer the right words.
+    std::thread::sleep(REJECT_DELAY);
+    pdu::send(sock, &Pdu::AssociationRJ(refusal.rj.clone())).is_ok()
 }
 
-fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
+/// Pause before an A-ASSOCIATE-RJ (see `reject`).
+const REJECT_DELAY: Duration = Duration::from_millis(50);
+
+/// Rejected connections waiting for the peer to close; beyond this, they are closed at once.
+const MAX_LINGERING: usize = 64;
+
+/// Serve one connection; returns the socket when it must linger after a rejection.
+fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
     let config = &shared.config;
     let _ = sock.set_nodelay(true);
     // A peer that stops reading cannot hold a worker forever.
@@ -221,7 +241,7 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
                 pdu::send_abort(&mut sock, 6);
                 audit_refusal(&shared.store, "?", peer, "malformed association request");
                 tracing::warn!("malformed A-ASSOCIATE-RQ: aborted");
-                return;
+                return None;
             }
         },
         Ok(other) => {
@@ -232,9 +252,9 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
                 peer,
                 &format!("PDU type 0x{other:02x} before association"),
             );
-            return;
+            return None;
         }
-        Err(PduError::Closed) => return,
+        Err(PduError::Closed) => return None,
         Err(e) => {
             pdu::send_abort(
                 &mut sock,
@@ -246,7 +266,7 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
             );
             audit_refusal(&shared.store, "?", peer, &e.to_string());
             tracing::warn!(error = %e, "bad association request: aborted");
-            return;
+            return None;
         }
     };
     let calling = printable(rq.calling_ae_title.trim_matches([' ', '\0']));
@@ -259,15 +279,15 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
             peer,
             &format!("malformed request: {why}"),
         );
-        return;
+        return None;
     }
     let neg = match acceptor::negotiate(&rq, config, config.dicom.max_pdu_bytes) {
         Ok(n) => n,
         Err(refusal) => {
             tracing::warn!(calling = %calling, why = %refusal.why, "association rejected");
-            reject(&mut sock, &refusal);
+            let sent = reject(&mut sock, &refusal);
             audit_refusal(&shared.store, &calling, peer, &refusal.why);
-            return;
+            return sent.then_some(sock);
         }
     };
     // Take a slot, or refuse as temporarily congested.
@@ -284,9 +304,9 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
         }
         let refusal = acceptor::congestion();
         tracing::warn!(calling = %calling, "association rejected: too many at once");
-        reject(&mut sock, &refusal);
+        let sent = reject(&mut sock, &refusal);
         audit_refusal(&shared.store, &calling, peer, &refusal.why);
-        return;
+        return sent.then_some(sock);
     }
     struct Slot<'a>(&'a AtomicUsize);
     impl Drop for Slot<'_> {
@@ -298,7 +318,7 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
 
     if let Err(e) = pdu::send(&mut sock, &Pdu::AssociationAC(neg.ac.clone())) {
         tracing::warn!(error = %e, "cannot send A-ASSOCIATE-AC");
-        return;
+        return None;
     }
     tracing::info!(calling = %calling, contexts = neg.contexts.len(), "association accepted");
     shared.store.audit_later(AuditEvent {
@@ -336,4 +356,5 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
     if let Ok(mut reg) = shared.registry.lock() {
         reg.remove(&id);
     }
+    None
 }
