@@ -51,6 +51,28 @@ pub struct Config {
     /// The web panel.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The hardware: board file, RAID monitor, alarm. Optional.
+    #[serde(default)]
+    pub hardware: HardwareConfig,
+}
+
+/// `[hardware]`: which board this is and where the RAID monitor and alarm look.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareConfig {
+    /// The board file (`board/<name>/board.toml`); without it the RAID monitor and the alarm
+    /// do not run.
+    #[serde(default)]
+    pub board: Option<PathBuf>,
+    /// Root under which `sys/` and `dev/` are read (default `/`).
+    #[serde(default)]
+    pub sysfs_root: Option<PathBuf>,
+    /// The alarm's latched state file (default `<data_dir>/alarm.json`).
+    #[serde(default)]
+    pub alarm_state: Option<PathBuf>,
+    /// Days between scheduled scrubs (`sync_action=check`); 0 turns them off (default 30).
+    #[serde(default)]
+    pub scrub_interval_days: Option<u32>,
 }
 
 /// `[dicom]`: the DICOM node.
@@ -317,6 +339,21 @@ mod tests {
 #[cfg(test)]
 mod shipped {
     use super::*;
+
+    #[test]
+    fn hardware_section_is_optional_and_strict() {
+        let base = "[dicom]\nae_title = \"CAIRN\"\n[store]\ndata_dir = \"/d\"\n";
+        let c = Config::parse(base, Path::new("t")).unwrap();
+        assert!(c.hardware.board.is_none());
+        let c = Config::parse(
+            &format!("{base}[hardware]\nboard = \"/b.toml\"\nscrub_interval_days = 0\n"),
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(c.hardware.board, Some(PathBuf::from("/b.toml")));
+        assert_eq!(c.hardware.scrub_interval_days, Some(0));
+        assert!(Config::parse(&format!("{base}[hardware]\nbord = 1\n"), Path::new("t")).is_err());
+    }
 
     #[test]
     fn rootfs_config_parses_and_is_strict() {

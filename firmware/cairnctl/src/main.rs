@@ -6,6 +6,8 @@ use cairn_store::{DataDir, DateRange, FsckOptions, StudyFilter};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+mod hw;
+
 #[derive(Parser)]
 #[command(name = "cairnctl", version, about = "cairn admin tool")]
 struct Cli {
@@ -46,6 +48,26 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// RAID arrays, bays and health.
+    Raid {
+        #[command(subcommand)]
+        command: hw::RaidCommand,
+    },
+    /// The audible alarm.
+    Alarm {
+        #[command(subcommand)]
+        command: hw::AlarmCommand,
+    },
+    /// Replace a disk, step by step.
+    Disk {
+        #[command(subcommand)]
+        command: hw::DiskCommand,
+    },
+    /// The demo box's emulated disks (only with `cairnd demo`).
+    Demo {
+        #[command(subcommand)]
+        command: hw::DemoCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -66,6 +88,13 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Raid { command } => return hw::raid(&cli.data, command),
+        Command::Alarm { command } => return hw::alarm(&cli.data, command),
+        Command::Disk { command } => return hw::disk(&cli.data, command),
+        Command::Demo { command } => return hw::demo(&cli.data, command),
+        _ => {}
+    }
     let data = DataDir::new(&cli.data);
     if !data.db().exists() {
         bail!(
@@ -134,6 +163,12 @@ fn run(cli: Cli) -> Result<i32> {
                 }
                 Ok(1)
             }
+        }
+        Command::Raid { .. }
+        | Command::Alarm { .. }
+        | Command::Disk { .. }
+        | Command::Demo { .. } => {
+            unreachable!("handled above")
         }
     }
 }

@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod monitor;
+
 #[derive(Parser)]
 #[command(name = "cairnd", version, about = "cairn: the archive box daemon")]
 struct Cli {
@@ -77,11 +79,14 @@ fn dispatch(cli: Cli) -> Result<()> {
                 config.dicom.bind = b;
                 config.http.bind = b;
             }
-            run(config)
+            let hw = monitor::demo_setup(&config.store.data_dir)
+                .context("cannot set up the demo's emulated disks and buzzer")?;
+            run(config, Some(hw))
         }
         Command::Run { config } => {
             let c = Config::load(&config)?;
-            run(c)
+            let hw = hardware_setup(&c)?;
+            run(c, hw)
         }
     }
 }
@@ -109,8 +114,29 @@ fn demo_config(dir: &Path) -> Result<Config> {
     Ok(Config::load(&path)?)
 }
 
+/// The RAID monitor and alarm on real hardware, when the config names a board file.
+fn hardware_setup(c: &Config) -> Result<Option<monitor::MonitorSetup>> {
+    let Some(board_path) = &c.hardware.board else {
+        tracing::info!("no [hardware] board in the config: RAID monitor and alarm are off");
+        return Ok(None);
+    };
+    let board = cairn_hal::board::Board::load(board_path)?;
+    Ok(Some(monitor::MonitorSetup {
+        data_dir: c.store.data_dir.clone(),
+        root: c.hardware.sysfs_root.clone().unwrap_or_else(|| "/".into()),
+        board,
+        alarm_file: c
+            .hardware
+            .alarm_state
+            .clone()
+            .unwrap_or_else(|| c.store.data_dir.join(cairn_raid::requests::ALARM_FILE)),
+        emulator: None,
+        scrub_interval_days: c.hardware.scrub_interval_days.unwrap_or(30),
+    }))
+}
+
 /// Open the store, serve DICOM until SIGTERM or SIGINT, then stop cleanly.
-fn run(config: Config) -> Result<()> {
+fn run(config: Config, hw: Option<monitor::MonitorSetup>) -> Result<()> {
     let config = Arc::new(config);
     let data = DataDir::new(&config.store.data_dir);
     let store = Store::open(data.clone())
@@ -128,6 +154,10 @@ fn run(config: Config) -> Result<()> {
         )
     })?;
     let addr = server.local_addr()?;
+    let monitor = match hw {
+        Some(setup) => Some(monitor::start(setup, store.clone()).context("RAID monitor")?),
+        None => None,
+    };
     let handle = server.handle();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -158,6 +188,9 @@ fn run(config: Config) -> Result<()> {
     println!("  stop with Ctrl-C (or SIGTERM); nothing acknowledged is lost.");
 
     let served = server.run();
+    if let Some(m) = monitor {
+        m.stop();
+    }
     store.close().context("closing the store")?;
     drop(signal_thread);
     served.context("DICOM server")?;
