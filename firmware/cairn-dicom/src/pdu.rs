@@ -303,7 +303,11 @@ pub fn send_stream(
         peer_max_pdu.min(1 << 20)
     };
     let max_fragment = (max_pdu as usize).saturating_sub(6).max(2) & !1;
-    let mut chunk = vec![0u8; max_fragment.min(len.max(1) as usize)];
+    // PDVs carry even lengths (PS3.8 annex E). A data set received with an odd length (a
+    // deflated stream sent without its pad byte) goes out with the trailing NUL that PS3.5
+    // A.5 prescribes for deflated data.
+    let padded = len + (len % 2);
+    let mut chunk = vec![0u8; max_fragment.min(padded.max(2) as usize)];
     let mut out = Vec::with_capacity(chunk.len() + 12);
     let mut left = len;
     if left == 0 {
@@ -313,7 +317,19 @@ pub fn send_stream(
         let n = (left as usize).min(chunk.len());
         src.read_exact(&mut chunk[..n])?;
         left -= n as u64;
-        write_pdv(sock, &mut out, context_id, false, left == 0, &chunk[..n])?;
+        let mut k = n;
+        if left == 0 && n % 2 == 1 {
+            if k == chunk.len() {
+                // the pad byte does not fit in this fragment: send it in its own
+                write_pdv(sock, &mut out, context_id, false, false, &chunk[..n - 1])?;
+                chunk[0] = chunk[n - 1];
+                k = 1;
+            }
+            chunk[k] = 0;
+            k += 1;
+            return write_pdv(sock, &mut out, context_id, false, true, &chunk[..k]);
+        }
+        write_pdv(sock, &mut out, context_id, false, left == 0, &chunk[..k])?;
     }
     Ok(())
 }
@@ -346,9 +362,12 @@ impl<'a> PdvWriter<'a> {
         }
     }
 
-    /// Send what is left as the last fragment.
+    /// Send what is left as the last fragment (padded to an even length).
     pub fn finish(mut self) -> io::Result<()> {
-        let buf = std::mem::take(&mut self.buf);
+        let mut buf = std::mem::take(&mut self.buf);
+        if buf.len() % 2 == 1 {
+            buf.push(0);
+        }
         write_pdv(self.sock, &mut self.out, self.context_id, false, true, &buf)
     }
 }

@@ -797,6 +797,7 @@ impl Association<'_> {
         let mut failed_uids = Vec::new();
         let mut sent = Vec::new();
         let mut cancelled = false;
+        let mut broken = false;
         let calling = self.neg.calling_ae.clone();
         let data = self.store.data_dir().clone();
         for (k, inst) in list.iter().enumerate() {
@@ -820,6 +821,7 @@ impl Association<'_> {
                         failed += 1;
                         failed_uids.push(rest.sop_instance_uid.clone());
                     }
+                    broken = true;
                     break;
                 }
             }
@@ -846,7 +848,12 @@ impl Association<'_> {
                 )?;
             }
         }
-        sub.release();
+        if broken {
+            // the destination aborted or vanished: do not wait for a release it will not answer
+            sub.abort();
+        } else {
+            sub.release();
+        }
         let remaining = (total as u16).saturating_sub(done + failed + warned);
         self.finish_retrieve(
             context_id,
@@ -1001,28 +1008,29 @@ impl SubAssociation {
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let _ = sock.set_nodelay(true);
         let _ = sock.set_write_timeout(Some(Duration::from_secs(30)));
+        // One context per (SOP class, stored syntax), plus one offering the other Little Endian
+        // syntax where the box can convert, so the destination can take objects as stored.
         let mut pairs: Vec<(String, String)> = Vec::new();
         for i in list {
-            let p = (i.sop_class_uid.clone(), i.transfer_syntax.clone());
-            if !pairs.contains(&p) && pairs.len() < 128 {
-                pairs.push(p);
+            let mut wanted = vec![(i.sop_class_uid.clone(), i.transfer_syntax.clone())];
+            for alt in [syntax::EXPLICIT_LE, syntax::IMPLICIT_LE] {
+                if convertible(&i.transfer_syntax, alt) {
+                    wanted.push((i.sop_class_uid.clone(), alt.to_string()));
+                }
+            }
+            for p in wanted {
+                if !pairs.contains(&p) && pairs.len() < 128 {
+                    pairs.push(p);
+                }
             }
         }
         let proposed: Vec<PresentationContextProposed> = pairs
             .iter()
             .enumerate()
-            .map(|(k, (class, ts))| {
-                let mut transfer_syntaxes = vec![ts.clone()];
-                for alt in [syntax::EXPLICIT_LE, syntax::IMPLICIT_LE] {
-                    if convertible(ts, alt) {
-                        transfer_syntaxes.push(alt.to_string());
-                    }
-                }
-                PresentationContextProposed {
-                    id: (2 * k + 1) as u8,
-                    abstract_syntax: class.clone(),
-                    transfer_syntaxes,
-                }
+            .map(|(k, (class, ts))| PresentationContextProposed {
+                id: (2 * k + 1) as u8,
+                abstract_syntax: class.clone(),
+                transfer_syntaxes: vec![ts.clone()],
             })
             .collect();
         let rq = AssociationRQ {
@@ -1147,6 +1155,13 @@ impl SubAssociation {
                 }
             }
         }
+    }
+
+    fn abort(mut self) {
+        use std::io::Write;
+        let _ = self
+            .sock
+            .write_all(&[types::ABORT, 0, 0, 0, 0, 4, 0, 0, 0, 0]);
     }
 
     fn release(mut self) {
