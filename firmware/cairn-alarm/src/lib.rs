@@ -38,6 +38,8 @@ pub enum AlarmError {
 pub enum AlarmKind {
     /// A disk failed (redundancy reduced).
     DiskFailed,
+    /// A disk's SMART says it is failing (it still works: replace it soon).
+    DiskFailing,
     /// An array runs with no redundancy left.
     ArrayCritical,
     /// An array failed: data unavailable.
@@ -53,6 +55,7 @@ impl AlarmKind {
             AlarmKind::ArrayFailed => 4,
             AlarmKind::ArrayCritical => 3,
             AlarmKind::DiskFailed => 2,
+            AlarmKind::DiskFailing => 2,
             AlarmKind::MediumNeeded => 1,
         }
     }
@@ -75,6 +78,8 @@ impl AlarmKind {
             AlarmKind::ArrayFailed => Pattern(&[(2800, 300), (1800, 300)]),
             // One long low tone, a long pause.
             AlarmKind::MediumNeeded => Pattern(&[(1000, 600), (0, 4000)]),
+            // One short beep, a long pause.
+            AlarmKind::DiskFailing => Pattern(&[(2000, 200), (0, 3000)]),
         }
     }
 }
@@ -174,6 +179,15 @@ impl AlarmState {
         let (gone, keep) = std::mem::take(&mut self.events)
             .into_iter()
             .partition(|e| e.kind == kind && e.array.is_none());
+        self.events = keep;
+        gone
+    }
+
+    /// Clear the events of one kind about one bay (a failing disk was replaced or recovered).
+    pub fn clear_bay(&mut self, kind: AlarmKind, bay: u32) -> Vec<AlarmEvent> {
+        let (gone, keep) = std::mem::take(&mut self.events)
+            .into_iter()
+            .partition(|e| e.kind == kind && e.bay == Some(bay));
         self.events = keep;
         gone
     }

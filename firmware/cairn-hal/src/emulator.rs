@@ -126,11 +126,44 @@ impl Emulator {
             start[4096..4100].copy_from_slice(&MD_SB_MAGIC.to_le_bytes());
         }
         std::fs::write(&node, &start).map_err(io(&node))?;
+        self.write_smart(kname, true, 0)?;
         let links = self.root.join("dev/disk/by-path");
         std::fs::create_dir_all(&links).map_err(io(&links))?;
         let link = links.join(by_path_for_bay(bay));
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(format!("../../{kname}"), &link).map_err(io(&link))
+    }
+
+    /// The folder of the emulated disks' SMART JSON (`<kname>.json`, smartctl 7.3's shape).
+    pub fn smart_dir(&self) -> PathBuf {
+        self.root.join("smart")
+    }
+
+    /// Write the SMART JSON of an emulated disk: the drive's verdict and its reallocated
+    /// sector count (the demo's hands edit these to show early warnings).
+    pub fn write_smart(&self, kname: &str, passed: bool, reallocated: u64) -> Result<(), HalError> {
+        check_name(kname)?;
+        let json = serde_json::json!({
+            "json_format_version": [1, 0],
+            "smartctl": {"version": [7, 3], "exit_status": if passed { 0 } else { 8 }},
+            "device": {"name": format!("/dev/{kname}"), "type": "sat", "protocol": "ATA"},
+            "model_name": "CAIRN EMULATED DISK",
+            "serial_number": format!("EMU-{kname}"),
+            "smart_status": {"passed": passed},
+            "ata_smart_attributes": {"revision": 16, "table": [
+                {"id": 5, "name": "Reallocated_Sector_Ct", "value": 100, "worst": 100,
+                 "thresh": 36, "raw": {"value": reallocated, "string": reallocated.to_string()}},
+                {"id": 197, "name": "Current_Pending_Sector", "value": 100, "worst": 100,
+                 "thresh": 0, "raw": {"value": 0, "string": "0"}},
+                {"id": 198, "name": "Offline_Uncorrectable", "value": 100, "worst": 100,
+                 "thresh": 0, "raw": {"value": 0, "string": "0"}}
+            ]},
+            "temperature": {"current": 33}
+        });
+        put(
+            &self.smart_dir().join(format!("{kname}.json")),
+            &json.to_string(),
+        )
     }
 
     fn make_member(&self, kname: &str, slot: Option<u32>, state: &str) -> Result<(), HalError> {

@@ -2,7 +2,9 @@
 //!
 //! Owns: reading md RAID state from sysfs ([`md`]), md actions through md's sysfs attributes
 //! ([`md::MdControl`]), disk bays and the disks in them ([`disks`], [`board`]), buzzers
-//! ([`buzzer`]), and an md emulator that keeps a sysfs-shaped tree ([`emulator`]).
+//! ([`buzzer`]), md 1.2 superblocks for replacement members ([`superblock`]), kernel uevents
+//! ([`uevent`]), SMART through `smartctl --json` ([`smart`]), and an md emulator that keeps a
+//! sysfs-shaped tree ([`emulator`]).
 //! Every path is taken relative to an injectable root (`/` on the box), so the same code reads
 //! fixture trees in tests and the emulator's tree in the demo.
 //!
@@ -14,6 +16,9 @@ pub mod buzzer;
 pub mod disks;
 pub mod emulator;
 pub mod md;
+pub mod smart;
+pub mod superblock;
+pub mod uevent;
 
 use std::path::PathBuf;
 use thiserror::Error;

@@ -6,7 +6,7 @@ use crate::HalError;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -182,6 +182,16 @@ impl MdSysfs {
     /// `timeout` passes (the safety-net timer). Returns true when md signalled a change.
     /// Plain files (fixtures, the emulator) never signal, so this is then a plain sleep.
     pub fn wait_for_change(&self, timeout: Duration) -> Result<bool, HalError> {
+        self.wait_for_change_or(timeout, &[])
+    }
+
+    /// [`MdSysfs::wait_for_change`], also waking when one of `also` becomes readable (the
+    /// [`crate::uevent::UeventWatcher`]'s socket, so a disk pulled out wakes the monitor at once).
+    pub fn wait_for_change_or(
+        &self,
+        timeout: Duration,
+        also: &[BorrowedFd<'_>],
+    ) -> Result<bool, HalError> {
         let mut files = Vec::new();
         for name in self.arrays()? {
             let md = self.md_dir(&name);
@@ -203,7 +213,7 @@ impl MdSysfs {
             }
         }
         let timeout_ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        if files.is_empty() {
+        if files.is_empty() && also.is_empty() {
             std::thread::sleep(Duration::from_millis(timeout_ms.into()));
             return Ok(false);
         }
@@ -215,6 +225,10 @@ impl MdSysfs {
                     nix::poll::PollFlags::POLLPRI | nix::poll::PollFlags::POLLERR,
                 )
             })
+            .chain(
+                also.iter()
+                    .map(|fd| nix::poll::PollFd::new(*fd, nix::poll::PollFlags::POLLIN)),
+            )
             .collect();
         match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(timeout_ms)) {
             Ok(n) => Ok(n > 0),
@@ -228,8 +242,9 @@ impl MdSysfs {
 pub trait MdControl: Send + Sync {
     /// Write `dev-<member>/state` (`faulty`, `remove`, `-blocked`, `want_replacement`...).
     fn set_member_state(&self, array: &str, member: &str, value: &str) -> Result<(), HalError>;
-    /// Add a block device to an array as a spare by writing its `MAJ:MIN` to `md/new_dev`;
-    /// md starts recovery onto it when the array is degraded.
+    /// Add a whole blank disk to an array as a spare (on a real kernel: a 1.2 superblock
+    /// written onto it, then its `MAJ:MIN` to `md/new_dev`); md starts recovery onto it when
+    /// the array is degraded.
     fn add_disk(&self, array: &str, kname: &str) -> Result<(), HalError>;
     /// Write `md/sync_action` (`check` starts a scrub, `idle` stops one).
     fn set_sync_action(&self, array: &str, action: &str) -> Result<(), HalError>;
@@ -266,10 +281,55 @@ impl MdControl for SysfsControl {
         )
     }
 
+    /// md takes only a device that already carries a superblock of the array's kind, so this
+    /// first writes a 1.2 spare superblock derived from a working member's (as `mdadm --add`
+    /// does), then writes `MAJ:MIN` to `md/new_dev`, then asks md to look for recovery work.
+    /// If md refuses the device, its start is zeroed again so it still reads as blank.
     fn add_disk(&self, array: &str, kname: &str) -> Result<(), HalError> {
+        use crate::superblock::{random_uuid, Superblock};
         check_name(array)?;
-        let dev = crate::disks::Disks::new(self.md.root()).dev_number(kname)?;
-        write_attr(&self.md.md_dir(array).join("new_dev"), &dev)
+        let md = self.md.md_dir(array);
+        if let Some(v) = read_opt(&md.join("metadata_version"))? {
+            if v != "1.2" {
+                return Err(HalError::invalid(
+                    array,
+                    format!("metadata {v}: only 1.2 members are added"),
+                ));
+            }
+        }
+        let disks = crate::disks::Disks::new(self.md.root());
+        let info = disks.info(kname)?;
+        let snap = self.md.read_array(array)?;
+        if snap.members.iter().any(|m| m.kname == kname) {
+            return Err(HalError::invalid(kname, "already a member"));
+        }
+        // The freshest superblock among the working members.
+        let source = snap
+            .members
+            .iter()
+            .filter(|m| m.present && m.has("in_sync") && !m.has("faulty"))
+            .filter_map(|m| {
+                check_name(&m.kname).ok()?;
+                Superblock::read_from(&self.md.root().join("dev").join(&m.kname)).ok()
+            })
+            .max_by_key(Superblock::events)
+            .ok_or_else(|| {
+                HalError::invalid(array, "no working member with a readable 1.2 superblock")
+            })?;
+        let sb = source.for_new_member(info.size_bytes / 512, random_uuid()?)?;
+        sb.write_to(&self.md.root().join("dev").join(kname))?;
+        if let Err(e) = write_attr(&md.join("new_dev"), &info.dev) {
+            if let Err(w) = disks.wipe_start(kname) {
+                tracing::error!(error = %w, device = kname, "cannot zero the refused disk again");
+            }
+            return Err(e);
+        }
+        if snap.degraded > 0 {
+            if let Err(e) = write_attr(&md.join("sync_action"), "recover") {
+                tracing::warn!(error = %e, array, "md did not take `recover`");
+            }
+        }
+        Ok(())
     }
 
     fn set_sync_action(&self, array: &str, action: &str) -> Result<(), HalError> {
@@ -348,6 +408,76 @@ mod tests {
         assert!(check_name("../x").is_err());
         assert!(check_name("..").is_err());
         assert!(check_name("sda").is_ok());
+    }
+
+    /// The real driver's add: a spare superblock from the working member's, then `new_dev`.
+    #[test]
+    fn sysfs_add_writes_a_superblock_then_new_dev() {
+        use crate::superblock::{ArrayParams, Superblock, ROLE_SPARE};
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let md = r.join("sys/block/md0/md");
+        let sectors: u64 = 64 * 2048;
+        for (k, dev) in [("sda", "8:0"), ("sdb", "8:16"), ("sdg", "8:96")] {
+            let blk = r.join("sys/class/block").join(k);
+            std::fs::create_dir_all(&blk).unwrap();
+            std::fs::write(blk.join("size"), format!("{sectors}\n")).unwrap();
+            std::fs::write(blk.join("dev"), format!("{dev}\n")).unwrap();
+            std::fs::create_dir_all(r.join("dev")).unwrap();
+            std::fs::File::create(r.join("dev").join(k))
+                .unwrap()
+                .set_len(sectors * 512)
+                .unwrap();
+        }
+        for (k, state, slot) in [("sda", "in_sync", "0"), ("sdb", "faulty", "none")] {
+            let d = md.join(format!("dev-{k}"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("state"), state).unwrap();
+            std::fs::write(d.join("slot"), slot).unwrap();
+        }
+        for (a, v) in [
+            ("level", "raid1"),
+            ("raid_disks", "2"),
+            ("array_state", "clean"),
+            ("degraded", "1"),
+            ("metadata_version", "1.2"),
+            ("new_dev", ""),
+            ("sync_action", "idle"),
+        ] {
+            std::fs::write(md.join(a), v).unwrap();
+        }
+        let p = ArrayParams {
+            set_uuid: [5; 16],
+            set_name: "t:0".into(),
+            ctime_secs: 1,
+            level: 1,
+            layout: 0,
+            size_sectors: sectors - 2048,
+            chunk_sectors: 0,
+            raid_disks: 2,
+            data_offset: 2048,
+            events: 9,
+        };
+        Superblock::new_array(&p, sectors, [1; 16])
+            .write_to(&r.join("dev/sda"))
+            .unwrap();
+        let c = SysfsControl::new(r);
+        c.add_disk("md0", "sdg").unwrap();
+        assert_eq!(read_opt(&md.join("new_dev")).unwrap().unwrap(), "8:96");
+        assert_eq!(
+            read_opt(&md.join("sync_action")).unwrap().unwrap(),
+            "recover"
+        );
+        let sb = Superblock::read_from(&r.join("dev/sdg")).unwrap();
+        assert_eq!(
+            (sb.set_uuid(), sb.events(), sb.dev_number()),
+            ([5; 16], 9, 2)
+        );
+        assert_eq!(sb.role(2), Some(ROLE_SPARE));
+        // A member cannot be added twice, and another metadata version is refused.
+        assert!(c.add_disk("md0", "sda").is_err());
+        std::fs::write(md.join("metadata_version"), "1.0").unwrap();
+        assert!(c.add_disk("md0", "sdg").is_err());
     }
 
     #[test]

@@ -10,10 +10,12 @@
 mod events;
 mod plan;
 pub mod requests;
+mod smart;
 mod status;
 
 pub use events::{diff, RaidEvent};
 pub use plan::{check_add, check_remove, homes, plan, Action, BayDisk, Blocked, Refusal};
+pub use smart::{smart_events, smart_health, SmartEvent, SmartHealth, SmartVerdict};
 pub use status::{status, ArrayStatus, MemberState, MemberStatus, Progress};
 
 use cairn_hal::md::ArraySnapshot;

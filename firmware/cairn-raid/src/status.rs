@@ -55,6 +55,9 @@ pub struct MemberStatus {
     pub flags: Vec<String>,
     /// Read errors md corrected on it.
     pub errors: u64,
+    /// Its disk's SMART state (filled in by the monitor; null until read).
+    #[serde(default)]
+    pub smart: Option<crate::SmartHealth>,
 }
 
 /// A resync, recovery, reshape or check under way.
@@ -142,6 +145,7 @@ pub fn status(a: &ArraySnapshot, bay_of: &BTreeMap<String, u32>) -> ArrayStatus 
             slot: m.slot,
             flags: m.flags.clone(),
             errors: m.errors,
+            smart: None,
         })
         .collect();
     members.sort_by_key(|m| (m.bay.unwrap_or(u32::MAX), m.device.clone()));

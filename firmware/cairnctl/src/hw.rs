@@ -232,12 +232,26 @@ fn print_raid(s: &Value) {
             );
         }
         for m in a["members"].as_array().unwrap_or(&empty) {
+            let smart = &m["smart"];
+            let verdict = match smart["verdict"].as_str() {
+                Some("ok") => "SMART ok".to_string(),
+                Some("warning") => "SMART WARNING".to_string(),
+                Some("failing") => "SMART FAILING: replace this disk".to_string(),
+                Some("unavailable") => "SMART unavailable".to_string(),
+                _ => String::new(),
+            };
+            let temp = smart["temperature_c"]
+                .as_i64()
+                .map_or(String::new(), |t| format!(", {t} °C"));
             println!(
-                "  {:<7} {:<6} {}",
+                "  {:<7} {:<6} {:<10} {verdict}{temp}",
                 bay(&m["bay"]),
                 m["device"].as_str().unwrap_or(""),
                 m["state"].as_str().unwrap_or("")
             );
+            for w in smart["warnings"].as_array().unwrap_or(&empty) {
+                println!("          SMART: {}", w.as_str().unwrap_or(""));
+            }
         }
     }
     for b in s["blocked"].as_array().unwrap_or(&empty) {

@@ -9,16 +9,22 @@ use cairn_hal::board::{Board, BuzzerConfig};
 use cairn_hal::disks::{Contents, Disks};
 use cairn_hal::emulator::{Emulator, NewDisk};
 use cairn_hal::md::{ArraySnapshot, MdControl, MdSysfs};
+use cairn_hal::smart::{SmartFiles, SmartReport, SmartSource, Smartctl};
+use cairn_hal::uevent::UeventWatcher;
 use cairn_raid::requests::{Answer, Request, REQUEST_DIR, STATUS_FILE};
-use cairn_raid::{Action, BayDisk, Blocked, Health, RaidEvent};
+use cairn_raid::{Action, BayDisk, Blocked, Health, RaidEvent, SmartEvent};
 use cairn_store::Store;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// How often each disk's SMART is read on the box (10 min): smartctl wakes the disk.
+const SMART_EVERY_MS: u64 = 600_000;
 
 /// Where the monitor reads and what it drives.
 pub struct MonitorSetup {
@@ -100,6 +106,8 @@ pub fn start(setup: MonitorSetup, store: Store) -> Result<MonitorHandle> {
         let stop = stop.clone();
         threads.push(std::thread::spawn(move || play(buzzer, &alarm, &stop)));
     }
+    let setup_emulator_root = setup.emulator.as_ref().map(|e| e.root().to_path_buf());
+    let setup_root = setup.root.clone();
     let mut m = Monitor {
         md: MdSysfs::new(&setup.root),
         disks: Disks::new(&setup.root),
@@ -115,7 +123,21 @@ pub fn start(setup: MonitorSetup, store: Store) -> Result<MonitorHandle> {
         blocked: Vec::new(),
         last_scrub_ms: BTreeMap::new(),
         last_written: String::new(),
+        uevents: None,
+        smart_source: match &setup_emulator_root {
+            Some(root) => Box::new(SmartFiles::new(root.join("smart"))),
+            None => Box::new(Smartctl::new(&setup_root)),
+        },
+        smart: BTreeMap::new(),
     };
+    if m.setup.emulator.is_none() {
+        match UeventWatcher::open() {
+            Ok(w) => m.uevents = Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "no uevent socket: disks are noticed by the sysfs poll")
+            }
+        }
+    }
     m.load_memory();
     {
         let stop = stop.clone();
@@ -241,6 +263,12 @@ struct Monitor {
     blocked: Vec<Blocked>,
     last_scrub_ms: BTreeMap<String, u64>,
     last_written: String,
+    /// Kernel uevents (real kernel only): a disk pulled or slid in wakes the loop at once.
+    uevents: Option<UeventWatcher>,
+    /// smartctl (real) or the emulator's SMART files.
+    smart_source: Box<dyn SmartSource>,
+    /// Per bay: the disk last read, its last report, when it was read (ms).
+    smart: BTreeMap<u32, (String, SmartReport, u64)>,
 }
 
 fn audit(store: &Store, action: &str, object: &str, detail: serde_json::Value) {
@@ -289,9 +317,38 @@ impl Monitor {
             }
             if self.setup.emulator.is_some() {
                 std::thread::sleep(tick);
-            } else if let Err(e) = self.md.wait_for_change(tick) {
-                tracing::warn!(error = %e, "md poll");
-                std::thread::sleep(tick);
+            } else {
+                self.wait(tick);
+            }
+        }
+    }
+
+    /// Real kernel: sleep until md notifies a change, the kernel announces a block device
+    /// coming or going (uevent), or `tick` passes (the sysfs poll kept as the fallback).
+    fn wait(&mut self, tick: Duration) {
+        let woke = match &self.uevents {
+            Some(w) => self.md.wait_for_change_or(tick, &[w.as_fd()]),
+            None => self.md.wait_for_change(tick),
+        };
+        if let Err(e) = woke {
+            tracing::warn!(error = %e, "md poll");
+            std::thread::sleep(tick);
+        }
+        let drained = match &self.uevents {
+            Some(w) => w.drain(),
+            None => return,
+        };
+        match drained {
+            Ok(events) => {
+                for ev in events.iter().filter(|e| e.is_block()) {
+                    if matches!(ev.action.as_str(), "add" | "remove") {
+                        tracing::info!(action = %ev.action, device = ?ev.devname, "block device");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "uevent socket failed; falling back to the sysfs poll");
+                self.uevents = None;
             }
         }
     }
@@ -428,9 +485,20 @@ impl Monitor {
             }
             snap = self.md.snapshot()?;
         }
+        self.read_smart(&bays);
         let statuses: Vec<_> = snap
             .iter()
-            .map(|a| cairn_raid::status(a, &self.bay_of))
+            .map(|a| {
+                let mut s = cairn_raid::status(a, &self.bay_of);
+                for m in &mut s.members {
+                    m.smart = m
+                        .bay
+                        .and_then(|b| self.smart.get(&b))
+                        .filter(|(disk, _, _)| m.device.starts_with(disk.as_str()))
+                        .map(|(_, r, _)| cairn_raid::smart_health(r));
+                }
+                s
+            })
             .collect();
         self.homes.extend(cairn_raid::homes(&statuses));
         let events = cairn_raid::diff(self.prev.as_deref(), &snap, &self.bay_of);
@@ -459,6 +527,73 @@ impl Monitor {
         self.scrub_schedule(&snap);
         self.prev = Some(snap);
         self.publish(statuses, &bays)
+    }
+
+    /// Read SMART of each bay's disk when it is new there, then every `SMART_EVERY_MS`
+    /// (5 s in the demo); report what changed.
+    fn read_smart(&mut self, bays: &[BayDisk]) {
+        let every = if self.setup.emulator.is_some() {
+            5_000
+        } else {
+            SMART_EVERY_MS
+        };
+        let now = cairn_hal::now_ms();
+        self.smart
+            .retain(|bay, (disk, _, _)| bays.iter().any(|d| d.bay == *bay && &d.device == disk));
+        for d in bays {
+            let prev = self.smart.get(&d.bay).map(|(_, r, at)| (r.clone(), *at));
+            if prev
+                .as_ref()
+                .is_some_and(|(_, at)| now.saturating_sub(*at) < every)
+            {
+                continue;
+            }
+            let report = self.smart_source.read(&d.device);
+            let prev = prev.map(|(r, _)| r);
+            if prev.is_none() {
+                // A new disk in the bay: an alarm about the old one no longer holds.
+                self.with_alarm(|a| a.clear_bay(AlarmKind::DiskFailing, d.bay));
+            }
+            if report.passed == Some(true) {
+                self.with_alarm(|a| a.clear_bay(AlarmKind::DiskFailing, d.bay));
+            }
+            for ev in cairn_raid::smart_events(d.bay, &d.device, prev.as_ref(), &report) {
+                audit(
+                    &self.store,
+                    "smart-event",
+                    &format!("bay {}", d.bay),
+                    serde_json::to_value(&ev).unwrap_or_default(),
+                );
+                match &ev {
+                    SmartEvent::SmartWarning { message, .. } => {
+                        tracing::warn!(bay = d.bay, %message, "SMART early warning");
+                    }
+                    SmartEvent::SmartFailing { message, .. } => {
+                        let bay = d.bay;
+                        let id = self.with_alarm(|a| {
+                            a.raise(
+                                AlarmKind::DiskFailing,
+                                Some(bay),
+                                None,
+                                message,
+                                cairn_hal::now_ms(),
+                            )
+                        });
+                        tracing::warn!(bay, %message, ?id, "SMART: disk failing");
+                        if let Some(id) = id {
+                            audit(
+                                &self.store,
+                                "alarm-raise",
+                                &format!("bay {bay}"),
+                                serde_json::json!({"id": id, "kind": AlarmKind::DiskFailing,
+                                    "bay": bay, "message": message}),
+                            );
+                        }
+                    }
+                }
+            }
+            self.smart.insert(d.bay, (d.device.clone(), report, now));
+        }
     }
 
     fn on_event(&mut self, ev: &RaidEvent) {
