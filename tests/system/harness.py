@@ -24,7 +24,7 @@ import pydicom.data
 from pynetdicom import AE, _config as pnd_config
 
 ROOT = Path(__file__).resolve().parents[2]
-TARGET = Path(os.environ.get("CAIRN_TARGET_DIR", ROOT / "target")) / "release"
+TARGET = Path(os.environ.get("CAIRN_TARGET_DIR") or os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "release"
 CAIRND = TARGET / "cairnd"
 CAIRNCTL = TARGET / "cairnctl"
 STORESCU = "/usr/bin/storescu"
