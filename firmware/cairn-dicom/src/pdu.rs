@@ -268,25 +268,43 @@ pub fn send_message(
         peer_max_pdu.min(1 << 20)
     };
     // PDU body = one PDV: 4 (length) + 2 (context, control) + fragment.
-    let max_fragment = (max_pdu as usize).saturating_sub(6).max(1);
-    let mut out = Vec::with_capacity(command.len().min(max_fragment) + 12);
-    let mut emit = |data: &[u8], is_command: bool| -> io::Result<()> {
-        let mut chunks = data.chunks(max_fragment).peekable();
+    let max_fragment = (max_pdu as usize).saturating_sub(6).max(2) & !1;
+    // Small messages (responses, C-FIND answers) go out in one write: one segment, and no
+    // delayed-ACK stall at a peer that left Nagle on.
+    let mut out = Vec::with_capacity(command.len() + dataset.map_or(0, <[u8]>::len) + 24);
+    let append = |data: &[u8], is_command: bool, out: &mut Vec<u8>| {
         if data.is_empty() {
-            // an empty data set still needs its one (last) fragment
-            return write_pdv(sock, &mut out, context_id, is_command, true, &[]);
+            push_pdv(out, context_id, is_command, true, &[]);
         }
+        let mut chunks = data.chunks(max_fragment).peekable();
         while let Some(chunk) = chunks.next() {
-            let last = chunks.peek().is_none();
-            write_pdv(sock, &mut out, context_id, is_command, last, chunk)?;
+            push_pdv(out, context_id, is_command, chunks.peek().is_none(), chunk);
         }
-        Ok(())
     };
-    emit(command, true)?;
+    append(command, true, &mut out);
     if let Some(d) = dataset {
-        emit(d, false)?;
+        let mut padded;
+        let d = if d.len() % 2 == 1 {
+            padded = d.to_vec();
+            padded.push(0);
+            &padded[..]
+        } else {
+            d
+        };
+        append(d, false, &mut out);
     }
-    Ok(())
+    sock.write_all(&out)
+}
+
+fn push_pdv(out: &mut Vec<u8>, context_id: u8, is_command: bool, is_last: bool, chunk: &[u8]) {
+    let pdv_len = chunk.len() as u32 + 2;
+    out.push(types::P_DATA);
+    out.push(0);
+    out.extend_from_slice(&(pdv_len + 4).to_be_bytes());
+    out.extend_from_slice(&pdv_len.to_be_bytes());
+    out.push(context_id);
+    out.push(u8::from(is_command) | (u8::from(is_last) << 1));
+    out.extend_from_slice(chunk);
 }
 
 /// Send a data set of `len` bytes read from `src` as P-DATA fragments (memory: one PDU).

@@ -208,6 +208,7 @@ pub fn keys_from(pairs: &[(u32, String)]) -> Vec<(u32, Matcher)> {
         .collect()
 }
 
+#[cfg(test)]
 fn like_escape(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
@@ -291,12 +292,14 @@ fn where_clause(q: &Query, level: Level) -> Result<(String, Vec<Value>), QueryEr
                 args.push(Value::Text(normalize_name(s)));
             }
             (Matcher::Wildcard(s), Kind::Name) => {
+                // Both sides are upper-cased already, so a case-sensitive GLOB matches the same
+                // names as a case-insensitive LIKE, and unlike LIKE it can use the index.
                 let mut n = normalize_name(s);
                 if s.trim_end().ends_with('^') && !n.ends_with('*') {
                     n.push('^');
                 }
-                sql.push_str(&format!(" AND {col} LIKE ? ESCAPE '\\'"));
-                args.push(Value::Text(like_escape(&n)));
+                sql.push_str(&format!(" AND {col} GLOB ?"));
+                args.push(Value::Text(glob_escape(&n)));
             }
             (Matcher::Single(s), _) => {
                 sql.push_str(&format!(" AND {col} = ?"));
@@ -312,10 +315,11 @@ fn where_clause(q: &Query, level: Level) -> Result<(String, Vec<Value>), QueryEr
                     args.push(Value::Text(f.clone()));
                 }
                 if let Some(t) = to {
-                    // "to" includes the whole day/second: compare on the prefix length given
-                    sql.push_str(&format!(" AND substr({col}, 1, ?) <= ? AND {col} != ''"));
-                    args.push(Value::Integer(t.len() as i64));
-                    args.push(Value::Text(t.clone()));
+                    // "to" includes everything it is a prefix of (a whole day, a whole hour):
+                    // '~' sorts after every character a date or time holds. A plain comparison
+                    // keeps the index usable.
+                    sql.push_str(&format!(" AND {col} <= ? AND {col} != ''"));
+                    args.push(Value::Text(format!("{t}~")));
                 }
             }
             (Matcher::List(l), _) => {
