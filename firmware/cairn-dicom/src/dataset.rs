@@ -18,10 +18,10 @@ use thiserror::Error;
 pub const MAX_DEPTH: usize = 64;
 /// Longest value kept for a wanted attribute.
 const MAX_WANTED_VALUE: u32 = 4096;
-const UNDEFINED: u32 = 0xFFFF_FFFF;
-const ITEM: u32 = 0xFFFE_E000;
-const ITEM_DELIM: u32 = 0xFFFE_E00D;
-const SEQ_DELIM: u32 = 0xFFFE_E0DD;
+pub(crate) const UNDEFINED: u32 = 0xFFFF_FFFF;
+pub(crate) const ITEM: u32 = 0xFFFE_E000;
+pub(crate) const ITEM_DELIM: u32 = 0xFFFE_E00D;
+pub(crate) const SEQ_DELIM: u32 = 0xFFFE_E0DD;
 const PIXEL_DATA: u32 = 0x7FE0_0010;
 
 /// Why a data set was refused.
@@ -129,7 +129,8 @@ enum End {
     ItemDelimiter,
 }
 
-fn vr_has_long_length(vr: VR) -> bool {
+/// VRs whose explicit header has a 4-byte length (PS3.5 7.1.2).
+pub(crate) fn vr_has_long_length(vr: VR) -> bool {
     matches!(
         vr,
         VR::OB

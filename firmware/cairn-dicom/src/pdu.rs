@@ -428,14 +428,7 @@ fn write_pdv(
     chunk: &[u8],
 ) -> io::Result<()> {
     out.clear();
-    let pdv_len = chunk.len() as u32 + 2;
-    out.push(types::P_DATA);
-    out.push(0);
-    out.extend_from_slice(&(pdv_len + 4).to_be_bytes());
-    out.extend_from_slice(&pdv_len.to_be_bytes());
-    out.push(context_id);
-    out.push(u8::from(is_command) | (u8::from(is_last) << 1));
-    out.extend_from_slice(chunk);
+    push_pdv(out, context_id, is_command, is_last, chunk);
     sock.write_all(out)
 }
 

@@ -7,7 +7,7 @@
 use crate::acceptor::printable;
 use crate::dimse::{self, command, status, Command, CommandBuilder, NO_DATASET};
 use crate::pdu::{self, types, PduError, PduReader};
-use crate::service::{json_obj, Association};
+use crate::service::Association;
 use crate::syntax::{self, QrService};
 use cairn_audit::AuditEvent;
 use cairn_store::find::{self, FindEnd, InstanceRef, Level, Query};
@@ -201,33 +201,7 @@ impl Association<'_> {
         comment: &str,
         dataset: Option<&[u8]>,
     ) -> Result<(), crate::service::Ending> {
-        let mut b = CommandBuilder::new()
-            .u16(0x0100, cmd.field() | command::RESPONSE)
-            .u16(0x0120, cmd.message_id())
-            .u16(
-                0x0800,
-                if dataset.is_some() {
-                    0x0000
-                } else {
-                    NO_DATASET
-                },
-            )
-            .u16(0x0900, code);
-        if let Some(c) = cmd.affected_sop_class() {
-            b = b.uid(0x0002, dimse::trim(&c));
-        }
-        if !comment.is_empty() && code != status::SUCCESS && code != PENDING {
-            b = b.text(0x0902, comment);
-        }
-        let rsp = b.encode();
-        pdu::send_message(
-            &mut self.sock,
-            self.neg.peer_max_pdu,
-            context_id,
-            &rsp,
-            dataset,
-        )
-        .map_err(|e| crate::service::Ending::Aborted(format!("cannot send response: {e}")))
+        self.respond_qr(context_id, cmd, code, None, comment, dataset)
     }
 
     fn sub_rsp(
@@ -239,24 +213,37 @@ impl Association<'_> {
         comment: &str,
         dataset: Option<&[u8]>,
     ) -> Result<(), crate::service::Ending> {
-        let (remaining, completed, failed, warning) = counts;
+        self.respond_qr(context_id, cmd, code, Some(counts), comment, dataset)
+    }
+
+    /// A FIND/GET/MOVE response; `counts` (remaining, completed, failed, warning) for retrieves.
+    fn respond_qr(
+        &mut self,
+        context_id: u8,
+        cmd: &Command,
+        code: u16,
+        counts: Option<(u16, u16, u16, u16)>,
+        comment: &str,
+        dataset: Option<&[u8]>,
+    ) -> Result<(), crate::service::Ending> {
+        let data_set_type = if dataset.is_some() {
+            0x0000
+        } else {
+            NO_DATASET
+        };
         let mut b = CommandBuilder::new()
             .u16(0x0100, cmd.field() | command::RESPONSE)
             .u16(0x0120, cmd.message_id())
-            .u16(
-                0x0800,
-                if dataset.is_some() {
-                    0x0000
-                } else {
-                    NO_DATASET
-                },
-            )
-            .u16(0x0900, code)
-            .u16(0x1021, completed)
-            .u16(0x1022, failed)
-            .u16(0x1023, warning);
-        if code == PENDING || code == CANCEL {
-            b = b.u16(0x1020, remaining);
+            .u16(0x0800, data_set_type)
+            .u16(0x0900, code);
+        if let Some((remaining, completed, failed, warning)) = counts {
+            b = b
+                .u16(0x1021, completed)
+                .u16(0x1022, failed)
+                .u16(0x1023, warning);
+            if code == PENDING || code == CANCEL {
+                b = b.u16(0x1020, remaining);
+            }
         }
         if let Some(c) = cmd.affected_sop_class() {
             b = b.uid(0x0002, dimse::trim(&c));
@@ -878,28 +865,8 @@ enum SubOp {
 }
 
 fn json_obj_long(pairs: &[(&str, &str)]) -> String {
-    // like service::json_obj but without truncation of long values (instance lists)
-    let mut s = String::from("{");
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push('"');
-        s.push_str(k);
-        s.push_str("\":\"");
-        for c in v.chars() {
-            match c {
-                '"' => s.push_str("\\\""),
-                '\\' => s.push_str("\\\\"),
-                c if c.is_control() => s.push('?'),
-                c => s.push(c),
-            }
-        }
-        s.push('"');
-    }
-    s.push('}');
-    let _ = json_obj; // same format as the store's other audit rows
-    s
+    // instance lists can be long: no truncation, unlike the other audit details
+    crate::service::json_obj_with(pairs, usize::MAX)
 }
 
 fn encode_failed_list(uids: &[String], ts_uid: Option<&str>) -> Option<Vec<u8>> {

@@ -1,6 +1,6 @@
 //! One association: DIMSE message assembly and the verification and storage services.
 
-use crate::acceptor::{printable, AcceptedContext, Negotiated};
+use crate::acceptor::{AcceptedContext, Negotiated};
 use crate::dataset::{self, decode_text, DatasetError};
 use crate::dimse::{self, command, status, Command, CommandError, MAX_COMMAND_BYTES};
 use crate::pdu::{self, types, PduError, PduReader};
@@ -680,8 +680,13 @@ pub(crate) fn part10_header(sop_class: &str, sop_instance: &str, ts: &str) -> Ve
     out
 }
 
-/// A tiny JSON object writer for audit details (values are escaped).
+/// A tiny JSON object writer for audit details (values are escaped, at most 64 characters).
 pub(crate) fn json_obj(pairs: &[(&str, &str)]) -> String {
+    json_obj_with(pairs, 64)
+}
+
+/// JSON object with values cut to `max` characters; control characters become `?`.
+pub(crate) fn json_obj_with(pairs: &[(&str, &str)], max: usize) -> String {
     let mut s = String::from("{");
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {
@@ -690,10 +695,11 @@ pub(crate) fn json_obj(pairs: &[(&str, &str)]) -> String {
         s.push('"');
         s.push_str(k);
         s.push_str("\":\"");
-        for c in printable(v).chars() {
+        for c in v.chars().take(max) {
             match c {
                 '"' => s.push_str("\\\""),
                 '\\' => s.push_str("\\\\"),
+                c if c.is_control() || (max <= 64 && !c.is_ascii()) => s.push('?'),
                 c => s.push(c),
             }
         }

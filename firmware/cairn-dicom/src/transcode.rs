@@ -9,33 +9,12 @@ use dicom_core::{Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
 use std::io::{self, Read, Write};
 
-const UNDEFINED: u32 = 0xFFFF_FFFF;
-const ITEM: u32 = 0xFFFE_E000;
-const ITEM_DELIM: u32 = 0xFFFE_E00D;
-const SEQ_DELIM: u32 = 0xFFFE_E0DD;
-const MAX_DEPTH: usize = 64;
+use crate::dataset::{
+    vr_has_long_length as long_length, ITEM, ITEM_DELIM, MAX_DEPTH, SEQ_DELIM, UNDEFINED,
+};
 
 fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
-}
-
-fn long_length(vr: VR) -> bool {
-    matches!(
-        vr,
-        VR::OB
-            | VR::OD
-            | VR::OF
-            | VR::OL
-            | VR::OV
-            | VR::OW
-            | VR::SQ
-            | VR::SV
-            | VR::UC
-            | VR::UN
-            | VR::UR
-            | VR::UT
-            | VR::UV
-    )
 }
 
 fn dict_vr(tag: u32) -> Option<VR> {

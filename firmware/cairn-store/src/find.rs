@@ -208,23 +208,6 @@ pub fn keys_from(pairs: &[(u32, String)]) -> Vec<(u32, Matcher)> {
         .collect()
 }
 
-#[cfg(test)]
-fn like_escape(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        match c {
-            '*' => out.push('%'),
-            '?' => out.push('_'),
-            '%' | '_' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn glob_escape(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
@@ -503,7 +486,6 @@ mod tests {
 
     #[test]
     fn escapes() {
-        assert_eq!(like_escape("A%B_C*D?"), "A\\%B\\_C%D_");
         assert_eq!(glob_escape("A[1]*"), "A[[]1]*");
     }
 }
