@@ -185,6 +185,19 @@ fn run(config: Config, hw: Option<monitor::MonitorSetup>) -> Result<()> {
         },
         addr.port()
     );
+    println!(
+        "  list what arrived: cairnctl --data {} studies",
+        data.root().display()
+    );
+    if let Some(m) = &monitor {
+        if m.is_emulated() {
+            println!(
+                "  emulated RAID 6 with 6 bays: cairnctl --data {0} raid status; try \
+                 cairnctl --data {0} demo fail-disk 3, then demo insert-disk 3",
+                data.root().display()
+            );
+        }
+    }
     println!("  stop with Ctrl-C (or SIGTERM); nothing acknowledged is lost.");
 
     let served = server.run();

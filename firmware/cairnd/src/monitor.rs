@@ -46,9 +46,15 @@ pub struct MonitorSetup {
 pub struct MonitorHandle {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    emulated: bool,
 }
 
 impl MonitorHandle {
+    /// True when the array is the demo's emulator.
+    pub fn is_emulated(&self) -> bool {
+        self.emulated
+    }
+
     /// Stop the threads (the buzzer is switched off) and wait for them.
     pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -80,6 +86,7 @@ pub fn demo_setup(dir: &Path) -> Result<MonitorSetup> {
 
 /// Start the monitor, the buzzer player and (if the board has one) the button reader.
 pub fn start(setup: MonitorSetup, store: Store) -> Result<MonitorHandle> {
+    let emulated = setup.emulator.is_some();
     std::fs::create_dir_all(setup.data_dir.join(REQUEST_DIR))?;
     let alarm_file = AlarmFile::new(&setup.alarm_file);
     let alarm = Arc::new(Mutex::new(alarm_file.load()?));
@@ -143,7 +150,11 @@ pub fn start(setup: MonitorSetup, store: Store) -> Result<MonitorHandle> {
         let stop = stop.clone();
         threads.push(std::thread::spawn(move || m.run(&stop)));
     }
-    Ok(MonitorHandle { stop, threads })
+    Ok(MonitorHandle {
+        stop,
+        threads,
+        emulated,
+    })
 }
 
 fn button_loop(config: &cairn_hal::board::ButtonConfig, dir: &Path, stop: &AtomicBool) {
