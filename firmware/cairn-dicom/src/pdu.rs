@@ -252,6 +252,18 @@ pub fn linger(sock: &mut TcpStream, max: Duration) {
     }
 }
 
+/// Largest even fragment that fits one PDV in a PDU the peer accepts. A peer maximum of 0 means
+/// unlimited; fragments are capped at 1 MiB anyway. PDU body = one PDV: 4 (length) +
+/// 2 (context, control) + fragment.
+fn max_fragment(peer_max_pdu: u32) -> usize {
+    let max_pdu = if peer_max_pdu == 0 {
+        1 << 20
+    } else {
+        peer_max_pdu.min(1 << 20)
+    };
+    (max_pdu as usize).saturating_sub(6).max(2) & !1
+}
+
 /// Writes one DIMSE message (command, then optional data set) as P-DATA-TF PDUs no larger than
 /// the peer's maximum, fragmenting as needed.
 pub fn send_message(
@@ -262,13 +274,7 @@ pub fn send_message(
     dataset: Option<&[u8]>,
 ) -> io::Result<()> {
     // A peer maximum of 0 means unlimited; cap our fragments at 1 MiB anyway.
-    let max_pdu = if peer_max_pdu == 0 {
-        1 << 20
-    } else {
-        peer_max_pdu.min(1 << 20)
-    };
-    // PDU body = one PDV: 4 (length) + 2 (context, control) + fragment.
-    let max_fragment = (max_pdu as usize).saturating_sub(6).max(2) & !1;
+    let max_fragment = max_fragment(peer_max_pdu);
     // Small messages (responses, C-FIND answers) go out in one write: one segment, and no
     // delayed-ACK stall at a peer that left Nagle on.
     let mut out = Vec::with_capacity(command.len() + dataset.map_or(0, <[u8]>::len) + 24);
@@ -315,12 +321,7 @@ pub fn send_stream(
     src: &mut impl Read,
     len: u64,
 ) -> io::Result<()> {
-    let max_pdu = if peer_max_pdu == 0 {
-        1 << 20
-    } else {
-        peer_max_pdu.min(1 << 20)
-    };
-    let max_fragment = (max_pdu as usize).saturating_sub(6).max(2) & !1;
+    let max_fragment = max_fragment(peer_max_pdu);
     // PDVs carry even lengths (PS3.8 annex E). A data set received with an odd length (a
     // deflated stream sent without its pad byte) goes out with the trailing NUL that PS3.5
     // A.5 prescribes for deflated data.
@@ -365,12 +366,7 @@ pub struct PdvWriter<'a> {
 impl<'a> PdvWriter<'a> {
     /// A writer for one data set on `context_id`.
     pub fn new(sock: &'a mut TcpStream, peer_max_pdu: u32, context_id: u8) -> Self {
-        let max_pdu = if peer_max_pdu == 0 {
-            1 << 20
-        } else {
-            peer_max_pdu.min(1 << 20)
-        };
-        let max_fragment = (max_pdu as usize).saturating_sub(6).max(2) & !1;
+        let max_fragment = max_fragment(peer_max_pdu);
         Self {
             sock,
             context_id,

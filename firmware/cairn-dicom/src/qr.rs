@@ -481,9 +481,7 @@ impl Association<'_> {
         };
         let message_id = cmd.message_id();
         let total = list.len();
-        let (mut done, mut failed, mut warned) = (0u16, 0u16, 0u16);
-        let mut failed_uids = Vec::new();
-        let mut sent = Vec::new();
+        let mut tally = Tally::default();
         let mut cancelled = false;
         let mut next_id: u16 = 1;
         for (k, inst) in list.iter().enumerate() {
@@ -536,20 +534,7 @@ impl Association<'_> {
                     }
                 }
             };
-            match outcome {
-                SubOp::Done => {
-                    done += 1;
-                    sent.push(inst.sop_instance_uid.clone());
-                }
-                SubOp::Warning => {
-                    warned += 1;
-                    sent.push(inst.sop_instance_uid.clone());
-                }
-                SubOp::Failed => {
-                    failed += 1;
-                    failed_uids.push(inst.sop_instance_uid.clone());
-                }
-            }
+            tally.record(outcome, &inst.sop_instance_uid);
             let remaining = (total - k - 1) as u16;
             if !cancelled {
                 if let Interrupt::Cancel = self.check_interrupt(message_id) {
@@ -560,26 +545,19 @@ impl Association<'_> {
                 break;
             }
             if remaining > 0 {
-                self.sub_rsp(
-                    context_id,
-                    cmd,
-                    PENDING,
-                    (remaining, done, failed, warned),
-                    "",
-                    None,
-                )?;
+                self.sub_rsp(context_id, cmd, PENDING, tally.counts(remaining), "", None)?;
             }
         }
-        let remaining = (total as u16).saturating_sub(done + failed + warned);
+        let remaining = (total as u16).saturating_sub(tally.handled());
         self.finish_retrieve(
             context_id,
             cmd,
             query,
             keys_text,
             "retrieve-get",
-            &sent,
-            &failed_uids,
-            (remaining, done, failed, warned),
+            &tally.sent,
+            &tally.failed_uids,
+            tally.counts(remaining),
             cancelled,
             None,
         )
@@ -780,9 +758,7 @@ impl Association<'_> {
             }
         };
         let message_id = cmd.message_id();
-        let (mut done, mut failed, mut warned) = (0u16, 0u16, 0u16);
-        let mut failed_uids = Vec::new();
-        let mut sent = Vec::new();
+        let mut tally = Tally::default();
         let mut cancelled = false;
         let mut broken = false;
         let calling = self.neg.calling_ae.clone();
@@ -790,23 +766,11 @@ impl Association<'_> {
         for (k, inst) in list.iter().enumerate() {
             let outcome = sub.store(inst, &data, &calling, message_id);
             match outcome {
-                Ok(SubOp::Done) => {
-                    done += 1;
-                    sent.push(inst.sop_instance_uid.clone());
-                }
-                Ok(SubOp::Warning) => {
-                    warned += 1;
-                    sent.push(inst.sop_instance_uid.clone());
-                }
-                Ok(SubOp::Failed) => {
-                    failed += 1;
-                    failed_uids.push(inst.sop_instance_uid.clone());
-                }
+                Ok(o) => tally.record(o, &inst.sop_instance_uid),
                 Err(why) => {
                     tracing::warn!(%why, "move destination failed mid-transfer");
                     for rest in &list[k..] {
-                        failed += 1;
-                        failed_uids.push(rest.sop_instance_uid.clone());
+                        tally.record(SubOp::Failed, &rest.sop_instance_uid);
                     }
                     broken = true;
                     break;
@@ -825,14 +789,7 @@ impl Association<'_> {
                 Interrupt::None => {}
             }
             if remaining > 0 {
-                self.sub_rsp(
-                    context_id,
-                    cmd,
-                    PENDING,
-                    (remaining, done, failed, warned),
-                    "",
-                    None,
-                )?;
+                self.sub_rsp(context_id, cmd, PENDING, tally.counts(remaining), "", None)?;
             }
         }
         if broken {
@@ -841,19 +798,52 @@ impl Association<'_> {
         } else {
             sub.release();
         }
-        let remaining = (total as u16).saturating_sub(done + failed + warned);
+        let remaining = (total as u16).saturating_sub(tally.handled());
         self.finish_retrieve(
             context_id,
             cmd,
             query,
             keys_text,
             "retrieve-move",
-            &sent,
-            &failed_uids,
-            (remaining, done, failed, warned),
+            &tally.sent,
+            &tally.failed_uids,
+            tally.counts(remaining),
             cancelled,
             Some(&dest),
         )
+    }
+}
+
+/// Sub-operation counts and the instances sent or not, for one C-GET or C-MOVE.
+#[derive(Debug, Default)]
+struct Tally {
+    done: u16,
+    failed: u16,
+    warned: u16,
+    sent: Vec<String>,
+    failed_uids: Vec<String>,
+}
+
+impl Tally {
+    fn record(&mut self, outcome: SubOp, uid: &str) {
+        match outcome {
+            SubOp::Done => self.done += 1,
+            SubOp::Warning => self.warned += 1,
+            SubOp::Failed => self.failed += 1,
+        }
+        match outcome {
+            SubOp::Failed => self.failed_uids.push(uid.to_string()),
+            _ => self.sent.push(uid.to_string()),
+        }
+    }
+
+    fn handled(&self) -> u16 {
+        self.done + self.failed + self.warned
+    }
+
+    /// (remaining, completed, failed, warning) as the response carries them.
+    fn counts(&self, remaining: u16) -> (u16, u16, u16, u16) {
+        (remaining, self.done, self.failed, self.warned)
     }
 }
 
