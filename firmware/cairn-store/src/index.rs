@@ -70,6 +70,70 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX patients_name_norm ON patients(name_norm);
     CREATE INDEX patients_pid ON patients(patient_id);
     CREATE INDEX series_modality ON series(modality);",
+    // 4: the archive (issue 4, DESIGN.md section 3): cold targets, the durable archive queue
+    // (one row per instance and enabled target, inserted in the transaction that indexes the
+    // instance, deleted only when a verified copy exists), volumes with their state and
+    // location, bundles on volumes, and the copies each bundle holds.
+    "CREATE TABLE cold_targets (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('tape', 'optical')),
+        enabled INTEGER NOT NULL DEFAULT 1,
+        added_at TEXT NOT NULL
+    );
+    CREATE TABLE archive_queue (
+        target_ref INTEGER NOT NULL REFERENCES cold_targets(id),
+        instance_ref INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+        queued_at TEXT NOT NULL,
+        PRIMARY KEY (target_ref, instance_ref)
+    ) WITHOUT ROWID;
+    CREATE INDEX archive_queue_instance ON archive_queue(instance_ref);
+    CREATE TABLE volumes (
+        id INTEGER PRIMARY KEY,
+        volume_id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('tape', 'optical')),
+        box_id TEXT NOT NULL,
+        target_ref INTEGER REFERENCES cold_targets(id),
+        state TEXT NOT NULL
+            CHECK (state IN ('blank', 'labelled', 'append', 'full', 'ejected', 'error')),
+        location TEXT NOT NULL
+            CHECK (location IN ('in_drive', 'onsite_shelf', 'offsite_vault', 'returned', 'retired')),
+        format_version INTEGER NOT NULL,
+        block_size INTEGER NOT NULL,
+        capacity_bytes INTEGER,
+        bytes_written INTEGER NOT NULL DEFAULT 0,
+        labelled_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL DEFAULT 'system'
+    );
+    CREATE TABLE bundles (
+        id INTEGER PRIMARY KEY,
+        bundle_id TEXT NOT NULL,
+        volume_ref INTEGER NOT NULL REFERENCES volumes(id),
+        file_number INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('writing', 'verified', 'incomplete', 'failed')),
+        members INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        manifest_sha256 TEXT NOT NULL DEFAULT '',
+        audit_seq INTEGER NOT NULL DEFAULT 0,
+        audit_hash TEXT NOT NULL DEFAULT '',
+        started_at TEXT NOT NULL,
+        closed_at TEXT,
+        verified_at TEXT,
+        UNIQUE (volume_ref, file_number)
+    );
+    CREATE INDEX bundles_state ON bundles(state);
+    CREATE TABLE copies (
+        id INTEGER PRIMARY KEY,
+        bundle_ref INTEGER NOT NULL REFERENCES bundles(id),
+        sha256 TEXT NOT NULL,
+        sop_instance_uid TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        verified INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (bundle_ref, sha256)
+    );
+    CREATE INDEX copies_sha ON copies(sha256);
+    CREATE INDEX copies_uid ON copies(sop_instance_uid);",
 ];
 
 /// Newest schema version this build knows.
@@ -312,6 +376,13 @@ pub(crate) fn index_instance(
         now,
         source_ae
     ])?;
+    let instance_ref = conn.last_insert_rowid();
+    // The archive queue row per enabled cold target commits with the instance row.
+    conn.prepare_cached(
+        "INSERT INTO archive_queue (target_ref, instance_ref, queued_at)
+         SELECT id, ?1, ?2 FROM cold_targets WHERE enabled = 1",
+    )?
+    .execute(params![instance_ref, now])?;
     Ok(if superseded > 0 {
         Indexed::NewVersion
     } else {

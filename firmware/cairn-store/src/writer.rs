@@ -39,9 +39,13 @@ pub enum StoreOutcome {
 
 type Reply<T> = Sender<Result<T, StoreError>>;
 
+/// Work run by the writer thread inside its next group commit (see [`Store::transact`]).
+type Work = Box<dyn FnOnce(&Connection, &str) -> Result<Vec<AuditEvent>, StoreError> + Send>;
+
 enum Request {
     Store(Box<StoreJob>, Reply<StoreOutcome>),
     Audit(AuditEvent, Option<Reply<()>>),
+    Exec(Work, Reply<()>),
     Stop,
 }
 
@@ -128,6 +132,38 @@ impl Store {
             .send(Request::Audit(event, Some(rtx)))
             .map_err(|_| StoreError::Closed)?;
         rrx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Run `work` in the writer thread, inside the next group commit, and return its value once
+    /// that commit is durable (committed and `syncfs`ed).
+    ///
+    /// This is how other crates change index tables they own (the archive catalog and queue):
+    /// the store's writer stays the only writer. `work` gets the transaction's connection and
+    /// the commit's timestamp (RFC 3339) and returns its value and the audit events to append
+    /// in the same transaction. It runs inside a savepoint: when it fails, only its own changes
+    /// are rolled back, its error is returned, and the rest of the batch commits.
+    /// `work` must be short (no I/O beyond the index): every store waits for it.
+    pub fn transact<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &str) -> Result<(T, Vec<AuditEvent>), StoreError> + Send + 'static,
+    {
+        let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
+        let out = slot.clone();
+        let boxed: Work = Box::new(move |conn: &Connection, now: &str| {
+            let (value, events) = work(conn, now)?;
+            if let Ok(mut g) = out.lock() {
+                *g = Some(value);
+            }
+            Ok(events)
+        });
+        let (rtx, rrx) = bounded(1);
+        self.tx
+            .send(Request::Exec(boxed, rtx))
+            .map_err(|_| StoreError::Closed)?;
+        rrx.recv().map_err(|_| StoreError::Closed)??;
+        let value = slot.lock().ok().and_then(|mut g| g.take());
+        value.ok_or(StoreError::Closed)
     }
 
     /// Record an audit event in the next commit, without waiting.
@@ -373,6 +409,12 @@ struct Pending {
     failed: Option<StoreError>,
 }
 
+struct Exec {
+    work: Option<Work>,
+    reply: Reply<()>,
+    failed: Option<StoreError>,
+}
+
 fn replicate(e: &StoreError) -> StoreError {
     match e {
         StoreError::Io { what, source } => StoreError::Io {
@@ -426,6 +468,7 @@ impl Writer {
         let now = now_rfc3339();
         let mut stores = Vec::new();
         let mut audits = Vec::new();
+        let mut execs = Vec::new();
         for r in batch {
             match r {
                 Request::Store(job, reply) => stores.push(Pending {
@@ -435,6 +478,11 @@ impl Writer {
                     failed: None,
                 }),
                 Request::Audit(ev, reply) => audits.push((ev, reply)),
+                Request::Exec(work, reply) => execs.push(Exec {
+                    work: Some(work),
+                    reply,
+                    failed: None,
+                }),
                 Request::Stop => {}
             }
         }
@@ -444,7 +492,7 @@ impl Writer {
                 "store",
                 std::io::Error::other("a disk flush failed earlier; restart the box to re-check"),
             );
-            self.fail_all(stores, audits, &e);
+            self.fail_all(stores, audits, execs, &e);
             return;
         }
 
@@ -458,7 +506,7 @@ impl Writer {
         }
 
         // Phase 2: one transaction for every row and its audit row.
-        let result = self.commit(&mut stores, &audits, &now);
+        let result = self.commit(&mut stores, &audits, &mut execs, &now);
 
         // Phase 3: one flush of the whole filesystem makes files, directories and WAL durable.
         let result = result.and_then(|r| match sync_all(&self.sync_fd) {
@@ -489,10 +537,16 @@ impl Writer {
                         let _ = r.send(Ok(()));
                     }
                 }
+                for x in execs {
+                    let _ = x.reply.send(match x.failed {
+                        Some(e) => Err(e),
+                        None => Ok(()),
+                    });
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "index commit failed");
-                self.fail_all(stores, audits, &e);
+                self.fail_all(stores, audits, execs, &e);
             }
         }
     }
@@ -539,9 +593,10 @@ impl Writer {
         &mut self,
         stores: &mut [Pending],
         audits: &[(AuditEvent, Option<Reply<()>>)],
+        execs: &mut [Exec],
         now: &str,
     ) -> Result<(Vec<StoreOutcome>, cairn_audit::Head), StoreError> {
-        let tx = self.conn.transaction()?;
+        let mut tx = self.conn.transaction()?;
         if self.watermark_written.elapsed() >= WATERMARK_EVERY {
             index::set_synced_watermark(&tx, self.synced_max)?;
             self.watermark_written = std::time::Instant::now();
@@ -598,6 +653,30 @@ impl Writer {
         for (ev, _) in audits {
             head = cairn_audit::append(&tx, now, ev)?;
         }
+        for x in execs.iter_mut() {
+            let Some(work) = x.work.take() else { continue };
+            let sp = tx.savepoint()?;
+            let done = work(&sp, now).and_then(|events| {
+                let mut h = None;
+                for ev in &events {
+                    h = Some(cairn_audit::append(&sp, now, ev)?);
+                }
+                Ok(h)
+            });
+            match done {
+                Ok(h) => {
+                    sp.commit()?;
+                    if let Some(h) = h {
+                        head = h;
+                    }
+                }
+                Err(e) => {
+                    // dropping the savepoint rolls back this work only
+                    drop(sp);
+                    x.failed = Some(e);
+                }
+            }
+        }
         tx.commit()?;
         Ok((outcomes, head))
     }
@@ -606,8 +685,12 @@ impl Writer {
         &self,
         stores: Vec<Pending>,
         audits: Vec<(AuditEvent, Option<Reply<()>>)>,
+        execs: Vec<Exec>,
         e: &StoreError,
     ) {
+        for x in execs {
+            let _ = x.reply.send(Err(x.failed.unwrap_or_else(|| replicate(e))));
+        }
         let mut dirs = BTreeSet::new();
         for p in stores {
             if let Some(path) = &p.created {
@@ -632,5 +715,88 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn put(store: &Store, sop: &str, bytes: &[u8]) -> StoreOutcome {
+        let mut w = store.spool().unwrap();
+        w.write(bytes).unwrap();
+        let spool = w.finish().unwrap();
+        let mut record = InstanceRecord {
+            sop_instance_uid: sop.into(),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+            transfer_syntax: "1.2.840.10008.1.2.1".into(),
+            ..Default::default()
+        };
+        record.study.uid = "1.2.3".into();
+        record.series.uid = "1.2.3.1".into();
+        store
+            .commit(StoreJob {
+                spool,
+                record,
+                source_ae: "TEST".into(),
+            })
+            .unwrap()
+    }
+
+    fn count(data: &DataDir, sql: &str) -> i64 {
+        let c = index::open_ro(&data.db()).unwrap();
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn queue_rows_commit_with_the_instance_and_transact_is_isolated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = DataDir::new(tmp.path());
+        let store = Store::open(data.clone()).unwrap();
+        // no cold target yet: nothing queued
+        assert_eq!(put(&store, "1.2.3.1.1", b"a"), StoreOutcome::Stored);
+        let n: i64 = store
+            .transact(|c, now| {
+                c.execute(
+                    "INSERT INTO cold_targets (name, kind, added_at) VALUES ('tape0', 'tape', ?1),
+                       ('disc0', 'optical', ?1)",
+                    [now],
+                )?;
+                Ok((
+                    2,
+                    vec![AuditEvent {
+                        actor: "system".into(),
+                        action: "archive-target".into(),
+                        object: "tape0".into(),
+                        detail: "{}".into(),
+                    }],
+                ))
+            })
+            .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(put(&store, "1.2.3.1.2", b"b"), StoreOutcome::Stored);
+        assert_eq!(put(&store, "1.2.3.1.2", b"b"), StoreOutcome::Duplicate);
+        assert_eq!(put(&store, "1.2.3.1.2", b"c"), StoreOutcome::NewVersion);
+        // a failing unit of work changes nothing, and the store keeps working
+        let e = store.transact(|c, _| -> Result<((), Vec<AuditEvent>), StoreError> {
+            c.execute("DELETE FROM archive_queue", [])?;
+            c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+            Ok(((), vec![]))
+        });
+        assert!(e.is_err());
+        assert_eq!(put(&store, "1.2.3.1.3", b"d"), StoreOutcome::Stored);
+        store.close().unwrap();
+        // two new instances plus one new version, each queued for both targets
+        assert_eq!(count(&data, "SELECT count(*) FROM archive_queue"), 6);
+        assert_eq!(
+            count(
+                &data,
+                "SELECT count(*) FROM audit WHERE action = 'archive-target'"
+            ),
+            1
+        );
+        let r = crate::fsck(&data, crate::FsckOptions::default()).unwrap();
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
     }
 }
