@@ -4,7 +4,8 @@
 //! ([`md::MdControl`]), disk bays and the disks in them ([`disks`], [`board`]), buzzers
 //! ([`buzzer`]), md 1.2 superblocks for replacement members ([`superblock`]), kernel uevents
 //! ([`uevent`]), SMART through `smartctl --json` ([`smart`]), and an md emulator that keeps a
-//! sysfs-shaped tree ([`emulator`]).
+//! sysfs-shaped tree ([`emulator`]); tape drives (`st` ioctls and an emulator, [`tape`]) and
+//! optical discs through `xorriso` (with a disc-image emulator, [`optical`]).
 //! Every path is taken relative to an injectable root (`/` on the box), so the same code reads
 //! fixture trees in tests and the emulator's tree in the demo.
 //!
@@ -16,8 +17,10 @@ pub mod buzzer;
 pub mod disks;
 pub mod emulator;
 pub mod md;
+pub mod optical;
 pub mod smart;
 pub mod superblock;
+pub mod tape;
 pub mod uevent;
 
 use std::path::PathBuf;
