@@ -31,7 +31,7 @@ QEMU = QEMU_ROOT / "usr/bin/qemu-system-x86_64"
 QEMU_DEBS = ["qemu-system-x86", "qemu-system-common", "qemu-system-data"]
 HOST_PACKAGES = ["busybox-static", "cpio", "xorriso", "mt-st", "tgt", "open-iscsi",
                  "dcmtk", "seabios", "ipxe-qemu", "e2fsprogs"]
-# The board's virtio-scsi controller address (board/qemu-x86_64/board.toml: bay N = target N).
+# The board's virtio-scsi controller address (board/qemu-x86_64-scsi/board.toml: bay N = target N).
 SCSI_ADDR = "0x5"
 GUEST_HOST = "10.0.2.2"  # the host's loopback as seen from the guest (slirp)
 
@@ -80,7 +80,7 @@ def setup() -> None:
     log(subprocess.run([str(QEMU), "--version"], capture_output=True, text=True).stdout.split("\n")[0])
 
 
-def build_image(board: str = "qemu-x86_64", cargo: bool = True) -> Path:
+def build_image(board: str = "qemu-x86_64-scsi", cargo: bool = True) -> Path:
     """Run tools/image; return its output folder."""
     args = [str(ROOT / "tools/image"), "--board", board] + ([] if cargo else ["--no-cargo"])
     r = subprocess.run(args, capture_output=True, text=True)
