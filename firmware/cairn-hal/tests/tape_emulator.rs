@@ -2,6 +2,8 @@
 //! data, early warning then end of medium, write protect, no medium, unload, an injected write
 //! error, GNU tar reading a tape file, and a writer killed mid-write.
 
+#![allow(clippy::unwrap_used)]
+
 use cairn_hal::tape::emulator::{self, CartridgeSpec};
 use cairn_hal::tape::{EmulatedTape, TapeDrive, TapeErrorKind};
 use std::path::Path;
