@@ -152,6 +152,15 @@ pub struct HttpConfig {
     /// Listen port.
     #[serde(default = "default_http_port")]
     pub port: u16,
+    /// A panel session unused for this long ends (seconds, 60 to 86400; default 900).
+    #[serde(default = "default_session_idle")]
+    pub session_idle_secs: u64,
+    /// The HTTPS certificate (PEM); default `<data_dir>/tls/cert.pem`, made at first start.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM); default `<data_dir>/tls/key.pem`, made at first start.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -159,8 +168,15 @@ impl Default for HttpConfig {
         Self {
             bind: default_bind(),
             port: default_http_port(),
+            session_idle_secs: default_session_idle(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
+}
+
+fn default_session_idle() -> u64 {
+    900
 }
 
 fn default_bind() -> IpAddr {
@@ -269,6 +285,15 @@ impl Config {
                     "the same AE title is listed twice",
                 ));
             }
+        }
+        if !(60..=86_400).contains(&self.http.session_idle_secs) {
+            return Err(invalid("http.session_idle_secs", "must be 60 to 86400"));
+        }
+        if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
+            return Err(invalid(
+                "http.tls_cert",
+                "tls_cert and tls_key go together: give both or neither",
+            ));
         }
         if self.store.data_dir.as_os_str().is_empty() {
             return Err(invalid("store.data_dir", "must not be empty"));

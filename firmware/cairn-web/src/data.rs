@@ -1,0 +1,899 @@
+//! What the pages and the API show, read through the same calls `cairnctl` uses: the store's
+//! queries, `raid.json` and `alarm.json` as the monitor publishes them, and requests to the
+//! monitor through `requests/`. Blocking: call from [`crate::blocking`].
+
+use crate::WebError;
+use cairn_alarm::{AlarmFile, AlarmState};
+use cairn_raid::requests::{Answer, Request, ALARM_FILE, REQUEST_DIR, STATUS_FILE};
+use cairn_raid::{ArrayStatus, Blocked, MemberState};
+use cairn_store::find::{self, Level, Matcher, Query};
+use cairn_store::DataDir;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// One bay as `raid.json` lists it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Bay {
+    /// Bay number.
+    pub bay: u32,
+    /// Kernel name of the disk in it, if one is.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Its size.
+    #[serde(default)]
+    pub size_bytes: Option<u64>,
+    /// What its start holds (blank, md-superblock, data).
+    #[serde(default)]
+    pub contents: Option<serde_json::Value>,
+    /// The array it belongs to.
+    #[serde(default)]
+    pub member_of: Option<String>,
+    /// Its fault LED is lit.
+    #[serde(default)]
+    pub fault: bool,
+}
+
+/// `raid.json`, the parts the panel shows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Raid {
+    /// When the monitor wrote it (ms since the epoch).
+    #[serde(default)]
+    pub updated_at_ms: u64,
+    /// Board name.
+    #[serde(default)]
+    pub board: String,
+    /// Arrays.
+    #[serde(default)]
+    pub arrays: Vec<ArrayStatus>,
+    /// Bays.
+    #[serde(default)]
+    pub bays: Vec<Bay>,
+    /// Disks waiting for a person.
+    #[serde(default)]
+    pub blocked: Vec<Blocked>,
+}
+
+/// Read `raid.json` (none when no monitor has run in this data directory).
+pub fn raid(data: &DataDir) -> Result<Option<Raid>, WebError> {
+    let path = data.root().join(STATUS_FILE);
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| WebError::Internal(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(WebError::Internal(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Read the latched alarm.
+pub fn alarm(data: &DataDir) -> Result<AlarmState, WebError> {
+    AlarmFile::new(data.root().join(ALARM_FILE))
+        .load()
+        .map_err(|e| WebError::Internal(e.to_string()))
+}
+
+/// Hand a request to the running monitor and wait (at most 5 s) for its answer: the same
+/// files `cairnctl` writes.
+pub fn monitor_request(data_root: &Path, req: &Request) -> Result<Answer, WebError> {
+    let dir = data_root.join(REQUEST_DIR);
+    if !dir.is_dir() {
+        return Err(WebError::Unavailable(
+            "the disk monitor is not running on this box".into(),
+        ));
+    }
+    let name = format!(
+        "{}-{}-web",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+        std::process::id()
+    );
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(format!("{name}.json"));
+    let body = serde_json::to_vec(req).map_err(|e| WebError::Internal(e.to_string()))?;
+    std::fs::write(&tmp, body).map_err(|e| WebError::Internal(e.to_string()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| WebError::Internal(e.to_string()))?;
+    let done = dir.join(format!("{name}.done"));
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if let Ok(bytes) = std::fs::read(&done) {
+            if let Ok(a) = serde_json::from_slice::<Answer>(&bytes) {
+                let _ = std::fs::remove_file(&done);
+                return Ok(a);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_file(&path);
+    Err(WebError::Unavailable(
+        "the disk monitor did not answer within 5 s".into(),
+    ))
+}
+
+/// Storage used and left on the data directory's file system.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Storage {
+    /// Bytes of images (distinct objects) in the index.
+    pub images_bytes: i64,
+    /// Bytes used on the file system.
+    pub used_bytes: u64,
+    /// Bytes still free for images.
+    pub free_bytes: u64,
+    /// File system size.
+    pub total_bytes: u64,
+}
+
+/// How the box is, in one word and one sentence, with the one thing to do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// `ok`, `working` (e.g. rebuilding: nothing to do), `attention` or `alarm`.
+    pub state: &'static str,
+    /// The headline ("All good", "Disk in bay 3 failed: replace it").
+    pub headline: String,
+    /// The one action, for a person (empty when none).
+    pub action: String,
+    /// The page that action happens on.
+    pub action_page: &'static str,
+}
+
+/// Everything the overview shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    /// The verdict.
+    pub health: Health,
+    /// Storage.
+    pub storage: Storage,
+    /// Images received since midnight (UTC).
+    pub images_today: i64,
+    /// Studies held.
+    pub studies: i64,
+    /// Instances held.
+    pub instances: i64,
+    /// When the newest verified archive copy was made (none yet: null).
+    pub last_verified_copy: Option<String>,
+    /// The alarm.
+    pub alarm: AlarmState,
+    /// Whether the alarm sounds now.
+    pub sounding: bool,
+    /// RAID status (null when no monitor runs).
+    pub raid: Option<Raid>,
+}
+
+fn bay_of(raid: &Raid, pred: impl Fn(MemberState) -> bool) -> Option<(u32, String)> {
+    raid.arrays.iter().find_map(|a| {
+        a.members
+            .iter()
+            .find(|m| pred(m.state))
+            .map(|m| (m.bay.unwrap_or(0), a.name.clone()))
+    })
+}
+
+/// The one verdict from the alarm and the RAID status; the most urgent thing wins.
+pub fn health(raid: Option<&Raid>, alarm: &AlarmState) -> Health {
+    use cairn_alarm::AlarmKind;
+    let h = |state, headline: String, action: &str, page| Health {
+        state,
+        headline,
+        action: action.to_string(),
+        action_page: page,
+    };
+    let sounding = alarm.sounding();
+    let alarm_state = if sounding { "alarm" } else { "attention" };
+    if let Some(r) = raid {
+        if let Some(a) = r
+            .arrays
+            .iter()
+            .find(|a| a.health == cairn_raid::Health::Failed)
+        {
+            return h(
+                "alarm",
+                format!("Storage {} failed: images cannot be stored", a.name),
+                "Call service now. Do not pull any disk.",
+                "/disks",
+            );
+        }
+        let failed = bay_of(r, |s| matches!(s, MemberState::Faulty | MemberState::Missing));
+        if let Some(a) = r
+            .arrays
+            .iter()
+            .find(|a| a.health == cairn_raid::Health::Critical)
+        {
+            let bay = failed.as_ref().map_or(0, |f| f.0);
+            return h(
+                alarm_state,
+                format!("Disk in bay {bay} failed: replace it now"),
+                &format!(
+                    "{} has no redundancy left. Replace the disk in bay {bay} today.",
+                    a.name
+                ),
+                "/disks",
+            );
+        }
+        if let Some((bay, _)) = &failed {
+            let rebuilding = r.arrays.iter().any(|a| a.rebuild_percent.is_some());
+            if !rebuilding {
+                return h(
+                    alarm_state,
+                    format!("Disk in bay {bay} failed: replace it"),
+                    &format!("Pull the disk in bay {bay} (its light is on) and slide in a new one."),
+                    "/disks",
+                );
+            }
+        }
+        for b in &r.blocked {
+            match b {
+                Blocked::NeedsConfirmation { bay, .. } => {
+                    return h(
+                        "attention",
+                        format!("New disk in bay {bay} is not blank: confirm to use it"),
+                        "Confirm on the Disks page that it may be wiped.",
+                        "/disks",
+                    )
+                }
+                Blocked::TooSmall { bay, .. } => {
+                    return h(
+                        "attention",
+                        format!("New disk in bay {bay} is too small: use a larger one"),
+                        "Replace it with a disk at least as large as the others.",
+                        "/disks",
+                    )
+                }
+            }
+        }
+        if let Some(a) = r.arrays.iter().find(|a| a.rebuild_percent.is_some()) {
+            return h(
+                "working",
+                format!(
+                    "Rebuilding {}: {:.0} % done",
+                    a.name,
+                    a.rebuild_percent.unwrap_or(0.0)
+                ),
+                "Leave every disk in place until it reaches 100 %.",
+                "/disks",
+            );
+        }
+    }
+    // What the alarm still holds (SMART warnings, media needed).
+    if let Some(e) = alarm
+        .events
+        .iter()
+        .filter(|e| !e.silenced)
+        .chain(alarm.events.iter())
+        .max_by_key(|e| (!e.silenced, e.kind.priority()))
+    {
+        let (action, page) = match e.kind {
+            AlarmKind::MediumNeeded => ("Load a new tape or disc.", "/archive"),
+            AlarmKind::DiskFailing => ("Replace that disk soon.", "/disks"),
+            _ => ("See the Disks page.", "/disks"),
+        };
+        return h(alarm_state, e.message.clone(), action, page);
+    }
+    if raid.is_none() {
+        return h(
+            "ok",
+            "Storing images".into(),
+            "No disk monitor runs on this box.".into(),
+            "",
+        );
+    }
+    h("ok", "All good".into(), "", "")
+}
+
+/// Bytes used and free on the data directory's file system.
+pub fn storage(data: &DataDir, images_bytes: i64) -> Storage {
+    match nix::sys::statvfs::statvfs(data.root()) {
+        Ok(s) => {
+            let frag = s.fragment_size() as u64;
+            let total = s.blocks() as u64 * frag;
+            let free = s.blocks_available() as u64 * frag;
+            let used = total.saturating_sub(s.blocks_free() as u64 * frag);
+            Storage {
+                images_bytes,
+                used_bytes: used,
+                free_bytes: free,
+                total_bytes: total,
+            }
+        }
+        Err(_) => Storage {
+            images_bytes,
+            ..Storage::default()
+        },
+    }
+}
+
+fn today_utc() -> String {
+    let d = time::OffsetDateTime::now_utc().date();
+    format!(
+        "{:04}-{:02}-{:02}T00:00:00",
+        d.year(),
+        u8::from(d.month()),
+        d.day()
+    )
+}
+
+/// Images received since midnight UTC.
+pub fn images_today(data: &DataDir) -> Result<i64, WebError> {
+    let conn = find::query_connection(data)?;
+    Ok(conn.query_row(
+        "SELECT count(*) FROM instances WHERE received_at >= ?1",
+        [today_utc()],
+        |r| r.get(0),
+    )?)
+}
+
+/// When the newest verified archive copy was made, if the archive tables exist.
+pub fn last_verified_copy(data: &DataDir) -> Option<String> {
+    let conn = find::query_connection(data).ok()?;
+    conn.query_row(
+        "SELECT max(verified_at) FROM bundles WHERE state = 'verified'",
+        [],
+        |r| r.get::<_, Option<String>>(0),
+    )
+    .ok()
+    .flatten()
+}
+
+/// The whole overview.
+pub fn overview(data: &DataDir) -> Result<Overview, WebError> {
+    let stats = cairn_store::stats(data)?;
+    let raid = raid(data)?;
+    let alarm = alarm(data)?;
+    Ok(Overview {
+        health: health(raid.as_ref(), &alarm),
+        storage: storage(data, stats.bytes),
+        images_today: images_today(data)?,
+        studies: stats.studies,
+        instances: stats.instances,
+        last_verified_copy: last_verified_copy(data),
+        sounding: alarm.sounding(),
+        alarm,
+        raid,
+    })
+}
+
+/// A study search, as typed into the Studies page or the API query string.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudySearch {
+    /// Patient name; without `*` or `?` it matches anywhere in the name.
+    #[serde(default)]
+    pub name: String,
+    /// Patient ID (exact, or with wildcards).
+    #[serde(default)]
+    pub id: String,
+    /// Study date `YYYYMMDD`, or a range `YYYYMMDD-YYYYMMDD`.
+    #[serde(default)]
+    pub date: String,
+    /// Modality (CT, MR...).
+    #[serde(default)]
+    pub modality: String,
+    /// Accession number.
+    #[serde(default)]
+    pub accession: String,
+    /// At most this many (default 200).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// A study in a result list.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyHit {
+    /// Study Instance UID.
+    pub study_uid: String,
+    /// Study date.
+    pub date: String,
+    /// Patient name (DICOM PN, `^`-separated).
+    pub patient_name: String,
+    /// Patient ID.
+    pub patient_id: String,
+    /// Accession number.
+    pub accession: String,
+    /// Modalities.
+    pub modalities: String,
+    /// Description.
+    pub description: String,
+    /// Series.
+    pub series: i64,
+    /// Instances.
+    pub instances: i64,
+}
+
+const T_NAME: u32 = 0x0010_0010;
+const T_PID: u32 = 0x0010_0020;
+const T_STUDY_UID: u32 = 0x0020_000D;
+const T_DATE: u32 = 0x0008_0020;
+const T_ACCESSION: u32 = 0x0008_0050;
+const T_DESCRIPTION: u32 = 0x0008_1030;
+const T_MODALITIES: u32 = 0x0008_0061;
+const T_N_SERIES: u32 = 0x0020_1206;
+const T_N_INST: u32 = 0x0020_1208;
+const T_SERIES_UID: u32 = 0x0020_000E;
+const T_MODALITY: u32 = 0x0008_0060;
+const T_SERIES_NO: u32 = 0x0020_0011;
+const T_SERIES_DESC: u32 = 0x0008_103E;
+const T_N_SERIES_INST: u32 = 0x0020_1209;
+
+fn text_matcher(v: &str) -> Result<Matcher, WebError> {
+    let v = v.trim();
+    if v.chars().any(|c| c.is_control() || c == '\\') || v.len() > 64 {
+        return Err(WebError::BadRequest(
+            "search values are at most 64 characters, without backslashes".into(),
+        ));
+    }
+    Ok(if v.is_empty() {
+        Matcher::Universal
+    } else if v.contains(['*', '?']) {
+        Matcher::Wildcard(v.to_string())
+    } else {
+        Matcher::Single(v.to_string())
+    })
+}
+
+impl StudySearch {
+    fn keys(&self) -> Result<Vec<(u32, Matcher)>, WebError> {
+        let mut keys = vec![
+            (T_STUDY_UID, Matcher::Universal),
+            (T_N_SERIES, Matcher::Universal),
+            (T_N_INST, Matcher::Universal),
+            (T_DESCRIPTION, Matcher::Universal),
+        ];
+        let name = self.name.trim();
+        keys.push((
+            T_NAME,
+            match text_matcher(name)? {
+                Matcher::Single(n) => Matcher::Wildcard(format!("*{n}*")),
+                m => m,
+            },
+        ));
+        keys.push((T_PID, text_matcher(&self.id)?));
+        keys.push((T_ACCESSION, text_matcher(&self.accession)?));
+        keys.push((
+            T_MODALITIES,
+            match text_matcher(&self.modality)? {
+                Matcher::Single(m) => Matcher::Single(m.to_uppercase()),
+                m => m,
+            },
+        ));
+        let date = self.date.trim();
+        keys.push((
+            T_DATE,
+            if date.is_empty() {
+                Matcher::Universal
+            } else {
+                let r: cairn_store::DateRange = date.parse().map_err(WebError::BadRequest)?;
+                if r.from == r.to {
+                    Matcher::Single(r.from.unwrap_or_default())
+                } else {
+                    Matcher::Range(r.from, r.to)
+                }
+            },
+        ));
+        Ok(keys)
+    }
+
+    /// True when no field is filled in.
+    pub fn is_empty(&self) -> bool {
+        [&self.name, &self.id, &self.date, &self.modality, &self.accession]
+            .iter()
+            .all(|s| s.trim().is_empty())
+    }
+}
+
+fn take(m: &mut BTreeMap<u32, String>, t: u32) -> String {
+    m.remove(&t).unwrap_or_default()
+}
+
+/// Search studies with the C-FIND matcher (the same SQL a PACS query runs); newest first.
+/// Returns the hits and whether more matched than the limit.
+pub fn search_studies(
+    data: &DataDir,
+    s: &StudySearch,
+) -> Result<(Vec<StudyHit>, bool), WebError> {
+    let limit = s.limit.unwrap_or(200).clamp(1, 1000);
+    let conn = find::query_connection(data)?;
+    let q = Query {
+        level: Level::Study,
+        study_root: true,
+        keys: s.keys()?,
+        limit,
+    };
+    let mut hits = Vec::new();
+    let end = find::find(&conn, &q, |mut row| {
+        hits.push(StudyHit {
+            study_uid: take(&mut row, T_STUDY_UID),
+            date: take(&mut row, T_DATE),
+            patient_name: take(&mut row, T_NAME),
+            patient_id: take(&mut row, T_PID),
+            accession: take(&mut row, T_ACCESSION),
+            modalities: take(&mut row, T_MODALITIES),
+            description: take(&mut row, T_DESCRIPTION),
+            series: take(&mut row, T_N_SERIES).parse().unwrap_or(0),
+            instances: take(&mut row, T_N_INST).parse().unwrap_or(0),
+        });
+        ControlFlow::Continue(())
+    })?
+    .map_err(|e| WebError::BadRequest(format!("{e:?}")))?;
+    hits.sort_by(|a, b| b.date.cmp(&a.date));
+    Ok((hits, end.0 == find::FindEnd::LimitReached))
+}
+
+/// One series of a study.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesRow {
+    /// Series Instance UID.
+    pub series_uid: String,
+    /// Modality.
+    pub modality: String,
+    /// Series number.
+    pub number: String,
+    /// Description.
+    pub description: String,
+    /// Instances.
+    pub instances: i64,
+    /// Bytes of its current instances.
+    pub bytes: i64,
+}
+
+/// Where a study's images are kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyRow {
+    /// `raid` or a volume id.
+    pub place: String,
+    /// Instances of the study held there.
+    pub instances: i64,
+    /// Whether those copies were read back and checked.
+    pub verified: bool,
+}
+
+/// A study with its series and copies.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyDetail {
+    /// The study.
+    pub study: StudyHit,
+    /// Its series.
+    pub series: Vec<SeriesRow>,
+    /// Bytes of its current instances.
+    pub bytes: i64,
+    /// Its copies: the hot copy on the RAID and any archive volumes.
+    pub copies: Vec<CopyRow>,
+    /// Retention date, when a retention rule is configured (none today).
+    pub retention_until: Option<String>,
+}
+
+/// Check a UID from a URL: digits and dots, at most 64.
+pub fn valid_uid(uid: &str) -> Result<(), WebError> {
+    if cairn_core::uid::check_uid(uid).is_ok() && uid.len() == uid.trim().len() {
+        Ok(())
+    } else {
+        Err(WebError::BadRequest(
+            "not a DICOM UID (digits and dots, at most 64)".into(),
+        ))
+    }
+}
+
+/// One study, or `NotFound`.
+pub fn study(data: &DataDir, uid: &str) -> Result<StudyDetail, WebError> {
+    valid_uid(uid)?;
+    let conn = find::query_connection(data)?;
+    let mut keys = StudySearch::default().keys()?;
+    keys.retain(|(t, _)| *t != T_STUDY_UID);
+    keys.push((T_STUDY_UID, Matcher::Single(uid.to_string())));
+    let q = Query {
+        level: Level::Study,
+        study_root: true,
+        keys,
+        limit: 1,
+    };
+    let mut hit = None;
+    find::find(&conn, &q, |mut row| {
+        hit = Some(StudyHit {
+            study_uid: take(&mut row, T_STUDY_UID),
+            date: take(&mut row, T_DATE),
+            patient_name: take(&mut row, T_NAME),
+            patient_id: take(&mut row, T_PID),
+            accession: take(&mut row, T_ACCESSION),
+            modalities: take(&mut row, T_MODALITIES),
+            description: take(&mut row, T_DESCRIPTION),
+            series: take(&mut row, T_N_SERIES).parse().unwrap_or(0),
+            instances: take(&mut row, T_N_INST).parse().unwrap_or(0),
+        });
+        ControlFlow::Break(())
+    })?
+    .map_err(|e| WebError::BadRequest(format!("{e:?}")))?;
+    let Some(study) = hit else {
+        return Err(WebError::NotFound("no such study".into()));
+    };
+    let q = Query {
+        level: Level::Series,
+        study_root: true,
+        keys: vec![
+            (T_STUDY_UID, Matcher::Single(uid.to_string())),
+            (T_SERIES_UID, Matcher::Universal),
+            (T_MODALITY, Matcher::Universal),
+            (T_SERIES_NO, Matcher::Universal),
+            (T_SERIES_DESC, Matcher::Universal),
+            (T_N_SERIES_INST, Matcher::Universal),
+        ],
+        limit: 10_000,
+    };
+    let mut series = Vec::new();
+    find::find(&conn, &q, |mut row| {
+        series.push(SeriesRow {
+            series_uid: take(&mut row, T_SERIES_UID),
+            modality: take(&mut row, T_MODALITY),
+            number: take(&mut row, T_SERIES_NO),
+            description: take(&mut row, T_SERIES_DESC),
+            instances: take(&mut row, T_N_SERIES_INST).parse().unwrap_or(0),
+            bytes: 0,
+        });
+        ControlFlow::Continue(())
+    })?
+    .map_err(|e| WebError::BadRequest(format!("{e:?}")))?;
+    let mut bytes = 0;
+    for s in &mut series {
+        s.bytes = conn.query_row(
+            "SELECT coalesce(sum(i.size), 0) FROM instances i JOIN series se ON i.series_ref = se.id
+             WHERE se.series_uid = ?1 AND i.current = 1",
+            [&s.series_uid],
+            |r| r.get(0),
+        )?;
+        bytes += s.bytes;
+    }
+    series.sort_by(|a, b| {
+        a.number
+            .parse::<i64>()
+            .unwrap_or(i64::MAX)
+            .cmp(&b.number.parse::<i64>().unwrap_or(i64::MAX))
+    });
+    let mut copies = vec![CopyRow {
+        place: "RAID (hot copy)".into(),
+        instances: study.instances,
+        verified: true,
+    }];
+    copies.extend(archive_copies(&conn, uid));
+    Ok(StudyDetail {
+        study,
+        series,
+        bytes,
+        copies,
+        retention_until: None,
+    })
+}
+
+/// Copies of a study's instances on archive volumes (empty before the archive tables exist).
+fn archive_copies(conn: &rusqlite::Connection, uid: &str) -> Vec<CopyRow> {
+    let sql = "SELECT v.volume_id, count(DISTINCT c.sha256), min(c.verified)
+               FROM copies c JOIN bundles b ON c.bundle_ref = b.id
+               JOIN volumes v ON b.volume_ref = v.id
+               JOIN instances i ON i.sha256 = c.sha256 AND i.current = 1
+               JOIN series se ON i.series_ref = se.id JOIN studies st ON se.study_ref = st.id
+               WHERE st.study_uid = ?1 GROUP BY v.volume_id ORDER BY v.volume_id";
+    let Ok(mut st) = conn.prepare(sql) else {
+        return Vec::new();
+    };
+    st.query_map([uid], |r| {
+        Ok(CopyRow {
+            place: r.get(0)?,
+            instances: r.get(1)?,
+            verified: r.get::<_, i64>(2)? != 0,
+        })
+    })
+    .map(|rows| rows.flatten().collect())
+    .unwrap_or_default()
+}
+
+/// Filters of the audit view.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilter {
+    /// Who: `user:alice`, `ae:CT1`, or part of it.
+    #[serde(default)]
+    pub actor: String,
+    /// What: the action word (`login`, `store`...).
+    #[serde(default)]
+    pub action: String,
+    /// From this day (`YYYY-MM-DD`), inclusive.
+    #[serde(default)]
+    pub from: String,
+    /// To this day (`YYYY-MM-DD`), inclusive.
+    #[serde(default)]
+    pub to: String,
+    /// At most this many rows, newest first (default 200, CSV: all).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// `csv` for a download.
+    #[serde(default)]
+    pub format: String,
+}
+
+/// One audit row.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    /// Sequence number.
+    pub seq: i64,
+    /// When (RFC 3339 UTC).
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub object: String,
+    /// Details (JSON).
+    pub detail: String,
+}
+
+fn day(s: &str) -> Result<Option<String>, WebError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let ok = s.len() == 10
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    if ok {
+        Ok(Some(s.to_string()))
+    } else {
+        Err(WebError::BadRequest(format!(
+            "'{s}' is not a day like 2024-01-31"
+        )))
+    }
+}
+
+/// Audit rows matching the filter, newest first.
+pub fn audit_rows(data: &DataDir, f: &AuditFilter) -> Result<Vec<AuditRow>, WebError> {
+    let conn = find::query_connection(data)?;
+    let mut sql = String::from(
+        "SELECT seq, at, actor, action, object, detail FROM audit WHERE 1 = 1",
+    );
+    let mut args: Vec<String> = Vec::new();
+    if !f.actor.trim().is_empty() {
+        sql.push_str(" AND instr(lower(actor), lower(?)) > 0");
+        args.push(f.actor.trim().to_string());
+    }
+    if !f.action.trim().is_empty() {
+        sql.push_str(" AND action = ?");
+        args.push(f.action.trim().to_string());
+    }
+    if let Some(d) = day(&f.from)? {
+        sql.push_str(" AND at >= ?");
+        args.push(d);
+    }
+    if let Some(d) = day(&f.to)? {
+        sql.push_str(" AND at < ?");
+        args.push(format!("{d}T99"));
+    }
+    sql.push_str(" ORDER BY seq DESC");
+    let limit = match (f.format.as_str(), f.limit) {
+        (_, Some(l)) => l.clamp(1, 1_000_000),
+        ("csv", None) => 1_000_000,
+        _ => 200,
+    };
+    sql.push_str(&format!(" LIMIT {limit}"));
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok(AuditRow {
+            seq: r.get(0)?,
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            object: r.get(4)?,
+            detail: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The distinct audit actions, for the filter's choices.
+pub fn audit_actions(data: &DataDir) -> Result<Vec<String>, WebError> {
+    let conn = find::query_connection(data)?;
+    let mut st = conn.prepare("SELECT DISTINCT action FROM audit ORDER BY action")?;
+    let rows = st.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn csv_field(s: &str) -> String {
+    // Cells starting with = + - @ are neutralised so a spreadsheet never runs them.
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// Audit rows as CSV (RFC 4180), with a header line.
+pub fn audit_csv(rows: &[AuditRow]) -> String {
+    let mut out = String::from("seq,at,actor,action,object,detail\r\n");
+    for r in rows {
+        out.push_str(&format!(
+            "{},{},{},{},{},{}\r\n",
+            r.seq,
+            csv_field(&r.at),
+            csv_field(&r.actor),
+            csv_field(&r.action),
+            csv_field(&r.object),
+            csv_field(&r.detail)
+        ));
+    }
+    out
+}
+
+/// A size for people: `1.5 GB`.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 6] = ["bytes", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A duration for people: `12 min`.
+pub fn human_secs(s: u64) -> String {
+    match s {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_neutralises() {
+        let rows = vec![AuditRow {
+            seq: 1,
+            at: "2026-01-01T00:00:00Z".into(),
+            actor: "user:a".into(),
+            action: "=cmd".into(),
+            object: "x,y".into(),
+            detail: "{\"a\":\"b\"}".into(),
+        }];
+        let csv = audit_csv(&rows);
+        assert!(csv.contains(",'=cmd,"), "{csv}");
+        assert!(csv.contains(",\"x,y\","), "{csv}");
+        assert!(csv.contains("\"{\"\"a\"\":\"\"b\"\"}\""), "{csv}");
+    }
+
+    #[test]
+    fn health_words() {
+        let quiet = AlarmState::default();
+        assert_eq!(health(Some(&Raid::default()), &quiet).headline, "All good");
+        let mut a = AlarmState::default();
+        a.raise(
+            cairn_alarm::AlarmKind::MediumNeeded,
+            None,
+            None,
+            "Tape full: load a new one",
+            1,
+        );
+        let h = health(Some(&Raid::default()), &a);
+        assert_eq!(h.headline, "Tape full: load a new one");
+        assert_eq!(h.state, "alarm");
+        assert_eq!(h.action_page, "/archive");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_bytes(999), "999 bytes");
+        assert_eq!(human_bytes(1_500_000_000), "1.5 GB");
+    }
+}

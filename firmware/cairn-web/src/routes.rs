@@ -1,0 +1,132 @@
+//! The route table: every route the panel serves, with the permission it needs. The
+//! authorisation layer looks each request up here; a route missing from the table is denied.
+//! The OpenAPI document is generated from the `/api/v1` rows.
+
+use crate::auth::Role;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Perm {
+    /// Anyone, logged in or not (login, first-boot setup, the stylesheet, the API document).
+    Public,
+    /// Any logged-in role: health, disks and archive views, silencing the alarm, logout.
+    Any,
+    /// Patient data: admin, staff, reader (a technician sees no patient data).
+    Patients,
+    /// Handling media (eject, load, location): admin, technician, staff.
+    Media,
+    /// The disk swap (locate, remove, confirm wipe): admin, technician.
+    Disks,
+    /// Users, settings and the audit trail: admin only.
+    Admin,
+}
+
+impl Perm {
+    /// The role matrix.
+    pub fn allows(self, role: Role) -> bool {
+        use Role::*;
+        match self {
+            Perm::Public | Perm::Any => true,
+            Perm::Patients => matches!(role, Admin | Staff | Reader),
+            Perm::Media => matches!(role, Admin | Technician | Staff),
+            Perm::Disks => matches!(role, Admin | Technician),
+            Perm::Admin => role == Admin,
+        }
+    }
+
+    /// The roles allowed, for the API document.
+    pub fn roles(self) -> Vec<&'static str> {
+        Role::ALL
+            .into_iter()
+            .filter(|r| self.allows(*r))
+            .map(|r| r.as_str())
+            .collect()
+    }
+}
+
+/// One route.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path as registered with axum.
+    pub path: &'static str,
+    /// Permission.
+    pub perm: Perm,
+    /// One line for the API document.
+    pub summary: &'static str,
+}
+
+const fn r(method: &'static str, path: &'static str, perm: Perm, summary: &'static str) -> Route {
+    Route {
+        method,
+        path,
+        perm,
+        summary,
+    }
+}
+
+/// Every route.
+pub const ROUTES: &[Route] = &[
+    // pages
+    r("GET", "/", Perm::Any, "Overview page"),
+    r("GET", "/disks", Perm::Any, "Disks page"),
+    r("POST", "/disks", Perm::Disks, "Disk swap step (form)"),
+    r("GET", "/archive", Perm::Any, "Archive page"),
+    r("POST", "/archive", Perm::Media, "Eject or set a volume's location (form)"),
+    r("GET", "/studies", Perm::Patients, "Studies search page"),
+    r("GET", "/studies/{uid}", Perm::Patients, "One study page"),
+    r("GET", "/audit", Perm::Admin, "Audit page"),
+    r("GET", "/audit.csv", Perm::Admin, "Audit as CSV"),
+    r("GET", "/settings", Perm::Admin, "Settings page"),
+    r("POST", "/settings", Perm::Admin, "Change settings or users (form)"),
+    r("POST", "/alarm/silence", Perm::Any, "Silence the alarm (form)"),
+    r("GET", "/login", Perm::Public, "Login page"),
+    r("POST", "/login", Perm::Public, "Log in (form)"),
+    r("POST", "/logout", Perm::Any, "Log out (form)"),
+    r("GET", "/setup", Perm::Public, "First-boot setup page"),
+    r("POST", "/setup", Perm::Public, "First-boot setup (form)"),
+    r("GET", "/static/panel.css", Perm::Public, "Stylesheet"),
+    // JSON API
+    r("GET", "/api/v1/openapi.json", Perm::Public, "This document"),
+    r("POST", "/api/v1/setup", Perm::Public, "First boot: setup code, admin name and password"),
+    r("POST", "/api/v1/session", Perm::Public, "Log in: {username, password}; returns the CSRF token"),
+    r("GET", "/api/v1/session", Perm::Any, "Who is logged in, and the CSRF token"),
+    r("DELETE", "/api/v1/session", Perm::Any, "Log out"),
+    r("GET", "/api/v1/status", Perm::Any, "Health in one word and sentence, storage, RAID, alarm, archive"),
+    r("POST", "/api/v1/alarm/silence", Perm::Any, "Silence the alarm: {id?}"),
+    r("POST", "/api/v1/disks/action", Perm::Disks, "Disk swap step: {action: locate|unlocate|remove|confirm, bay}"),
+    r("GET", "/api/v1/archive", Perm::Any, "Archive drive, volumes and queue"),
+    r("POST", "/api/v1/archive/eject", Perm::Media, "Eject a volume: {volume?}"),
+    r("POST", "/api/v1/archive/location", Perm::Media, "Set a volume's location: {volume, location}"),
+    r("GET", "/api/v1/studies", Perm::Patients, "Search studies: name, id, date, modality, accession, limit"),
+    r("GET", "/api/v1/studies/{uid}", Perm::Patients, "One study: series, size, copies, retention"),
+    r("GET", "/api/v1/audit", Perm::Admin, "Audit rows: actor, action, from, to, limit; format=csv"),
+    r("GET", "/api/v1/users", Perm::Admin, "Accounts and roles"),
+    r("POST", "/api/v1/users", Perm::Admin, "Make an account: {username, role, password}"),
+    r("PUT", "/api/v1/users/{name}", Perm::Admin, "Change an account: {role?, password?, disabled?}"),
+    r("GET", "/api/v1/settings", Perm::Admin, "AE title, peers, schedules"),
+    r("PUT", "/api/v1/settings", Perm::Admin, "Change AE title, peers, schedules (applied at the next start)"),
+];
+
+/// The route registered for this method and matched path.
+pub fn lookup(method: &str, path: &str) -> Option<&'static Route> {
+    ROUTES
+        .iter()
+        .find(|r| r.method == method && r.path == path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_shape() {
+        assert!(Perm::Admin.allows(Role::Admin));
+        assert!(!Perm::Admin.allows(Role::Technician));
+        assert!(!Perm::Patients.allows(Role::Technician));
+        assert!(Perm::Patients.allows(Role::Reader));
+        assert!(!Perm::Media.allows(Role::Reader));
+        assert!(!Perm::Disks.allows(Role::Staff));
+    }
+}

@@ -1,0 +1,155 @@
+//! HTTPS: the device certificate made at first start (rcgen, ECDSA P-256, self-signed, valid
+//! for the box's names) and the TLS accept loop (rustls with the ring provider).
+
+use crate::WebError;
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tower::ServiceExt;
+
+/// Make a self-signed device certificate and key at these paths unless both exist. The key
+/// file is written mode 0600; both are written to a temporary name, fsynced, then renamed.
+/// Returns true when it made them.
+pub fn ensure_device_cert(cert: &Path, key: &Path, names: &[String]) -> Result<bool, WebError> {
+    if cert.exists() && key.exists() {
+        return Ok(false);
+    }
+    let mut params = rcgen::CertificateParams::new(names.to_vec())
+        .map_err(|e| WebError::Internal(format!("certificate names: {e}")))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "cairn device certificate");
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365 * 30);
+    let kp = rcgen::KeyPair::generate()
+        .map_err(|e| WebError::Internal(format!("device key: {e}")))?;
+    let c = params
+        .self_signed(&kp)
+        .map_err(|e| WebError::Internal(format!("device certificate: {e}")))?;
+    if let Some(dir) = cert.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    }
+    if let Some(dir) = key.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    }
+    write_atomic(key, kp.serialize_pem().as_bytes(), 0o600)?;
+    write_atomic(cert, c.pem().as_bytes(), 0o644)?;
+    Ok(true)
+}
+
+fn io(p: &Path, e: std::io::Error) -> WebError {
+    WebError::Internal(format!("{}: {e}", p.display()))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), WebError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| io(&tmp, e))?;
+    f.sync_all().map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// A rustls server configuration from PEM files.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, WebError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| WebError::Internal(format!("{}: {e}", cert.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| WebError::Internal(format!("{}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| WebError::Internal(format!("{}: {e}", key.display())))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| WebError::Internal(format!("TLS: {e}")))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| WebError::Internal(format!("TLS certificate: {e}")))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Accept TLS connections until `shutdown`; each handshake runs in its own task with a 10 s
+/// limit, so a slow client never holds up the others.
+pub(crate) async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    cfg: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "panel accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    _ => return,
+                };
+            let svc = router
+                .map_request(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn makes_a_loadable_certificate_once() {
+        let d = tempfile::tempdir().unwrap();
+        let (c, k) = (d.path().join("tls/cert.pem"), d.path().join("tls/key.pem"));
+        assert!(ensure_device_cert(&c, &k, &["cairn.local".into(), "127.0.0.1".into()]).unwrap());
+        let first = std::fs::read(&c).unwrap();
+        assert!(!ensure_device_cert(&c, &k, &["x".into()]).unwrap());
+        assert_eq!(std::fs::read(&c).unwrap(), first);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&k).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        server_config(&c, &k).unwrap();
+    }
+}
