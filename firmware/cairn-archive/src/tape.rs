@@ -1,0 +1,212 @@
+//! Bundles on tape: the label as tape file 0, one pax tar per tape file after it, fixed
+//! 256 KiB records, a filemark after each; read back by spacing backwards over the filemarks.
+
+use crate::bundle::{self, Member, ObjectSource, ReadBack, RecordSink, SmallFiles};
+use crate::label::Label;
+use crate::{ArchiveError, RECORD_SIZE};
+use cairn_hal::tape::{TapeDrive, TapeErrorKind};
+use std::io::Read;
+
+/// What the loaded tape holds at its start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TapeLabel {
+    /// No cartridge in the drive.
+    NoMedium,
+    /// Nothing recorded.
+    Blank,
+    /// A cairn label.
+    Cairn(Label),
+    /// Data that is not a cairn label (never overwritten).
+    Foreign,
+}
+
+/// Read tape file 0 (the label). Leaves the tape at file 1.
+pub fn read_label(drive: &mut dyn TapeDrive) -> Result<TapeLabel, ArchiveError> {
+    let st = drive.status()?;
+    if !st.online || st.door_open {
+        return Ok(TapeLabel::NoMedium);
+    }
+    drive.set_block_size(RECORD_SIZE as u32)?;
+    drive.rewind()?;
+    let mut buf = vec![0u8; RECORD_SIZE];
+    match drive.read_block(&mut buf) {
+        Ok(0) => {
+            // an empty first file: blank if nothing follows
+            match drive.read_block(&mut buf) {
+                Ok(0) => Ok(TapeLabel::Blank),
+                Err(e) if e.kind() == TapeErrorKind::EndOfData => Ok(TapeLabel::Blank),
+                _ => Ok(TapeLabel::Foreign),
+            }
+        }
+        Ok(n) => {
+            let label = Label::parse(&buf[..n]);
+            // move on to file 1
+            let _ = drive.space_filemarks(1);
+            Ok(label.map(TapeLabel::Cairn).unwrap_or(TapeLabel::Foreign))
+        }
+        Err(e) if e.kind() == TapeErrorKind::EndOfData => Ok(TapeLabel::Blank),
+        Err(e) if e.kind() == TapeErrorKind::NoMedium => Ok(TapeLabel::NoMedium),
+        Err(e) if e.kind() == TapeErrorKind::Invalid => Ok(TapeLabel::Foreign),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Write the label as tape file 0 of a blank tape (rewinds first).
+pub fn write_label(drive: &mut dyn TapeDrive, label: &Label) -> Result<(), ArchiveError> {
+    drive.set_block_size(RECORD_SIZE as u32)?;
+    drive.rewind()?;
+    drive.write_block(&label.to_record(RECORD_SIZE)?)?;
+    drive.write_filemarks(1)?;
+    Ok(())
+}
+
+/// Move to the end of data; returns the file number where the next bundle starts.
+pub fn append_position(drive: &mut dyn TapeDrive) -> Result<u32, ArchiveError> {
+    drive.set_block_size(RECORD_SIZE as u32)?;
+    drive.seek_end_of_data()?;
+    let st = drive.status()?;
+    match st.file_number {
+        Some(n) => Ok(n),
+        None => {
+            // count the files from the start
+            drive.rewind()?;
+            let mut n = 0u32;
+            loop {
+                match drive.space_filemarks(1) {
+                    Ok(()) => n += 1,
+                    Err(e) if e.kind() == TapeErrorKind::EndOfData => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            drive.seek_end_of_data()?;
+            Ok(n)
+        }
+    }
+}
+
+struct TapeSink<'a> {
+    drive: &'a mut dyn TapeDrive,
+    records: u64,
+}
+
+impl RecordSink for TapeSink<'_> {
+    fn write_record(&mut self, record: &[u8]) -> Result<(), ArchiveError> {
+        self.drive.write_block(record)?;
+        self.records += 1;
+        Ok(())
+    }
+}
+
+/// How writing one bundle ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Length of the tar stream.
+    pub tar_bytes: u64,
+    /// Records written (each [`RECORD_SIZE`]).
+    pub records: u64,
+}
+
+/// Write one bundle at the current position (the end of data) and its filemark.
+///
+/// On early warning the bundle is ended with a filemark (allowed past the warning) and the
+/// `EarlyWarning` error is returned: the caller marks the bundle incomplete on this volume.
+pub fn write_bundle(
+    drive: &mut dyn TapeDrive,
+    small: &SmallFiles,
+    members: &[Member],
+    src: &dyn ObjectSource,
+    mtime: u64,
+) -> Result<Written, ArchiveError> {
+    let mut sink = TapeSink { drive, records: 0 };
+    let r = bundle::write_tar(&mut sink, RECORD_SIZE, small, members, src, mtime);
+    match r {
+        Ok(tar_bytes) => {
+            sink.drive.write_filemarks(1)?;
+            Ok(Written {
+                tar_bytes,
+                records: sink.records,
+            })
+        }
+        Err(e) => {
+            // end the unfinished file so the next one starts cleanly; st allows a filemark
+            // past the early warning
+            if let Err(fm) = sink.drive.write_filemarks(1) {
+                tracing::warn!(error = %fm, "could not end an unfinished bundle with a filemark");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Reads the records of one tape file as a byte stream (EOF at its filemark).
+pub struct FileReader<'a> {
+    drive: &'a mut dyn TapeDrive,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    done: bool,
+}
+
+impl<'a> FileReader<'a> {
+    /// Read from the current position (block 0 of a tape file).
+    pub fn new(drive: &'a mut dyn TapeDrive) -> Self {
+        Self {
+            drive,
+            buf: vec![0u8; RECORD_SIZE],
+            pos: 0,
+            len: 0,
+            done: false,
+        }
+    }
+
+    /// Read to the end of the file (past its filemark) and discard.
+    pub fn drain(&mut self) -> std::io::Result<()> {
+        std::io::copy(self, &mut std::io::sink()).map(|_| ())
+    }
+}
+
+impl Read for FileReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.len {
+            if self.done {
+                return Ok(0);
+            }
+            match self.drive.read_block(&mut self.buf) {
+                Ok(0) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+                Ok(n) => {
+                    self.pos = 0;
+                    self.len = n;
+                }
+                Err(e) if e.kind() == TapeErrorKind::EndOfData => {
+                    self.done = true;
+                    return Ok(0);
+                }
+                Err(e) => return Err(std::io::Error::other(e.to_string())),
+            }
+        }
+        let n = out.len().min(self.len - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Space back over the bundle just written (after its filemark) and read it back, hashing
+/// every member. Leaves the tape after the bundle's filemark (the end of data).
+pub fn verify_last(drive: &mut dyn TapeDrive) -> Result<ReadBack, ArchiveError> {
+    // after FM(k): back over FM(k) and FM(k-1), then forward over FM(k-1): block 0 of file k
+    drive.space_filemarks(-2)?;
+    drive.space_filemarks(1)?;
+    read_file(drive)
+}
+
+/// Read the tape file at the current position to its filemark.
+pub fn read_file(drive: &mut dyn TapeDrive) -> Result<ReadBack, ArchiveError> {
+    let mut r = FileReader::new(drive);
+    let rb = bundle::read_back(&mut r)?;
+    r.drain().map_err(|e| ArchiveError::Io(e.to_string()))?;
+    Ok(rb)
+}
