@@ -436,7 +436,9 @@ impl<'a, S: RecordSink> TarStreamer<'a, S> {
                 .read(&mut self.buf[self.fill..self.fill + room])
                 .map_err(|e| ArchiveError::Source(format!("read {path}: {e}")))?;
             if n == 0 {
-                return Err(ArchiveError::Source(format!("{path} is shorter than indexed")));
+                return Err(ArchiveError::Source(format!(
+                    "{path} is shorter than indexed"
+                )));
             }
             hasher.update(&self.buf[self.fill..self.fill + n]);
             self.fill += n;

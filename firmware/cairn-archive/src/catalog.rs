@@ -392,7 +392,9 @@ pub fn archive_status(data: &DataDir) -> Result<ArchiveStatus, ArchiveError> {
         out.push(TargetStatus {
             volume: volume_in_drive(&conn, &name)?,
             last_verified: last_verified(&conn, &name)?,
-            drive: l.map(|l| l.drive.clone()).unwrap_or_else(|| "unknown".into()),
+            drive: l
+                .map(|l| l.drive.clone())
+                .unwrap_or_else(|| "unknown".into()),
             activity: l
                 .map(|l| l.activity.clone())
                 .unwrap_or_else(|| "cairnd is not running".into()),
@@ -404,10 +406,11 @@ pub fn archive_status(data: &DataDir) -> Result<ArchiveStatus, ArchiveError> {
             kind,
         });
     }
-    let instances_total: i64 =
-        conn.query_row("SELECT count(*) FROM instances WHERE current = 1", [], |r| {
-            r.get(0)
-        })?;
+    let instances_total: i64 = conn.query_row(
+        "SELECT count(*) FROM instances WHERE current = 1",
+        [],
+        |r| r.get(0),
+    )?;
     let instances_verified: i64 = conn.query_row(
         "SELECT count(*) FROM instances i WHERE i.current = 1 AND EXISTS
            (SELECT 1 FROM copies c WHERE c.sha256 = i.sha256 AND c.verified = 1)",
@@ -477,10 +480,7 @@ pub fn set_location(
             return Ok((Err(format!("no volume {vid} in the catalog")), vec![]));
         };
         if cur == "in_drive" {
-            return Ok((
-                Err(format!("{vid} is in a drive: eject it first")),
-                vec![],
-            ));
+            return Ok((Err(format!("{vid} is in a drive: eject it first")), vec![]));
         }
         if cur == location.as_str() {
             return Ok((Ok(()), vec![]));
@@ -576,11 +576,18 @@ pub fn sync_targets(
                 params![name, kind, now],
             )?;
             if n > 0 {
+                // a new target gets every instance already stored
+                let id = c.last_insert_rowid();
+                let queued = c.execute(
+                    "INSERT OR IGNORE INTO archive_queue (target_ref, instance_ref, queued_at)
+                     SELECT ?1, id, ?2 FROM instances",
+                    params![id, now],
+                )?;
                 events.push(audit(
                     "system",
                     "archive-target",
                     name,
-                    serde_json::json!({"kind": kind, "change": "added"}),
+                    serde_json::json!({"kind": kind, "change": "added", "queued": queued}),
                 ));
             }
             c.execute(
@@ -693,12 +700,19 @@ pub fn begin_bundle(
     let (vid, bid) = (volume_id.to_string(), bundle_id.to_string());
     let ms: Vec<(String, String, i64)> = members
         .iter()
-        .map(|m| (m.sha256.clone(), m.record.sop_instance_uid.clone(), m.size as i64))
+        .map(|m| {
+            (
+                m.sha256.clone(),
+                m.record.sop_instance_uid.clone(),
+                m.size as i64,
+            )
+        })
         .collect();
     Ok(store.transact(move |c, now| {
-        let vref: i64 = c.query_row("SELECT id FROM volumes WHERE volume_id = ?1", [&vid], |r| {
-            r.get(0)
-        })?;
+        let vref: i64 =
+            c.query_row("SELECT id FROM volumes WHERE volume_id = ?1", [&vid], |r| {
+                r.get(0)
+            })?;
         c.execute(
             "DELETE FROM copies WHERE bundle_ref IN (SELECT id FROM bundles
                WHERE volume_ref = ?1 AND file_number >= ?2 AND state != 'verified')",
@@ -740,10 +754,11 @@ pub fn end_bundle_unverified(
             "UPDATE bundles SET state = ?2, bytes = ?3, closed_at = ?4 WHERE id = ?1",
             params![bundle_row, state, bytes as i64, now],
         )?;
-        let bid: String =
-            c.query_row("SELECT bundle_id FROM bundles WHERE id = ?1", [bundle_row], |r| {
-                r.get(0)
-            })?;
+        let bid: String = c.query_row(
+            "SELECT bundle_id FROM bundles WHERE id = ?1",
+            [bundle_row],
+            |r| r.get(0),
+        )?;
         Ok((
             (),
             vec![audit(
@@ -794,7 +809,15 @@ pub fn bundle_verified(
             "UPDATE bundles SET state = ?2, bytes = ?3, closed_at = coalesce(closed_at, ?4),
                verified_at = ?4, audit_seq = ?5, audit_hash = ?6, manifest_sha256 = ?7
              WHERE id = ?1",
-            params![bundle_row, state, bytes as i64, now, head.0, head.1, manifest_sha256],
+            params![
+                bundle_row,
+                state,
+                bytes as i64,
+                now,
+                head.0,
+                head.1,
+                manifest_sha256
+            ],
         )?;
         c.execute(
             "UPDATE volumes SET bytes_written = bytes_written + ?2,
@@ -802,10 +825,11 @@ pub fn bundle_verified(
                updated_at = ?3 WHERE volume_id = ?1",
             params![vid, bytes as i64, now],
         )?;
-        let bid: String =
-            c.query_row("SELECT bundle_id FROM bundles WHERE id = ?1", [bundle_row], |r| {
-                r.get(0)
-            })?;
+        let bid: String = c.query_row(
+            "SELECT bundle_id FROM bundles WHERE id = ?1",
+            [bundle_row],
+            |r| r.get(0),
+        )?;
         Ok((
             n,
             vec![audit(
@@ -892,12 +916,11 @@ pub fn next_batch(
     Ok(out)
 }
 
-/// Where the verified copies of a study's current instances are: (sha256, volume id, kind,
-/// bundle file number, volume location), one row per copy.
-pub fn study_copies(
-    conn: &Connection,
-    study_uid: &str,
-) -> Result<Vec<(String, String, String, i64, String)>, ArchiveError> {
+/// One verified copy: (sha256, volume id, kind, bundle file number, volume location).
+pub type CopyRow = (String, String, String, i64, String);
+
+/// Where the verified copies of a study's current instances are, one row per copy.
+pub fn study_copies(conn: &Connection, study_uid: &str) -> Result<Vec<CopyRow>, ArchiveError> {
     let mut stmt = conn.prepare(
         "SELECT i.sha256, v.volume_id, v.kind, b.file_number, v.location
          FROM studies st JOIN series se ON se.study_ref = st.id
@@ -934,7 +957,14 @@ pub fn record_scan(
         VolumeState::Labelled
     };
     register_volume(store, label, target_id, state, capacity, by)?;
-    type Scanned = (i64, String, String, u64, Vec<(String, String, i64, bool)>, (i64, String));
+    type Scanned = (
+        i64,
+        String,
+        String,
+        u64,
+        Vec<(String, String, i64, bool)>,
+        (i64, String),
+    );
     let rows: Vec<Scanned> = found
         .iter()
         .map(|(file, rb, bytes)| {
@@ -976,7 +1006,9 @@ pub fn record_scan(
     let by = by.to_string();
     store.transact(move |c, now| {
         let vref: i64 =
-            c.query_row("SELECT id FROM volumes WHERE volume_id = ?1", [&vid], |r| r.get(0))?;
+            c.query_row("SELECT id FROM volumes WHERE volume_id = ?1", [&vid], |r| {
+                r.get(0)
+            })?;
         c.execute(
             "DELETE FROM copies WHERE bundle_ref IN (SELECT id FROM bundles WHERE volume_ref = ?1)",
             [vref],
@@ -989,7 +1021,17 @@ pub fn record_scan(
                    audit_seq, audit_hash, started_at, closed_at, verified_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, CASE WHEN ?4 = 'verified'
                    THEN ?9 END)",
-                params![bid, vref, file, state, copies.len() as i64, *bytes as i64, head.0, head.1, now],
+                params![
+                    bid,
+                    vref,
+                    file,
+                    state,
+                    copies.len() as i64,
+                    *bytes as i64,
+                    head.0,
+                    head.1,
+                    now
+                ],
             )?;
             let bref = c.last_insert_rowid();
             if state == "verified" {

@@ -100,8 +100,10 @@ impl Archiver {
     /// are still queued), and get ready. Drives are opened on first use.
     pub fn new(store: Store, policy: Policy, specs: Vec<TargetSpec>) -> Result<Self, ArchiveError> {
         let data = store.data_dir().clone();
-        let pairs: Vec<(String, String)> =
-            specs.iter().map(|s| (s.name.clone(), s.kind.clone())).collect();
+        let pairs: Vec<(String, String)> = specs
+            .iter()
+            .map(|s| (s.name.clone(), s.kind.clone()))
+            .collect();
         let ids = catalog::sync_targets(&store, &pairs)?;
         store.transact(|c, now| {
             let n = c.execute(
@@ -403,8 +405,7 @@ impl Archiver {
         let due = force
             || q.bytes as u64 >= self.policy.bundle_max_bytes
             || q.instances as usize >= self.policy.bundle_max_members
-            || q
-                .oldest_queued_at
+            || q.oldest_queued_at
                 .as_deref()
                 .and_then(age_of)
                 .is_some_and(|a| a >= self.policy.bundle_max_age);
@@ -475,7 +476,8 @@ impl Archiver {
         };
         let small = SmallFiles::new(&bhead, &members)?;
         let manifest_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&small.manifest));
-        let row = catalog::begin_bundle(&store, &label.volume_id, file_number, &bundle_id, &members)?;
+        let row =
+            catalog::begin_bundle(&store, &label.volume_id, file_number, &bundle_id, &members)?;
         t.live.activity = format!("writing bundle {bundle_id} ({} objects)", members.len());
         tracing::info!(bundle = %bundle_id, members = members.len(), "writing a bundle");
         let started = Instant::now();
@@ -568,6 +570,12 @@ impl Archiver {
                     }
                 }
                 t.live.last_error = Some(e.to_string());
+                t.live.medium_needed = !t.writable;
+                t.live.activity = if t.writable {
+                    "idle".into()
+                } else {
+                    "waiting for a writable medium".into()
+                };
                 return Ok(Outcome::NotVerified(e.to_string()));
             }
         };
@@ -593,7 +601,11 @@ impl Archiver {
                     good.len(),
                     want.len(),
                     rb.bad.len(),
-                    if rb.complete { "" } else { ", bundle cut short" }
+                    if rb.complete {
+                        ""
+                    } else {
+                        ", bundle cut short"
+                    }
                 );
                 (good, all, why)
             }
@@ -616,6 +628,8 @@ impl Archiver {
                  instances stay queued",
                 label.volume_id
             );
+            t.live.medium_needed = true;
+            t.live.activity = "waiting for a writable medium".into();
             tracing::error!(bundle = %bundle_id, %why, "verify failed");
             return Ok(Outcome::NotVerified(why));
         }
@@ -657,7 +671,10 @@ impl Archiver {
                 let conn = catalog::open_read(&self.data)?;
                 let q = catalog::queue_status(&conn, &self.targets[i].spec.name)?;
                 if q.instances == 0 {
-                    msgs.push(format!("{}: everything verified", self.targets[i].spec.name));
+                    msgs.push(format!(
+                        "{}: everything verified",
+                        self.targets[i].spec.name
+                    ));
                     break;
                 }
                 let stuck = !matches!(o, Outcome::Verified(_)) || guard > 100_000;
@@ -1073,7 +1090,10 @@ fn age_of(rfc3339: &str) -> Option<Duration> {
 
 /// The instance records of a bundle, by SHA-256 (from its `index.csv`).
 fn records_by_sha(members: &[Member]) -> std::collections::HashMap<String, Member> {
-    members.iter().map(|m| (m.sha256.clone(), m.clone())).collect()
+    members
+        .iter()
+        .map(|m| (m.sha256.clone(), m.clone()))
+        .collect()
 }
 
 fn commit_restored(

@@ -33,10 +33,10 @@ impl Label {
     /// A new label for a blank volume.
     pub fn new(box_id: &str, kind: &str, block_size: u32) -> Self {
         let now = time::OffsetDateTime::now_utc();
-        let fmt = time::macros::format_description!(
-            "[year][month][day]-[hour][minute][second]"
-        );
-        let stamp = now.format(&fmt).unwrap_or_else(|_| now.unix_timestamp().to_string());
+        let fmt = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+        let stamp = now
+            .format(&fmt)
+            .unwrap_or_else(|_| now.unix_timestamp().to_string());
         let letter = if kind == "tape" { 'T' } else { 'O' };
         Self {
             format: "cairn-volume".into(),

@@ -105,7 +105,9 @@ impl ArchiveError {
 
 /// Lowercase hex SHA-256?
 pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Tape record size: 256 KiB (`tar -b 512`).

@@ -80,8 +80,8 @@ pub fn write_label(
     let dir = scratch(data).join("label");
     fresh_dir(&dir)?;
     let p = dir.join(OPTICAL_LABEL);
-    let mut bytes = serde_json::to_vec_pretty(label)
-        .map_err(|e| ArchiveError::Format(e.to_string()))?;
+    let mut bytes =
+        serde_json::to_vec_pretty(label).map_err(|e| ArchiveError::Format(e.to_string()))?;
     bytes.push(b'\n');
     std::fs::write(&p, bytes).map_err(|e| ArchiveError::Io(e.to_string()))?;
     let r = drive.write_session("CAIRN_LABEL", &[(format!("/{OPTICAL_LABEL}"), p)]);
@@ -167,7 +167,9 @@ fn hash_file(p: &Path) -> Result<String, ArchiveError> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = f.read(&mut buf).map_err(|e| ArchiveError::Io(e.to_string()))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| ArchiveError::Io(e.to_string()))?;
         if n == 0 {
             break;
         }
@@ -188,7 +190,9 @@ pub fn read_dir_back(dir: &Path) -> Result<ReadBack, ArchiveError> {
         out.tar_bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         match hash_file(&path) {
             Ok(got) if got == *h => {
-                if let Some(sha) = p.strip_prefix("objects/").and_then(|s| s.strip_suffix(".dcm"))
+                if let Some(sha) = p
+                    .strip_prefix("objects/")
+                    .and_then(|s| s.strip_suffix(".dcm"))
                 {
                     out.good.push(sha.to_string());
                 } else if p == bundle::INDEX_CSV {

@@ -133,16 +133,33 @@ pub fn header_blocks(e: &Entry, ustar_size_limit: u64) -> Vec<u8> {
         e.path.clone()
     } else {
         // a short, informative stand-in for readers without pax support
-        let tail: String = e.path.chars().rev().take(90).collect::<Vec<_>>().into_iter().rev().collect();
-        tail.trim_start_matches('/').chars().filter(char::is_ascii).collect()
+        let tail: String = e
+            .path
+            .chars()
+            .rev()
+            .take(90)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        tail.trim_start_matches('/')
+            .chars()
+            .filter(char::is_ascii)
+            .collect()
     };
     if !pax.is_empty() {
-        let xname = format!("PaxHeaders/{}", ustar_name.rsplit('/').next().unwrap_or("x"));
+        let xname = format!(
+            "PaxHeaders/{}",
+            ustar_name.rsplit('/').next().unwrap_or("x")
+        );
         let xname: String = xname.chars().take(100).collect();
         if let Some(h) = ustar_header(&xname, pax.len() as u64, e.mtime, b'x', 0o444) {
             out.extend_from_slice(&h);
             out.extend_from_slice(pax.as_bytes());
-            out.resize(out.len() + (padded(pax.len() as u64) as usize - pax.len()), 0);
+            out.resize(
+                out.len() + (padded(pax.len() as u64) as usize - pax.len()),
+                0,
+            );
         }
     }
     let ustar_size = if size_fits { size } else { 0 };
@@ -258,17 +275,22 @@ impl<R: Read> Reader<R> {
                     return Err(PaxError::BadHeader("pax header too large".into()));
                 }
                 let mut data = vec![0u8; padded(size) as usize];
-                self.inner.read_exact(&mut data).map_err(|_| PaxError::Truncated)?;
+                self.inner
+                    .read_exact(&mut data)
+                    .map_err(|_| PaxError::Truncated)?;
                 data.truncate(size as usize);
                 let text = String::from_utf8_lossy(&data).into_owned();
                 for rec in text.split_terminator('\n') {
-                    let Some((_, kv)) = rec.split_once(' ') else { continue };
+                    let Some((_, kv)) = rec.split_once(' ') else {
+                        continue;
+                    };
                     if let Some(v) = kv.strip_prefix("path=") {
                         pax_path = Some(v.to_string());
                     } else if let Some(v) = kv.strip_prefix("size=") {
-                        pax_size = Some(v.parse::<u64>().map_err(|_| {
-                            PaxError::BadHeader("bad pax size".into())
-                        })?);
+                        pax_size = Some(
+                            v.parse::<u64>()
+                                .map_err(|_| PaxError::BadHeader("bad pax size".into()))?,
+                        );
                     }
                 }
                 continue;

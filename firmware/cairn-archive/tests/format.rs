@@ -103,7 +103,8 @@ fn write(dir: &Path, ustar_limit: Option<u64>) -> (PathBuf, Vec<Member>) {
         }
         Some(limit) => {
             // the pax path: sizes above `limit` get an `x` header
-            let mut t = bundle::TarStreamer::new(&mut sink, RECORD_SIZE).with_ustar_size_limit(limit);
+            let mut t =
+                bundle::TarStreamer::new(&mut sink, RECORD_SIZE).with_ustar_size_limit(limit);
             t.add_bytes(bundle::MANIFEST, &small.manifest, 1).unwrap();
             t.add_bytes(bundle::INDEX_CSV, &small.index, 1).unwrap();
             t.add_bytes(bundle::AUDIT_HEAD, &small.head, 1).unwrap();
@@ -146,9 +147,17 @@ fn check_with_tools(dir: &Path, tar: &Path, members: &[Member]) {
         .current_dir(&out)
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stdout));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stdout)
+    );
     let ok_lines = String::from_utf8_lossy(&st.stdout).matches(": OK").count();
-    assert_eq!(ok_lines, members.len() + 2, "every object plus index.csv and the head");
+    assert_eq!(
+        ok_lines,
+        members.len() + 2,
+        "every object plus index.csv and the head"
+    );
     // tamper: sha256sum must notice
     let victim = out.join(members[3].path());
     std::fs::write(&victim, b"tampered").unwrap();
@@ -200,7 +209,11 @@ print(n)
         .arg(tar)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         members.len().to_string()
@@ -228,7 +241,10 @@ fn pax_size_headers_read_with_gnu_tar_and_python() {
         .chunks(512)
         .filter(|h| h[257..263] == *b"ustar\0" && h[156] == b'x')
         .count();
-    assert!(x_headers >= 2, "objects above the limit carry a pax size record");
+    assert!(
+        x_headers >= 2,
+        "objects above the limit carry a pax size record"
+    );
     check_with_tools(tmp.path(), &tar, &members);
 }
 
@@ -262,10 +278,23 @@ fn a_damaged_hot_copy_aborts_the_bundle() {
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
     let members = objects(&src);
-    std::fs::write(src.join(&members[5].sha256), vec![0u8; members[5].size as usize]).unwrap();
+    std::fs::write(
+        src.join(&members[5].sha256),
+        vec![0u8; members[5].size as usize],
+    )
+    .unwrap();
     let small = SmallFiles::new(&head(members.len()), &members).unwrap();
     let mut sink = FileSink(std::fs::File::create(tmp.path().join("b.tar")).unwrap(), 0);
-    let e = bundle::write_tar(&mut sink, RECORD_SIZE, &small, &members, &DirObjects(src), 1)
-        .unwrap_err();
-    assert!(matches!(e, ArchiveError::HotCopyDamaged { ref sha256 } if *sha256 == members[5].sha256));
+    let e = bundle::write_tar(
+        &mut sink,
+        RECORD_SIZE,
+        &small,
+        &members,
+        &DirObjects(src),
+        1,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, ArchiveError::HotCopyDamaged { ref sha256 } if *sha256 == members[5].sha256)
+    );
 }

@@ -1,0 +1,478 @@
+//! The archive writer against the tape emulator (cairn-hal), through a real store: bundles
+//! written and verified, end of medium mid-bundle, write errors, write protect, no medium,
+//! verify mismatch, catalog rebuilt by scanning, restore of deleted hot files.
+#![allow(clippy::unwrap_used)]
+
+use cairn_archive::catalog;
+use cairn_archive::engine::{Archiver, Drive, Outcome, Policy, TargetSpec};
+use cairn_hal::tape::emulator::{self, CartridgeSpec};
+use cairn_hal::tape::EmulatedTape;
+use cairn_store::{DataDir, InstanceRecord, Store, StoreJob};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn record(i: usize, study: &str) -> InstanceRecord {
+    let mut r = InstanceRecord {
+        sop_instance_uid: format!("{study}.1.{i}"),
+        sop_class_uid: "1.2.840.10008.5.1.4.1.1.7".into(),
+        transfer_syntax: "1.2.840.10008.1.2.1".into(),
+        instance_number: i.to_string(),
+        ..Default::default()
+    };
+    r.patient.id = "PID-1".into();
+    r.patient.name = "Test^Patient".into();
+    r.study.uid = study.into();
+    r.study.date = "20250101".into();
+    r.series.uid = format!("{study}.1");
+    r.series.modality = "OT".into();
+    r
+}
+
+/// Store `n` objects of `size` bytes (distinct contents) in `study`.
+fn put(store: &Store, n: usize, size: usize, study: &str, salt: u8) -> Vec<String> {
+    let mut shas = Vec::new();
+    for i in 0..n {
+        let mut w = store.spool().unwrap();
+        let bytes: Vec<u8> = (0..size)
+            .map(|k| (k as u8) ^ (i as u8).wrapping_mul(13) ^ salt)
+            .chain((i as u32).to_le_bytes())
+            .collect();
+        w.write(&bytes).unwrap();
+        let spool = w.finish().unwrap();
+        shas.push(spool.sha256.clone());
+        store
+            .commit(StoreJob {
+                spool,
+                record: record(i, study),
+                source_ae: "TEST".into(),
+            })
+            .unwrap();
+    }
+    shas
+}
+
+struct Rig {
+    _tmp: tempfile::TempDir,
+    data: DataDir,
+    drive: PathBuf,
+}
+
+fn rig() -> Rig {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = DataDir::new(tmp.path().join("data"));
+    let drive = tmp.path().join("tape");
+    emulator::init_drive(&drive).unwrap();
+    Rig {
+        _tmp: tmp,
+        data,
+        drive,
+    }
+}
+
+fn cartridge(drive: &Path, id: &str, capacity: u64, early: u64) {
+    emulator::insert_blank(
+        drive,
+        &CartridgeSpec {
+            id: id.into(),
+            capacity,
+            early_warning: early,
+        },
+    )
+    .unwrap();
+}
+
+fn archiver(store: &Store, drive: &Path, max_bytes: u64) -> Archiver {
+    let d = drive.to_path_buf();
+    Archiver::new(
+        store.clone(),
+        Policy {
+            box_id: "TESTBOX".into(),
+            bundle_max_bytes: max_bytes,
+            bundle_max_age: Duration::from_secs(3600),
+            bundle_max_members: 100_000,
+        },
+        vec![TargetSpec {
+            name: "tape0".into(),
+            kind: "tape".into(),
+            open: Box::new(move || Ok(Drive::Tape(Box::new(EmulatedTape::open(&d)?)))),
+        }],
+    )
+    .unwrap()
+}
+
+fn q(data: &DataDir, sql: &str) -> i64 {
+    let c = Connection::open(data.db()).unwrap();
+    c.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn verified_instances(data: &DataDir) -> i64 {
+    q(
+        data,
+        "SELECT count(*) FROM instances i WHERE EXISTS (SELECT 1 FROM copies c
+           WHERE c.sha256 = i.sha256 AND c.verified = 1)",
+    )
+}
+
+#[test]
+fn bundles_are_written_verified_and_read_by_gnu_tar() {
+    let r = rig();
+    cartridge(&r.drive, "TAPE01", 1 << 30, (1 << 30) - (1 << 20));
+    let store = Store::open(r.data.clone()).unwrap();
+    let mut a = archiver(&store, &r.drive, 8 << 20);
+    let shas = put(&store, 40, 100_000, "1.2.3.100", 0);
+    assert_eq!(q(&r.data, "SELECT count(*) FROM archive_queue"), 40);
+    // below the size limit and young: nothing is due yet
+    let out = a.tick(false);
+    assert_eq!(out[0].1, Outcome::Idle);
+    assert_eq!(q(&r.data, "SELECT count(*) FROM bundles"), 0);
+    // flush writes everything and verifies it
+    a.flush(None).unwrap();
+    assert_eq!(q(&r.data, "SELECT count(*) FROM archive_queue"), 0);
+    assert_eq!(verified_instances(&r.data), 40);
+    assert_eq!(
+        q(
+            &r.data,
+            "SELECT count(*) FROM bundles WHERE state = 'verified'"
+        ),
+        1
+    );
+    let st = catalog::archive_status(&r.data).unwrap();
+    assert_eq!(st.targets[0].queue.instances, 0);
+    assert!(st.targets[0].last_verified.is_some());
+    let vols = catalog::list_volumes(&r.data).unwrap();
+    assert_eq!(vols.len(), 1);
+    assert_eq!(vols[0].state, catalog::VolumeState::Append);
+    assert_eq!(vols[0].location, catalog::Location::InDrive);
+    // audit rows for the label and its location
+    assert!(
+        q(
+            &r.data,
+            "SELECT count(*) FROM audit WHERE action = 'volume-state'"
+        ) >= 1
+    );
+
+    // GNU tar reads tape file 1 straight from the emulator's file; sha256sum checks it
+    drop(a);
+    let f1 = emulator::tape_file_path(&r.drive, "TAPE01", 1).unwrap();
+    let x = r._tmp.path().join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    assert!(Command::new("tar")
+        .args(["--format=posix", "-b", "512", "-xf"])
+        .arg(&f1)
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .unwrap()
+        .success());
+    let out = Command::new("sha256sum")
+        .args(["-c", "MANIFEST.sha256"])
+        .current_dir(&x)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&shas[0]));
+    // the label is tape file 0: JSON
+    let f0 = emulator::tape_file_path(&r.drive, "TAPE01", 0).unwrap();
+    let label: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(f0).unwrap().trim()).unwrap();
+    assert_eq!(label["box_id"], "TESTBOX");
+    assert_eq!(label["block_size"], 262144);
+    store.close().unwrap();
+}
+
+#[test]
+fn early_warning_rewrites_the_bundle_whole_on_the_next_volume() {
+    let r = rig();
+    // early warning after ~1.5 MiB: a 3 MiB bundle cannot fit
+    cartridge(&r.drive, "SMALL1", 8 << 20, 3 << 19);
+    let store = Store::open(r.data.clone()).unwrap();
+    let mut a = archiver(&store, &r.drive, 64 << 20);
+    put(&store, 30, 100_000, "1.2.3.200", 1);
+    let e = a.flush(None).unwrap_err().to_string();
+    assert!(e.contains("still queued"), "{e}");
+    assert_eq!(q(&r.data, "SELECT count(*) FROM archive_queue"), 30);
+    assert_eq!(
+        q(
+            &r.data,
+            "SELECT count(*) FROM bundles WHERE state = 'incomplete'"
+        ),
+        1
+    );
+    assert_eq!(
+        q(&r.data, "SELECT count(*) FROM volumes WHERE state = 'full'"),
+        1
+    );
+    assert_eq!(verified_instances(&r.data), 0);
+    let st = catalog::archive_status(&r.data).unwrap();
+    assert!(st.medium_needed, "{st:?}");
+    // eject to the shelf, a new cartridge: the whole bundle goes there
+    a.eject(None, catalog::Location::OnsiteShelf, "user:test")
+        .unwrap();
+    cartridge(&r.drive, "BIG002", 1 << 30, (1 << 30) - (1 << 20));
+    a.load(None, "user:test").unwrap();
+    a.flush(None).unwrap();
+    assert_eq!(q(&r.data, "SELECT count(*) FROM archive_queue"), 0);
+    assert_eq!(verified_instances(&r.data), 30);
+    let vols = catalog::list_volumes(&r.data).unwrap();
+    let small = vols.iter().find(|v| v.verified_copies == 0).unwrap();
+    assert_eq!(small.state, catalog::VolumeState::Full);
+    assert_eq!(small.location, catalog::Location::OnsiteShelf);
+    assert!(
+        q(
+            &r.data,
+            "SELECT count(*) FROM audit WHERE action = 'volume-location'
+                     AND actor = 'user:test'"
+        ) >= 1
+    );
+    store.close().unwrap();
+}
+
+#[test]
+fn write_error_and_write_protect_and_no_medium_lose_nothing() {
+    let r = rig();
+    let store = Store::open(r.data.clone()).unwrap();
+    let mut a = archiver(&store, &r.drive, 64 << 20);
+    put(&store, 10, 50_000, "1.2.3.300", 2);
+    // no medium: everything stays queued, the box says a medium is needed
+    assert!(a.flush(None).is_err());
+    assert!(catalog::archive_status(&r.data).unwrap().medium_needed);
+    // a write-protected blank: not labelled, still queued
+    cartridge(&r.drive, "WP0001", 1 << 30, (1 << 30) - (1 << 20));
+    emulator::set_write_protect(&r.drive, "WP0001", true).unwrap();
+    a.load(None, "user:test").unwrap();
+    assert!(a.flush(None).is_err());
+    assert_eq!(q(&r.data, "SELECT count(*) FROM volumes"), 0);
+    a.eject(None, catalog::Location::OnsiteShelf, "user:test")
+        .unwrap();
+    // a write error mid-bundle: the bundle fails, the volume goes to error, nothing lost
+    cartridge(&r.drive, "ERR001", 1 << 30, (1 << 30) - (1 << 20));
+    a.load(None, "user:test").unwrap();
+    emulator::inject_write_error(&r.drive, "ERR001", Some(300_000)).unwrap();
+    assert!(a.flush(None).is_err());
+    assert_eq!(q(&r.data, "SELECT count(*) FROM archive_queue"), 10);
+    assert_eq!(
+        q(
+            &r.data,
+            "SELECT count(*) FROM volumes WHERE state = 'error'"
+        ),
+        1
+    );
+    assert_eq!(
+        q(&r.data, "SELECT count(*) FROM copies WHERE verified = 1"),
+        0
+    );
+    a.eject(None, catalog::Location::OnsiteShelf, "user:test")
+        .unwrap();
+    cartridge(&r.drive, "GOOD01", 1 << 30, (1 << 30) - (1 << 20));
+    a.load(None, "user:test").unwrap();
+    a.flush(None).unwrap();
+    assert_eq!(verified_instances(&r.data), 10);
+    assert_eq!(q(&r.data, "SELECT count(*) FROM archive_queue"), 0);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_labelled_volume_is_never_overwritten() {
+    let r = rig();
+    let store = Store::open(r.data.clone()).unwrap();
+    put(&store, 3, 1000, "1.2.3.400", 3);
+    // a cartridge holding someone else's data
+    cartridge(&r.drive, "FOREIGN", 1 << 30, (1 << 30) - (1 << 20));
+    {
+        use cairn_hal::tape::TapeDrive;
+        let mut d = EmulatedTape::open(&r.drive).unwrap();
+        d.set_block_size(0).unwrap();
+        d.write_block(b"not a cairn tape").unwrap();
+        d.write_filemarks(1).unwrap();
+    }
+    let mut a = archiver(&store, &r.drive, 64 << 20);
+    assert!(a.flush(None).is_err());
+    let f0 = emulator::tape_file_path(&r.drive, "FOREIGN", 0).unwrap();
+    assert_eq!(std::fs::read(f0).unwrap(), b"not a cairn tape");
+    assert_eq!(q(&r.data, "SELECT count(*) FROM archive_queue"), 3);
+    let st = catalog::archive_status(&r.data).unwrap();
+    assert_eq!(st.targets[0].drive, "foreign medium");
+    store.close().unwrap();
+}
+
+type CatalogRows = (
+    Vec<(String, String, i64, String, i64, i64)>,
+    Vec<(String, String, i64)>,
+);
+
+fn catalog_rows(data: &DataDir) -> CatalogRows {
+    let c = Connection::open(data.db()).unwrap();
+    let mut s = c
+        .prepare(
+            "SELECT b.bundle_id, v.volume_id, b.file_number, b.state, b.members, b.bytes
+             FROM bundles b JOIN volumes v ON v.id = b.volume_ref ORDER BY 1",
+        )
+        .unwrap();
+    let bundles = s
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let mut s = c
+        .prepare(
+            "SELECT b.bundle_id, c.sha256, c.verified FROM copies c
+             JOIN bundles b ON b.id = c.bundle_ref ORDER BY 1, 2",
+        )
+        .unwrap();
+    let copies = s
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    (bundles, copies)
+}
+
+#[test]
+fn scan_rebuilds_the_catalog_and_restore_brings_back_deleted_files() {
+    let r = rig();
+    cartridge(&r.drive, "SCAN01", 1 << 30, (1 << 30) - (1 << 20));
+    let store = Store::open(r.data.clone()).unwrap();
+    let mut a = archiver(&store, &r.drive, 1 << 20);
+    let shas = put(&store, 25, 90_000, "1.2.3.500", 4);
+    put(&store, 5, 10_000, "1.2.3.501", 5);
+    a.flush(None).unwrap();
+    let before = catalog_rows(&r.data);
+    assert!(before.0.len() >= 2);
+    let vols_before = catalog::list_volumes(&r.data).unwrap();
+    // wipe the catalog tables
+    store
+        .transact(|c, _| {
+            c.execute_batch("DELETE FROM copies; DELETE FROM bundles; DELETE FROM volumes;")?;
+            Ok(((), vec![]))
+        })
+        .unwrap();
+    assert_eq!(verified_instances(&r.data), 0);
+    let msg = a.scan(None, "user:test").unwrap();
+    assert!(msg.contains("verified"), "{msg}");
+    let after = catalog_rows(&r.data);
+    assert_eq!(before, after);
+    let vols_after = catalog::list_volumes(&r.data).unwrap();
+    assert_eq!(vols_before.len(), vols_after.len());
+    assert_eq!(vols_before[0].volume_id, vols_after[0].volume_id);
+    assert_eq!(vols_before[0].bytes_written, vols_after[0].bytes_written);
+    assert_eq!(vols_before[0].state, vols_after[0].state);
+
+    // delete the hot files of study 500, restore them from tape
+    let originals: Vec<Vec<u8>> = shas
+        .iter()
+        .map(|s| std::fs::read(r.data.object_path(s)).unwrap())
+        .collect();
+    for s in &shas {
+        std::fs::remove_file(r.data.object_path(s)).unwrap();
+    }
+    // damage one more in place
+    let msg = a.restore("1.2.3.500", "user:test").unwrap();
+    assert!(msg.contains("25 of 25"), "{msg}");
+    for (s, orig) in shas.iter().zip(&originals) {
+        assert_eq!(&std::fs::read(r.data.object_path(s)).unwrap(), orig);
+    }
+    assert!(a
+        .restore("1.2.3.500", "user:test")
+        .unwrap()
+        .contains("nothing to restore"));
+    assert!(a.restore("9.9.9", "user:test").is_err());
+    // appending still works after the restore moved the tape
+    put(&store, 2, 5000, "1.2.3.502", 6);
+    a.flush(None).unwrap();
+    assert_eq!(q(&r.data, "SELECT count(*) FROM archive_queue"), 0);
+    store.close().unwrap();
+    let rep = cairn_store::fsck(&r.data, cairn_store::FsckOptions::default()).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+}
+
+#[test]
+fn a_verify_mismatch_is_detected_and_nothing_is_marked_verified() {
+    // a drive that flips one byte of whatever is read back
+    use cairn_hal::tape::{TapeDrive, TapeError, TapeStatus};
+    struct Flaky(EmulatedTape);
+    impl TapeDrive for Flaky {
+        fn status(&mut self) -> Result<TapeStatus, TapeError> {
+            self.0.status()
+        }
+        fn set_block_size(&mut self, s: u32) -> Result<(), TapeError> {
+            self.0.set_block_size(s)
+        }
+        fn rewind(&mut self) -> Result<(), TapeError> {
+            self.0.rewind()
+        }
+        fn write_block(&mut self, d: &[u8]) -> Result<(), TapeError> {
+            self.0.write_block(d)
+        }
+        fn write_filemarks(&mut self, c: u32) -> Result<(), TapeError> {
+            self.0.write_filemarks(c)
+        }
+        fn read_block(&mut self, buf: &mut [u8]) -> Result<usize, TapeError> {
+            let n = self.0.read_block(buf)?;
+            if n > 200_000 {
+                buf[200_000] ^= 1;
+            }
+            Ok(n)
+        }
+        fn space_filemarks(&mut self, c: i32) -> Result<(), TapeError> {
+            self.0.space_filemarks(c)
+        }
+        fn seek_end_of_data(&mut self) -> Result<(), TapeError> {
+            self.0.seek_end_of_data()
+        }
+        fn unload(&mut self) -> Result<(), TapeError> {
+            self.0.unload()
+        }
+    }
+    let r = rig();
+    cartridge(&r.drive, "FLAKY1", 1 << 30, (1 << 30) - (1 << 20));
+    let store = Store::open(r.data.clone()).unwrap();
+    let d = r.drive.clone();
+    let mut a = Archiver::new(
+        store.clone(),
+        Policy {
+            box_id: "TESTBOX".into(),
+            bundle_max_bytes: 64 << 20,
+            bundle_max_age: Duration::from_secs(3600),
+            bundle_max_members: 1000,
+        },
+        vec![TargetSpec {
+            name: "tape0".into(),
+            kind: "tape".into(),
+            open: Box::new(move || Ok(Drive::Tape(Box::new(Flaky(EmulatedTape::open(&d)?))))),
+        }],
+    )
+    .unwrap();
+    put(&store, 8, 100_000, "1.2.3.600", 7);
+    assert!(a.flush(None).is_err());
+    assert_eq!(
+        q(&r.data, "SELECT count(*) FROM copies WHERE verified = 1"),
+        0
+    );
+    assert_eq!(q(&r.data, "SELECT count(*) FROM archive_queue"), 8);
+    assert_eq!(
+        q(
+            &r.data,
+            "SELECT count(*) FROM bundles WHERE state = 'failed'"
+        ),
+        1
+    );
+    assert_eq!(
+        q(
+            &r.data,
+            "SELECT count(*) FROM volumes WHERE state = 'error'"
+        ),
+        1
+    );
+    store.close().unwrap();
+}
