@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod monitor;
+mod web;
 
 #[derive(Parser)]
 #[command(name = "cairnd", version, about = "cairn: the archive box daemon")]
@@ -81,12 +82,20 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             let hw = monitor::demo_setup(&config.store.data_dir)
                 .context("cannot set up the demo's emulated disks and buzzer")?;
-            run(config, Some(hw))
+            let panel = web::PanelMode {
+                config_path: Some(config.store.data_dir.join("cairn.toml")),
+                demo: true,
+            };
+            run(config, Some(hw), panel)
         }
         Command::Run { config } => {
             let c = Config::load(&config)?;
             let hw = hardware_setup(&c)?;
-            run(c, hw)
+            let panel = web::PanelMode {
+                config_path: Some(config),
+                demo: false,
+            };
+            run(c, hw, panel)
         }
     }
 }
@@ -136,7 +145,11 @@ fn hardware_setup(c: &Config) -> Result<Option<monitor::MonitorSetup>> {
 }
 
 /// Open the store, serve DICOM until SIGTERM or SIGINT, then stop cleanly.
-fn run(config: Config, hw: Option<monitor::MonitorSetup>) -> Result<()> {
+fn run(
+    config: Config,
+    hw: Option<monitor::MonitorSetup>,
+    panel_mode: web::PanelMode,
+) -> Result<()> {
     let config = Arc::new(config);
     let data = DataDir::new(&config.store.data_dir);
     let store = Store::open(data.clone())
@@ -158,6 +171,7 @@ fn run(config: Config, hw: Option<monitor::MonitorSetup>) -> Result<()> {
         Some(setup) => Some(monitor::start(setup, store.clone()).context("RAID monitor")?),
         None => None,
     };
+    let panel = web::start(&config, &store, &panel_mode).context("web panel")?;
     let handle = server.handle();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -198,9 +212,14 @@ fn run(config: Config, hw: Option<monitor::MonitorSetup>) -> Result<()> {
             );
         }
     }
+    println!("  web panel: {}", panel.url);
+    if let Some(code) = &panel.setup_code {
+        println!("  web panel first-boot setup code: {code} (no account exists yet)");
+    }
     println!("  stop with Ctrl-C (or SIGTERM); nothing acknowledged is lost.");
 
     let served = server.run();
+    panel.stop();
     if let Some(m) = monitor {
         m.stop();
     }
