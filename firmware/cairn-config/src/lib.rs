@@ -54,6 +54,95 @@ pub struct Config {
     /// The hardware: board file, RAID monitor, alarm. Optional.
     #[serde(default)]
     pub hardware: HardwareConfig,
+    /// The archive: cold targets (tape, optical) and when bundles close. Optional.
+    #[serde(default)]
+    pub archive: ArchiveConfig,
+}
+
+/// `[archive]`: the air-gapped copy (issue 4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// This box's id, written into every volume label (1 to 16 of `A-Z 0-9 -`).
+    #[serde(default = "default_box_id")]
+    pub box_id: String,
+    /// A bundle closes once this many bytes are queued (at least 1 MiB).
+    #[serde(default = "default_bundle_max_bytes")]
+    pub bundle_max_bytes: u64,
+    /// A bundle closes once its oldest image has waited this long (seconds, at least 1).
+    #[serde(default = "default_bundle_max_age")]
+    pub bundle_max_age_secs: u64,
+    /// At most this many images per bundle.
+    #[serde(default = "default_bundle_max_members")]
+    pub bundle_max_members: usize,
+    /// The cold targets; every stored image is queued for each.
+    #[serde(default)]
+    pub targets: Vec<ColdTarget>,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            box_id: default_box_id(),
+            bundle_max_bytes: default_bundle_max_bytes(),
+            bundle_max_age_secs: default_bundle_max_age(),
+            bundle_max_members: default_bundle_max_members(),
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// What kind of medium a cold target writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColdKind {
+    /// LTO tape through the st driver (or the tape emulator).
+    Tape,
+    /// Optical disc through xorriso (or the disc emulator).
+    Optical,
+}
+
+impl ColdKind {
+    /// `tape` or `optical`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColdKind::Tape => "tape",
+            ColdKind::Optical => "optical",
+        }
+    }
+}
+
+/// `[[archive.targets]]`: one drive that receives a copy of every image.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColdTarget {
+    /// Its name (1 to 32 of `A-Z a-z 0-9 _ -`), unique.
+    pub name: String,
+    /// `tape` or `optical`.
+    pub kind: ColdKind,
+    /// The real drive: the st non-rewinding device (`/dev/nst0`) or the burner (`/dev/sr0`).
+    #[serde(default)]
+    pub device: Option<PathBuf>,
+    /// Instead of `device`: an emulator directory (tape drive directory, or disc tray
+    /// directory whose discs are `stdio:` image files).
+    #[serde(default)]
+    pub emulator: Option<PathBuf>,
+    /// Optical emulator only: capacity of a new blank disc image in bytes.
+    #[serde(default)]
+    pub capacity_bytes: Option<u64>,
+}
+
+fn default_box_id() -> String {
+    "CAIRN".into()
+}
+fn default_bundle_max_bytes() -> u64 {
+    4 << 30
+}
+fn default_bundle_max_age() -> u64 {
+    3600
+}
+fn default_bundle_max_members() -> usize {
+    50_000
 }
 
 /// `[hardware]`: which board this is and where the RAID monitor and alarm look.
@@ -295,6 +384,56 @@ impl Config {
                 "tls_cert and tls_key go together: give both or neither",
             ));
         }
+        let a = &self.archive;
+        if a.box_id.is_empty()
+            || a.box_id.len() > 16
+            || !a
+                .box_id
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(invalid("archive.box_id", "must be 1 to 16 of A-Z 0-9 -"));
+        }
+        if a.bundle_max_bytes < 1 << 20 {
+            return Err(invalid("archive.bundle_max_bytes", "must be at least 1048576"));
+        }
+        if a.bundle_max_age_secs == 0 {
+            return Err(invalid("archive.bundle_max_age_secs", "must be at least 1"));
+        }
+        if a.bundle_max_members == 0 {
+            return Err(invalid("archive.bundle_max_members", "must be at least 1"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &a.targets {
+            if t.name.is_empty()
+                || t.name.len() > 32
+                || !t
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(invalid(
+                    "archive.targets.name",
+                    "must be 1 to 32 of A-Z a-z 0-9 _ -",
+                ));
+            }
+            if !names.insert(t.name.clone()) {
+                return Err(invalid("archive.targets.name", "the same name is used twice"));
+            }
+            if t.device.is_some() == t.emulator.is_some() {
+                return Err(invalid(
+                    "archive.targets",
+                    "each target needs exactly one of device or emulator",
+                ));
+            }
+            if t.capacity_bytes.is_some() && !(t.kind == ColdKind::Optical && t.emulator.is_some())
+            {
+                return Err(invalid(
+                    "archive.targets.capacity_bytes",
+                    "only for an optical emulator",
+                ));
+            }
+        }
         if self.store.data_dir.as_os_str().is_empty() {
             return Err(invalid("store.data_dir", "must not be empty"));
         }
@@ -364,6 +503,39 @@ mod tests {
 #[cfg(test)]
 mod shipped {
     use super::*;
+
+    #[test]
+    fn archive_section_defaults_and_checks() {
+        let d = default_toml(&Defaults {
+            bind: "127.0.0.1".parse().unwrap(),
+            dicom_port: 11112,
+            http_port: 8080,
+            data_dir: "/demo".into(),
+            accept_unknown_peers: true,
+        });
+        let c = Config::parse(&d, Path::new("t")).unwrap();
+        assert_eq!(c.archive.targets.len(), 2, "the demo archives to tape and optical");
+        assert_eq!(c.archive.targets[0].kind, ColdKind::Tape);
+        assert_eq!(
+            c.archive.targets[0].emulator,
+            Some(PathBuf::from("/demo/hw/tape"))
+        );
+        assert_eq!(c.archive.targets[1].kind, ColdKind::Optical);
+        let base = "[dicom]\nae_title = \"CAIRN\"\n[store]\ndata_dir = \"/d\"\n";
+        let c = Config::parse(base, Path::new("t")).unwrap();
+        assert!(c.archive.targets.is_empty());
+        for bad in [
+            "[archive]\nbox_id = \"lower\"\n",
+            "[archive]\nbundle_max_bytes = 5\n",
+            "[[archive.targets]]\nname = \"t\"\nkind = \"tape\"\n",
+            "[[archive.targets]]\nname = \"t\"\nkind = \"floppy\"\ndevice = \"/dev/fd0\"\n",
+            "[[archive.targets]]\nname = \"t\"\nkind = \"tape\"\ndevice = \"/dev/nst0\"\ncapacity_bytes = 1\n",
+            "[[archive.targets]]\nname = \"t\"\nkind = \"tape\"\ndevice = \"/a\"\n[[archive.targets]]\nname = \"t\"\nkind = \"tape\"\ndevice = \"/b\"\n",
+            "[archive]\nbundel_max_bytes = 5000000\n",
+        ] {
+            assert!(Config::parse(&format!("{base}{bad}"), Path::new("t")).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn hardware_section_is_optional_and_strict() {
