@@ -697,6 +697,14 @@ impl EmulatedTape {
             .ok_or(TapeError::NoMedium { device: dev })
     }
 
+    /// The mounted cartridge as last refreshed (callers refresh once per operation).
+    fn mount_now(&mut self) -> Result<&mut Mount, TapeError> {
+        let dev = self.dir.clone();
+        self.mount
+            .as_mut()
+            .ok_or(TapeError::NoMedium { device: dev })
+    }
+
     /// st writes a filemark before moving the tape if the last operation was a write.
     fn filemark_if_written(&mut self) -> Result<(), TapeError> {
         if self.last_op == LastOp::Write {
@@ -709,7 +717,7 @@ impl EmulatedTape {
     /// current file for appending.
     fn prepare_write(&mut self) -> Result<(), TapeError> {
         let dev = self.dir.clone();
-        let m = self.mounted()?;
+        let m = self.mount_now()?;
         if m.meta.write_protected {
             return Err(TapeError::WriteProtected { device: dev });
         }
@@ -885,7 +893,7 @@ impl TapeDrive for EmulatedTape {
         self.mounted()?;
         self.filemark_if_written()?;
         let dev = self.dir.clone();
-        let m = self.mounted()?;
+        let m = self.mount_now()?;
         enter_file(&dev, m, 0)?;
         self.last_op = LastOp::Other;
         self.reset_flags();
@@ -920,7 +928,7 @@ impl TapeDrive for EmulatedTape {
         };
         self.prepare_write()?;
         let allow_next = self.ew_allow_next;
-        let m = self.mounted()?;
+        let m = self.mount_now()?;
         let start = m.base() + m.offset;
         let end = start + data.len() as u64;
         if start >= m.meta.early_warning && start < m.meta.capacity && !allow_next {
@@ -975,7 +983,7 @@ impl TapeDrive for EmulatedTape {
         let dev = self.dir.clone();
         self.mounted()?;
         if count == 0 {
-            let m = self.mounted()?;
+            let m = self.mount_now()?;
             if let Some((d, r)) = m.writer.as_ref() {
                 d.sync_data()
                     .and_then(|_| r.sync_data())
@@ -984,7 +992,7 @@ impl TapeDrive for EmulatedTape {
             return Ok(());
         }
         self.prepare_write()?;
-        let m = self.mounted()?;
+        let m = self.mount_now()?;
         if let Some((d, r)) = m.writer.as_ref() {
             d.sync_data()
                 .and_then(|_| r.sync_data())
@@ -1087,7 +1095,7 @@ impl TapeDrive for EmulatedTape {
         }
         self.last_op = LastOp::Other;
         self.reset_flags();
-        let m = self.mounted()?;
+        let m = self.mount_now()?;
         if count > 0 {
             for _ in 0..count {
                 if m.file < m.meta.filemarks {
