@@ -197,6 +197,10 @@ pub struct DicomConfig {
     /// At most this many C-FIND answers, or instances in one C-MOVE/C-GET.
     #[serde(default = "default_max_query_results")]
     pub max_query_results: usize,
+    /// Seconds a storage commitment request waits for its instances to get a verified cold
+    /// copy before the unverified ones are reported as failed.
+    #[serde(default = "default_commitment_timeout")]
+    pub commitment_timeout_secs: u64,
     /// Known remote AEs and their rights.
     #[serde(default)]
     pub peers: Vec<Peer>,
@@ -289,6 +293,10 @@ fn default_artim() -> u64 {
 fn default_idle() -> u64 {
     300
 }
+fn default_commitment_timeout() -> u64 {
+    86_400
+}
+
 fn default_max_query_results() -> usize {
     10_000
 }
