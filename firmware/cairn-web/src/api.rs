@@ -46,7 +46,10 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, WebError> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(JsonBody(v)),
-            Err(e) => Err(WebError::BadRequest(format!("bad JSON body: {}", e.body_text()))),
+            Err(e) => Err(WebError::BadRequest(format!(
+                "bad JSON body: {}",
+                e.body_text()
+            ))),
         }
     }
 }
@@ -63,7 +66,10 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
     ) -> Result<Self, WebError> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(v)) => Ok(Q(v)),
-            Err(e) => Err(WebError::BadRequest(format!("bad query: {}", e.body_text()))),
+            Err(e) => Err(WebError::BadRequest(format!(
+                "bad query: {}",
+                e.body_text()
+            ))),
         }
     }
 }
@@ -119,7 +125,12 @@ pub(crate) async fn login(
         panel.0.throttle.fail(&akey, ADDRESS_FAILS, now);
         panel.0.throttle.fail(&ukey, ACCOUNT_FAILS, now);
         panel
-            .audit(&actor, "login", "panel", json!({"ok": false, "address": address}))
+            .audit(
+                &actor,
+                "login",
+                "panel",
+                json!({"ok": false, "address": address}),
+            )
             .await?;
         return Err(WebError::BadLogin);
     }
@@ -128,18 +139,22 @@ pub(crate) async fn login(
     let (p, u) = (panel.clone(), username.to_string());
     let (token, csrf, role) = blocking(move || {
         let (t, c) = p.0.auth.create_session(&u, p.0.clock.now())?;
-        let role = p
-            .0
-            .auth
-            .users()?
-            .into_iter()
-            .find(|x| x.username == u)
-            .map_or(Role::Reader, |x| x.role);
+        let role =
+            p.0.auth
+                .users()?
+                .into_iter()
+                .find(|x| x.username == u)
+                .map_or(Role::Reader, |x| x.role);
         Ok((t, c, role))
     })
     .await?;
     panel
-        .audit(&actor, "login", "panel", json!({"ok": true, "address": address}))
+        .audit(
+            &actor,
+            "login",
+            "panel",
+            json!({"ok": true, "address": address}),
+        )
         .await?;
     tracing::info!(user = %username, "panel login");
     Ok(LoggedIn { token, csrf, role })
@@ -166,7 +181,12 @@ pub(crate) async fn setup(
     if !auth::same_secret(&typed, &want) {
         panel.0.throttle.fail(&akey, ACCOUNT_FAILS, now);
         panel
-            .audit("anonymous", "setup", "panel", json!({"ok": false, "address": address}))
+            .audit(
+                "anonymous",
+                "setup",
+                "panel",
+                json!({"ok": false, "address": address}),
+            )
             .await?;
         return Err(WebError::Forbidden(
             "that is not the setup code cairnd printed on its console".into(),
@@ -178,7 +198,9 @@ pub(crate) async fn setup(
     blocking(move || {
         // Only while no account exists: a second setup is refused.
         if p.0.auth.user_count()? > 0 {
-            return Err(WebError::Conflict("the box is set up already: log in".into()));
+            return Err(WebError::Conflict(
+                "the box is set up already: log in".into(),
+            ));
         }
         p.0.auth.create_user(&u, Role::Admin, &pw, p.0.clock.now())
     })
@@ -198,7 +220,11 @@ pub(crate) async fn setup(
 }
 
 /// Silence the alarm through the monitor (which records the audit row).
-pub(crate) async fn silence(panel: &Panel, caller: &Caller, id: Option<u64>) -> Result<String, WebError> {
+pub(crate) async fn silence(
+    panel: &Panel,
+    caller: &Caller,
+    id: Option<u64>,
+) -> Result<String, WebError> {
     let root = panel.0.opts.data_dir.clone();
     let req = MonitorRequest::AlarmSilence {
         id,
@@ -300,7 +326,12 @@ pub(crate) async fn update_user(
     })
     .await?;
     panel
-        .audit(&caller.actor(), "user-change", &format!("user:{username}"), detail)
+        .audit(
+            &caller.actor(),
+            "user-change",
+            &format!("user:{username}"),
+            detail,
+        )
         .await
 }
 
@@ -309,7 +340,7 @@ pub(crate) async fn change_settings(
     panel: &Panel,
     caller: &Caller,
     ch: SettingsChange,
-) -> Result<Vec<(String, String, String)>, WebError> {
+) -> Result<settings::Changes, WebError> {
     let Some(path) = panel.0.opts.config_path.clone() else {
         return Err(WebError::Unavailable(
             "this box was started without a configuration file the panel may edit".into(),
@@ -401,7 +432,12 @@ pub(crate) async fn logout(panel: &Panel, caller: &Caller) -> Result<(), WebErro
         blocking(move || p.0.auth.delete_session(&t)).await?;
     }
     panel
-        .audit(&caller.actor(), "logout", "panel", json!({"address": caller.address}))
+        .audit(
+            &caller.actor(),
+            "logout",
+            "panel",
+            json!({"address": caller.address}),
+        )
         .await
 }
 
@@ -410,7 +446,11 @@ async fn api_logout(
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, WebError> {
     logout(&panel, &caller).await?;
-    Ok(with_cookie(StatusCode::NO_CONTENT.into_response(), &panel, ""))
+    Ok(with_cookie(
+        StatusCode::NO_CONTENT.into_response(),
+        &panel,
+        "",
+    ))
 }
 
 async fn api_status(State(panel): State<Panel>) -> Result<Json<Value>, WebError> {
@@ -459,7 +499,9 @@ async fn api_disk_action(
 
 async fn api_archive(State(panel): State<Panel>) -> Result<Json<Value>, WebError> {
     let p = panel.clone();
-    Ok(Json(blocking(move || crate::pages::archive_json(&p)).await?))
+    Ok(Json(
+        blocking(move || crate::pages::archive_json(&p)).await?,
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -510,7 +552,9 @@ async fn api_study(
 ) -> Result<Json<Value>, WebError> {
     let p = panel.clone();
     let d = blocking(move || data::study(&p.0.data, &uid)).await?;
-    Ok(Json(serde_json::to_value(d).map_err(|e| WebError::Internal(e.to_string()))?))
+    Ok(Json(
+        serde_json::to_value(d).map_err(|e| WebError::Internal(e.to_string()))?,
+    ))
 }
 
 /// The audit rows as JSON, or CSV with `format=csv`.
@@ -536,10 +580,7 @@ pub(crate) async fn audit_response(panel: &Panel, f: AuditFilter) -> Result<Resp
     Ok(Json(json!({ "rows": rows })).into_response())
 }
 
-async fn api_audit(
-    State(panel): State<Panel>,
-    Q(f): Q<AuditFilter>,
-) -> Result<Response, WebError> {
+async fn api_audit(State(panel): State<Panel>, Q(f): Q<AuditFilter>) -> Result<Response, WebError> {
     audit_response(&panel, f).await
 }
 
@@ -582,7 +623,9 @@ async fn api_update_user(
 
 async fn api_settings(State(panel): State<Panel>) -> Result<Json<Value>, WebError> {
     let s = current_settings(&panel).await?;
-    Ok(Json(serde_json::to_value(s).map_err(|e| WebError::Internal(e.to_string()))?))
+    Ok(Json(
+        serde_json::to_value(s).map_err(|e| WebError::Internal(e.to_string()))?,
+    ))
 }
 
 async fn api_put_settings(
@@ -604,9 +647,7 @@ async fn openapi() -> Json<Value> {
     let mut paths = serde_json::Map::new();
     for r in ROUTES.iter().filter(|r| r.path.starts_with("/api/v1/")) {
         let p = r.path.trim_start_matches("/api/v1");
-        let entry = paths
-            .entry(p.to_string())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(p.to_string()).or_insert_with(|| json!({}));
         let mut op = json!({
             "summary": r.summary,
             "x-roles": r.perm.roles(),
@@ -626,11 +667,11 @@ async fn openapi() -> Json<Value> {
                 .nth(1)
                 .and_then(|s| s.split('}').next())
                 .unwrap_or("id");
-            op["parameters"] =
-                json!([{"name": name, "in": "path", "required": true, "schema": {"type": "string"}}]);
+            op["parameters"] = json!([{"name": name, "in": "path", "required": true, "schema": {"type": "string"}}]);
         }
         if matches!(r.method, "POST" | "PUT") {
-            op["requestBody"] = json!({"content": {"application/json": {"schema": {"type": "object"}}}});
+            op["requestBody"] =
+                json!({"content": {"application/json": {"schema": {"type": "object"}}}});
         }
         entry[r.method.to_lowercase()] = op;
     }

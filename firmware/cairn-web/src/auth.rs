@@ -260,7 +260,9 @@ impl AuthDb {
     /// Open (creating) `web.db` at `path`.
     pub fn open(path: &Path, cost: HashCost) -> Result<AuthDb, WebError> {
         let conn = Connection::open(path)?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        )?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(WebError::Internal(format!(

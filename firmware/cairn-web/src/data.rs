@@ -196,7 +196,9 @@ pub fn health(raid: Option<&Raid>, alarm: &AlarmState) -> Health {
                 "/disks",
             );
         }
-        let failed = bay_of(r, |s| matches!(s, MemberState::Faulty | MemberState::Missing));
+        let failed = bay_of(r, |s| {
+            matches!(s, MemberState::Faulty | MemberState::Missing)
+        });
         if let Some(a) = r
             .arrays
             .iter()
@@ -219,12 +221,14 @@ pub fn health(raid: Option<&Raid>, alarm: &AlarmState) -> Health {
                 return h(
                     alarm_state,
                     format!("Disk in bay {bay} failed: replace it"),
-                    &format!("Pull the disk in bay {bay} (its light is on) and slide in a new one."),
+                    &format!(
+                        "Pull the disk in bay {bay} (its light is on) and slide in a new one."
+                    ),
                     "/disks",
                 );
             }
         }
-        for b in &r.blocked {
+        if let Some(b) = r.blocked.first() {
             match b {
                 Blocked::NeedsConfirmation { bay, .. } => {
                     return h(
@@ -276,7 +280,7 @@ pub fn health(raid: Option<&Raid>, alarm: &AlarmState) -> Health {
         return h(
             "ok",
             "Storing images".into(),
-            "No disk monitor runs on this box.".into(),
+            "No disk monitor runs on this box.",
             "",
         );
     }
@@ -287,10 +291,10 @@ pub fn health(raid: Option<&Raid>, alarm: &AlarmState) -> Health {
 pub fn storage(data: &DataDir, images_bytes: i64) -> Storage {
     match nix::sys::statvfs::statvfs(data.root()) {
         Ok(s) => {
-            let frag = s.fragment_size() as u64;
-            let total = s.blocks() as u64 * frag;
-            let free = s.blocks_available() as u64 * frag;
-            let used = total.saturating_sub(s.blocks_free() as u64 * frag);
+            let frag = s.fragment_size();
+            let total = s.blocks() * frag;
+            let free = s.blocks_available() * frag;
+            let used = total.saturating_sub(s.blocks_free() * frag);
             Storage {
                 images_bytes,
                 used_bytes: used,
@@ -477,9 +481,15 @@ impl StudySearch {
 
     /// True when no field is filled in.
     pub fn is_empty(&self) -> bool {
-        [&self.name, &self.id, &self.date, &self.modality, &self.accession]
-            .iter()
-            .all(|s| s.trim().is_empty())
+        [
+            &self.name,
+            &self.id,
+            &self.date,
+            &self.modality,
+            &self.accession,
+        ]
+        .iter()
+        .all(|s| s.trim().is_empty())
     }
 }
 
@@ -489,10 +499,7 @@ fn take(m: &mut BTreeMap<u32, String>, t: u32) -> String {
 
 /// Search studies with the C-FIND matcher (the same SQL a PACS query runs); newest first.
 /// Returns the hits and whether more matched than the limit.
-pub fn search_studies(
-    data: &DataDir,
-    s: &StudySearch,
-) -> Result<(Vec<StudyHit>, bool), WebError> {
+pub fn search_studies(data: &DataDir, s: &StudySearch) -> Result<(Vec<StudyHit>, bool), WebError> {
     let limit = s.limit.unwrap_or(200).clamp(1, 1000);
     let conn = find::query_connection(data)?;
     let q = Query {
@@ -733,9 +740,13 @@ fn day(s: &str) -> Result<Option<String>, WebError> {
         return Ok(None);
     }
     let ok = s.len() == 10
-        && s.bytes()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     if ok {
         Ok(Some(s.to_string()))
     } else {
@@ -748,9 +759,8 @@ fn day(s: &str) -> Result<Option<String>, WebError> {
 /// Audit rows matching the filter, newest first.
 pub fn audit_rows(data: &DataDir, f: &AuditFilter) -> Result<Vec<AuditRow>, WebError> {
     let conn = find::query_connection(data)?;
-    let mut sql = String::from(
-        "SELECT seq, at, actor, action, object, detail FROM audit WHERE 1 = 1",
-    );
+    let mut sql =
+        String::from("SELECT seq, at, actor, action, object, detail FROM audit WHERE 1 = 1");
     let mut args: Vec<String> = Vec::new();
     if !f.actor.trim().is_empty() {
         sql.push_str(" AND instr(lower(actor), lower(?)) > 0");

@@ -9,8 +9,8 @@
 //! Must never: write `cairn.db` or the data directory's objects, log a patient name or ID, or
 //! serve a route that is not in [`routes::ROUTES`] with its permission.
 
-pub mod auth;
 mod api;
+pub mod auth;
 mod data;
 mod pages;
 pub mod routes;
@@ -328,7 +328,9 @@ async fn authorize(State(panel): State<Panel>, req: Request, next: Next) -> Resp
         }
     };
     let Some(route) = routes::lookup(req.method().as_str(), &path) else {
-        return deny(WebError::Forbidden("this route is not open to anyone".into()));
+        return deny(WebError::Forbidden(
+            "this route is not open to anyone".into(),
+        ));
     };
     let address = req
         .extensions()
@@ -425,10 +427,7 @@ fn serde_urlencoded_csrf(bytes: &[u8]) -> Option<String> {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut r = next.run(req).await;
     let h = r.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

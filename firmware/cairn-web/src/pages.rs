@@ -279,7 +279,10 @@ fn state_word(s: MemberState) -> &'static str {
 }
 
 fn disks_body(c: &Ctx, raid: &data::Raid, message: Option<&str>) -> Markup {
-    let can_act = c.session.as_ref().is_some_and(|s| Perm::Disks.allows(s.role));
+    let can_act = c
+        .session
+        .as_ref()
+        .is_some_and(|s| Perm::Disks.allows(s.role));
     let member = |bay: u32| {
         raid.arrays.iter().find_map(|a| {
             a.members
@@ -522,7 +525,10 @@ pub(crate) async fn archive_location(
 }
 
 fn archive_body(c: &Ctx, a: &Value, message: Option<&str>) -> Markup {
-    let can = c.session.as_ref().is_some_and(|s| Perm::Media.allows(s.role));
+    let can = c
+        .session
+        .as_ref()
+        .is_some_and(|s| Perm::Media.allows(s.role));
     let empty = Vec::new();
     let vols = a["volumes"].as_array().unwrap_or(&empty);
     html! {
@@ -922,7 +928,10 @@ async fn settings_view(panel: &Panel, c: &Ctx, message: Option<(bool, String)>) 
     )
 }
 
-async fn settings_page(State(panel): State<Panel>, Extension(caller): Extension<Caller>) -> Response {
+async fn settings_page(
+    State(panel): State<Panel>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
     let c = ctx(&panel, &caller, "/settings").await;
     settings_view(&panel, &c, None).await
 }
@@ -938,7 +947,9 @@ async fn settings_post(
         match get("op").as_str() {
             "dicom" => {
                 let num = |k: &str| -> Result<u64, WebError> {
-                    get(k).parse().map_err(|_| WebError::BadRequest(format!("{k}: a whole number")))
+                    get(k)
+                        .parse()
+                        .map_err(|_| WebError::BadRequest(format!("{k}: a whole number")))
                 };
                 let ch = SettingsChange {
                     ae_title: Some(get("ae_title")),
@@ -988,13 +999,24 @@ async fn settings_post(
             }
             "add-user" => {
                 let name = get("username");
-                api::create_user(&panel, &caller, &name, &get("role"), f.get("password").map_or("", |s| s)).await?;
+                api::create_user(
+                    &panel,
+                    &caller,
+                    &name,
+                    &get("role"),
+                    f.get("password").map_or("", |s| s),
+                )
+                .await?;
                 Ok(format!("User {name} added."))
             }
             "user-role" => {
                 let name = get("username");
                 let ch = api::UserChange {
-                    role: if f.contains_key("disabled") { None } else { Some(get("role")) },
+                    role: if f.contains_key("disabled") {
+                        None
+                    } else {
+                        Some(get("role"))
+                    },
                     password: None,
                     disabled: f.get("disabled").map(|v| v == "true"),
                 };
@@ -1101,7 +1123,12 @@ async fn login_post(
             } else {
                 ""
             };
-            let mut r = page(&c, "Log in", false, login_body(Some(&e.public_message()), name));
+            let mut r = page(
+                &c,
+                "Log in",
+                false,
+                login_body(Some(&e.public_message()), name),
+            );
             *r.status_mut() = e.status();
             r
         }

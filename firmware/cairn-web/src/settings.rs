@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
 
+/// What changed: (key, old value, new value).
+pub type Changes = Vec<(String, String, String)>;
+
 /// A peer as the Settings page shows and edits it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,12 +110,8 @@ fn bad(msg: impl Into<String>) -> WebError {
 
 /// Apply a change to the file text; returns the new text (validated) and what changed as
 /// `(key, old, new)` for the audit row.
-pub fn apply(
-    text: &str,
-    path: &Path,
-    ch: &SettingsChange,
-) -> Result<(String, Vec<(String, String, String)>), WebError> {
-    use toml_edit::{value, Array, ArrayOfTables, DocumentMut, Item, Table};
+pub fn apply(text: &str, path: &Path, ch: &SettingsChange) -> Result<(String, Changes), WebError> {
+    use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
     let old = Config::parse(text, path).map_err(|e| WebError::Internal(e.to_string()))?;
     let mut doc: DocumentMut = text
         .parse()
@@ -158,7 +157,10 @@ pub fn apply(
                 )));
             }
             if p.port == 0 {
-                return Err(bad(format!("peer {}: port must be 1 to 65535", p.ae.trim())));
+                return Err(bad(format!(
+                    "peer {}: port must be 1 to 65535",
+                    p.ae.trim()
+                )));
             }
             let mut t = Table::new();
             t["ae"] = value(p.ae.trim());
@@ -218,14 +220,13 @@ pub fn apply(
             ));
         }
     }
-    let _ = Array::new();
     let out = doc.to_string();
     Config::parse(&out, path).map_err(|e| bad(e.to_string()))?;
     Ok((out, changed))
 }
 
 /// Change the config file; returns what changed.
-pub fn change(path: &Path, ch: &SettingsChange) -> Result<Vec<(String, String, String)>, WebError> {
+pub fn change(path: &Path, ch: &SettingsChange) -> Result<Changes, WebError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| WebError::Internal(format!("{}: {e}", path.display())))?;
     let (out, changed) = apply(&text, path, ch)?;
@@ -288,11 +289,17 @@ mod tests {
             ae_title: Some("THIS IS FAR TOO LONG FOR AN AE".into()),
             ..Default::default()
         };
-        assert!(matches!(apply(&text(), p, &bad_ae), Err(WebError::BadRequest(_))));
+        assert!(matches!(
+            apply(&text(), p, &bad_ae),
+            Err(WebError::BadRequest(_))
+        ));
         let bad_idle = SettingsChange {
             session_idle_secs: Some(5),
             ..Default::default()
         };
-        assert!(matches!(apply(&text(), p, &bad_idle), Err(WebError::BadRequest(_))));
+        assert!(matches!(
+            apply(&text(), p, &bad_idle),
+            Err(WebError::BadRequest(_))
+        ));
     }
 }

@@ -29,8 +29,8 @@ pub fn ensure_device_cert(cert: &Path, key: &Path, names: &[String]) -> Result<b
         .push(rcgen::DnType::CommonName, "cairn device certificate");
     params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
     params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365 * 30);
-    let kp = rcgen::KeyPair::generate()
-        .map_err(|e| WebError::Internal(format!("device key: {e}")))?;
+    let kp =
+        rcgen::KeyPair::generate().map_err(|e| WebError::Internal(format!("device key: {e}")))?;
     let c = params
         .self_signed(&kp)
         .map_err(|e| WebError::Internal(format!("device certificate: {e}")))?;
@@ -120,12 +120,13 @@ pub(crate) async fn serve_tls(
                     Ok(Ok(s)) => s,
                     _ => return,
                 };
-            let svc = router
-                .map_request(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+            let svc = router.map_request(
+                move |mut req: axum::extract::Request<hyper::body::Incoming>| {
                     req.extensions_mut()
                         .insert(axum::extract::ConnectInfo(peer));
                     req
-                });
+                },
+            );
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
                 .await;
