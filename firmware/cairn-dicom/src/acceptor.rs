@@ -90,6 +90,8 @@ fn user_reject(reason: AssociationRJServiceUserReason, why: String) -> Refusal {
 fn service_of(abstract_syntax: &str) -> Option<Service> {
     if abstract_syntax == VERIFICATION {
         Some(Service::Verification)
+    } else if abstract_syntax == crate::commitment::STORAGE_COMMITMENT_PUSH {
+        Some(Service::Commitment)
     } else if syntax::is_storage_class(abstract_syntax) {
         Some(Service::Storage)
     } else {
@@ -103,6 +105,7 @@ fn service_of(abstract_syntax: &str) -> Option<Service> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Service {
     Verification,
+    Commitment,
     Storage,
     Query,
     Retrieve,

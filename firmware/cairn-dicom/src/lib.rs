@@ -10,6 +10,7 @@
 //! Must never: write outside the store's spool, trust a UID, or panic on input.
 
 pub mod acceptor;
+mod commitment;
 pub mod dataset;
 pub mod dimse;
 pub mod pdu;

@@ -43,6 +43,7 @@ struct Shared {
     lingering: AtomicUsize,
     next_id: AtomicU64,
     registry: Mutex<HashMap<u64, Conn>>,
+    commitments: Arc<crate::commitment::Hub>,
 }
 
 /// The DICOM node, bound and ready to run.
@@ -80,6 +81,7 @@ impl Server {
                 lingering: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
                 registry: Mutex::new(HashMap::new()),
+                commitments: Arc::new(crate::commitment::Hub::default()),
             }),
         })
     }
@@ -100,6 +102,20 @@ impl Server {
     pub fn run(self) -> std::io::Result<()> {
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
         let max = self.shared.config.dicom.max_associations;
+        let worker = {
+            let shared = self.shared.clone();
+            std::thread::Builder::new()
+                .name("commitment".into())
+                .spawn(move || {
+                    crate::commitment::run_worker(
+                        shared.commitments.clone(),
+                        shared.store.clone(),
+                        shared.config.clone(),
+                        || shared.shutdown.load(Ordering::SeqCst),
+                    )
+                })
+                .ok()
+        };
         while !self.shared.shutdown.load(Ordering::SeqCst) {
             let ready = {
                 let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
@@ -149,6 +165,9 @@ impl Server {
         drain(&self.shared);
         for t in threads {
             let _ = t.join();
+        }
+        if let Some(w) = worker {
+            let _ = w.join();
         }
         Ok(())
     }
@@ -351,6 +370,7 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) -> 
         reader,
         shutdown: &shared.shutdown,
         idle,
+        commit: shared.commitments.attach(id),
     }
     .run();
     if let Ok(mut reg) = shared.registry.lock() {

@@ -34,6 +34,8 @@ pub(crate) struct Association<'a> {
     pub reader: PduReader,
     pub shutdown: &'a AtomicBool,
     pub idle: Arc<AtomicBool>,
+    /// Storage commitment reports for this association.
+    pub commit: crate::commitment::AssocCommit,
 }
 
 enum State {
@@ -63,6 +65,8 @@ enum Sink {
     Discard { status: u16, comment: String },
     /// A query/retrieve identifier, kept in memory (bounded by `qr::MAX_IDENTIFIER`).
     Identifier(Vec<u8>),
+    /// A storage commitment N-ACTION data set (bounded by `commitment::MAX_REQUEST`).
+    Commitment(Vec<u8>),
 }
 
 /// How the association ended.
@@ -105,8 +109,22 @@ impl Association<'_> {
         let max_pdu = self.config.dicom.max_pdu_bytes;
         let mut buf = Vec::new();
         let mut state = State::Idle;
+        let idle_limit = std::time::Duration::from_secs(self.config.dicom.idle_timeout_secs);
+        let mut idle_since = std::time::Instant::now();
         loop {
             let idle_now = matches!(state, State::Idle);
+            if idle_now {
+                if let Err(ending) = self.commitment_tick() {
+                    return ending;
+                }
+            }
+            // With storage commitments open, wake up now and then to send decided reports.
+            let wait = if idle_now {
+                self.commitment_idle_wait()
+                    .map(|w| w.min(idle_limit.saturating_sub(idle_since.elapsed())))
+            } else {
+                None
+            };
             if idle_now && self.shutdown.load(Ordering::SeqCst) {
                 return self.abort(abort_reason::NOT_SPECIFIED, "the box is shutting down");
             }
@@ -117,10 +135,17 @@ impl Association<'_> {
                     types::P_DATA => max_pdu,
                     _ => 4096,
                 },
-                None,
+                wait,
                 &mut buf,
             );
             self.idle.store(false, Ordering::SeqCst);
+            if matches!(read, Err(PduError::Timeout))
+                && wait.is_some()
+                && idle_since.elapsed() < idle_limit
+            {
+                continue;
+            }
+            idle_since = std::time::Instant::now();
             let pdu_type = match read {
                 Ok(t) => t,
                 Err(PduError::Closed) if self.shutdown.load(Ordering::SeqCst) => {
@@ -219,6 +244,15 @@ impl Association<'_> {
                         ),
                     ));
                 }
+                if let Sink::Commitment(buf) = &mut d.sink {
+                    if buf.len() + pdv.data.len() > crate::commitment::MAX_REQUEST {
+                        return Err(self.abort(
+                            abort_reason::INVALID_PDU_PARAMETER,
+                            "storage commitment request too large",
+                        ));
+                    }
+                    buf.extend_from_slice(pdv.data);
+                }
                 if let Sink::Identifier(buf) = &mut d.sink {
                     if buf.len() + pdv.data.len() > crate::qr::MAX_IDENTIFIER {
                         return Err(
@@ -288,6 +322,10 @@ impl Association<'_> {
 
     fn dispatch(&mut self, context_id: u8, cmd: Command) -> Result<State, Ending> {
         let field = cmd.field();
+        if field == crate::commitment::N_EVENT_REPORT_RSP {
+            self.commitment_report_rsp(&cmd);
+            return Ok(State::Idle);
+        }
         if field & command::RESPONSE != 0 {
             return Err(self.abort(
                 abort_reason::UNEXPECTED_PDU,
@@ -327,6 +365,14 @@ impl Association<'_> {
                 })))
             }
             command::C_CANCEL_RQ => Ok(State::Idle),
+            crate::commitment::N_ACTION_RQ if cmd.has_dataset() => {
+                Ok(State::Data(Box::new(DataState {
+                    context_id,
+                    command: cmd,
+                    sink: Sink::Commitment(Vec::new()),
+                    received: 0,
+                })))
+            }
             command::C_FIND_RQ | command::C_MOVE_RQ | command::C_GET_RQ if cmd.has_dataset() => {
                 Ok(State::Data(Box::new(DataState {
                     context_id,
@@ -445,6 +491,7 @@ impl Association<'_> {
         } = d;
         let (code, comment, object) = match sink {
             Sink::Identifier(bytes) => return self.query_retrieve(context_id, &command, &bytes),
+            Sink::Commitment(bytes) => return self.commitment_action(context_id, &command, &bytes),
             Sink::Discard { status, comment } => (status, Some(comment), None),
             Sink::Spool {
                 spool,

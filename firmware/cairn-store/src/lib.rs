@@ -12,6 +12,7 @@
 //!
 //! Must never: overwrite an object file, leave a row without its file, hold a whole object in memory.
 
+pub mod commitment;
 pub mod find;
 mod fsck;
 mod index;
