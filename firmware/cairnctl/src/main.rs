@@ -6,6 +6,7 @@ use cairn_store::{DataDir, DateRange, FsckOptions, StudyFilter};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+mod archive;
 mod hw;
 
 #[derive(Parser)]
@@ -63,11 +64,34 @@ enum Command {
         #[command(subcommand)]
         command: hw::DiskCommand,
     },
-    /// The demo box's emulated disks (only with `cairnd demo`).
+    /// The demo box's emulated disks, tape drive and disc tray (only with `cairnd demo`).
     Demo {
         #[command(subcommand)]
-        command: hw::DemoCommand,
+        command: DemoAll,
     },
+    /// The air-gapped copy: drives, volumes, queue, bundles.
+    Archive {
+        #[command(subcommand)]
+        command: archive::ArchiveCommand,
+    },
+    /// Bring a study back from a cold copy into the store (hash-checked).
+    Restore {
+        /// Study Instance UID.
+        #[arg(long)]
+        study: String,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+}
+
+/// Every `cairnctl demo` command: disks (RAID) and media (archive).
+#[derive(Subcommand)]
+enum DemoAll {
+    #[command(flatten)]
+    Disks(hw::DemoCommand),
+    #[command(flatten)]
+    Media(archive::DemoMediaCommand),
 }
 
 #[derive(Subcommand)]
@@ -92,7 +116,12 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Raid { command } => return hw::raid(&cli.data, command),
         Command::Alarm { command } => return hw::alarm(&cli.data, command),
         Command::Disk { command } => return hw::disk(&cli.data, command),
-        Command::Demo { command } => return hw::demo(&cli.data, command),
+        Command::Demo {
+            command: DemoAll::Disks(command),
+        } => return hw::demo(&cli.data, command),
+        Command::Demo {
+            command: DemoAll::Media(command),
+        } => return archive::demo(&cli.data, command),
         _ => {}
     }
     let data = DataDir::new(&cli.data);
@@ -103,6 +132,8 @@ fn run(cli: Cli) -> Result<i32> {
         );
     }
     match cli.command {
+        Command::Archive { command } => archive::archive(&data, command),
+        Command::Restore { study, timeout } => archive::restore(&data, study, timeout),
         Command::Fsck { quick } => {
             let r = cairn_store::fsck(&data, FsckOptions { quick })?;
             if r.problems.is_empty() {
