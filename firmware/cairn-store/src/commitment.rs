@@ -123,6 +123,8 @@ pub fn record_request(
     let peer = peer.to_string();
     let deadline = unix_now().saturating_add(i64::try_from(timeout_secs).unwrap_or(i64::MAX / 2));
     store.transact(move |conn, now| {
+        // The worker creates the tables at start; a request racing it must not fail.
+        conn.execute_batch(SCHEMA)?;
         conn.execute(
             "INSERT INTO commitment_requests (transaction_uid, calling_ae, received_at,
                  deadline_unix, state) VALUES (?1, ?2, ?3, ?4, 'pending')",
