@@ -28,6 +28,7 @@ pub(crate) fn router() -> Router<Panel> {
         .route("/api/v1/disks/action", post(api_disk_action))
         .route("/api/v1/archive", get(api_archive))
         .route("/api/v1/archive/eject", post(api_archive_eject))
+        .route("/api/v1/archive/load", post(api_archive_load))
         .route("/api/v1/archive/location", post(api_archive_location))
         .route("/api/v1/studies", get(api_studies))
         .route("/api/v1/studies/{uid}", get(api_study))
@@ -507,8 +508,12 @@ async fn api_archive(State(panel): State<Panel>) -> Result<Json<Value>, WebError
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EjectBody {
+    /// The cold target (the only one, or the first tape target, when absent).
     #[serde(default)]
-    pub(crate) volume: Option<String>,
+    pub(crate) target: Option<String>,
+    /// Where the volume goes (`onsite_shelf` when absent).
+    #[serde(default)]
+    pub(crate) location: Option<String>,
 }
 
 async fn api_archive_eject(
@@ -516,8 +521,25 @@ async fn api_archive_eject(
     Extension(caller): Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, WebError> {
-    let volume = optional_json::<EjectBody>(&body)?.volume;
-    let msg = crate::pages::archive_eject(&panel, &caller, volume).await?;
+    let b = optional_json::<EjectBody>(&body)?;
+    let msg = crate::pages::archive_eject(&panel, &caller, b.target, b.location).await?;
+    Ok(Json(json!({"ok": true, "message": msg})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LoadBody {
+    #[serde(default)]
+    target: Option<String>,
+}
+
+async fn api_archive_load(
+    State(panel): State<Panel>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, WebError> {
+    let b = optional_json::<LoadBody>(&body)?;
+    let msg = crate::pages::archive_load(&panel, &caller, b.target).await?;
     Ok(Json(json!({"ok": true, "message": msg})))
 }
 

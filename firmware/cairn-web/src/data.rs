@@ -329,16 +329,14 @@ pub fn images_today(data: &DataDir) -> Result<i64, WebError> {
     )?)
 }
 
-/// When the newest verified archive copy was made, if the archive tables exist.
+/// When the newest verified archive copy was made (from `cairn-archive`'s status).
 pub fn last_verified_copy(data: &DataDir) -> Option<String> {
-    let conn = find::query_connection(data).ok()?;
-    conn.query_row(
-        "SELECT max(verified_at) FROM bundles WHERE state = 'verified'",
-        [],
-        |r| r.get::<_, Option<String>>(0),
-    )
-    .ok()
-    .flatten()
+    cairn_archive::archive_status(data)
+        .ok()?
+        .targets
+        .iter()
+        .filter_map(|t| t.last_verified.as_ref().and_then(|b| b.verified_at.clone()))
+        .max()
 }
 
 /// The whole overview.
@@ -346,8 +344,27 @@ pub fn overview(data: &DataDir) -> Result<Overview, WebError> {
     let stats = cairn_store::stats(data)?;
     let raid = raid(data)?;
     let alarm = alarm(data)?;
+    let mut health = health(raid.as_ref(), &alarm);
+    if health.state == "ok" {
+        // The archive's own "medium needed" (it may not raise the alarm for it).
+        if let Ok(a) = cairn_archive::archive_status(data) {
+            if let Some(t) = a.targets.iter().find(|t| t.medium_needed) {
+                let what = if t.kind == "optical" { "Disc" } else { "Tape" };
+                health = Health {
+                    state: "attention",
+                    headline: format!("{what} needed: load a new one"),
+                    action: if t.message.is_empty() {
+                        format!("Put a new {} in the {} drive.", what.to_lowercase(), t.name)
+                    } else {
+                        t.message.clone()
+                    },
+                    action_page: "/archive",
+                };
+            }
+        }
+    }
     Ok(Overview {
-        health: health(raid.as_ref(), &alarm),
+        health,
         storage: storage(data, stats.bytes),
         images_today: images_today(data)?,
         studies: stats.studies,
@@ -671,26 +688,33 @@ pub fn study(data: &DataDir, uid: &str) -> Result<StudyDetail, WebError> {
     })
 }
 
-/// Copies of a study's instances on archive volumes (empty before the archive tables exist).
+/// Verified copies of a study's instances on archive volumes, one row per volume
+/// (`cairn-archive`'s catalog query).
 fn archive_copies(conn: &rusqlite::Connection, uid: &str) -> Vec<CopyRow> {
-    let sql = "SELECT v.volume_id, count(DISTINCT c.sha256), min(c.verified)
-               FROM copies c JOIN bundles b ON c.bundle_ref = b.id
-               JOIN volumes v ON b.volume_ref = v.id
-               JOIN instances i ON i.sha256 = c.sha256 AND i.current = 1
-               JOIN series se ON i.series_ref = se.id JOIN studies st ON se.study_ref = st.id
-               WHERE st.study_uid = ?1 GROUP BY v.volume_id ORDER BY v.volume_id";
-    let Ok(mut st) = conn.prepare(sql) else {
-        return Vec::new();
+    let rows = match cairn_archive::catalog::study_copies(conn, uid) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "archive copies of a study");
+            return Vec::new();
+        }
     };
-    st.query_map([uid], |r| {
-        Ok(CopyRow {
-            place: r.get(0)?,
-            instances: r.get(1)?,
-            verified: r.get::<_, i64>(2)? != 0,
+    let mut per_volume: BTreeMap<String, (String, String, std::collections::BTreeSet<String>)> =
+        BTreeMap::new();
+    for (sha, volume, kind, _file, location) in rows {
+        per_volume
+            .entry(volume)
+            .or_insert_with(|| (kind, location, Default::default()))
+            .2
+            .insert(sha);
+    }
+    per_volume
+        .into_iter()
+        .map(|(v, (kind, location, shas))| CopyRow {
+            place: format!("{kind} {v} ({})", location.replace('_', " ")),
+            instances: shas.len() as i64,
+            verified: true,
         })
-    })
-    .map(|rows| rows.flatten().collect())
-    .unwrap_or_default()
+        .collect()
 }
 
 /// Filters of the audit view.

@@ -460,67 +460,113 @@ async fn disks_post(
 // ---------------------------------------------------------------------------------------------
 // Archive
 
-/// Volumes and queue from the archive tables in `cairn.db`, when they exist.
+/// The archive as the pages and the API show it: `cairn-archive`'s status (targets, drive,
+/// volume in the drive, queue, last verified bundle) and its volume list.
 pub(crate) fn archive_json(panel: &Panel) -> Result<Value, WebError> {
-    let conn = cairn_store::find::query_connection(&panel.0.data)?;
-    let has_tables: i64 = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('volumes', 'archive_queue')",
-        [],
-        |r| r.get(0),
-    )?;
-    if has_tables < 2 {
-        return Ok(json!({"available": false, "volumes": [], "queue": {"depth": 0}}));
+    let data = &panel.0.data;
+    let status = cairn_archive::archive_status(data).map_err(archive_error)?;
+    let volumes = cairn_archive::list_volumes(data).map_err(archive_error)?;
+    let mut v = serde_json::to_value(&status).map_err(|e| WebError::Internal(e.to_string()))?;
+    v["available"] = json!(!status.targets.is_empty() || !volumes.is_empty());
+    v["volumes"] = serde_json::to_value(&volumes).map_err(|e| WebError::Internal(e.to_string()))?;
+    v["last_verified_copy"] = json!(data::last_verified_copy(data));
+    Ok(v)
+}
+
+fn archive_error(e: cairn_archive::ArchiveError) -> WebError {
+    match e.kind() {
+        cairn_archive::ErrorKind::Refused => WebError::Conflict(e.to_string()),
+        cairn_archive::ErrorKind::MediumNeeded => WebError::Conflict(e.to_string()),
+        _ => WebError::Internal(e.to_string()),
     }
-    let mut st = conn.prepare(
-        "SELECT volume_id, kind, state, location, capacity_bytes, bytes_written, updated_at
-         FROM volumes ORDER BY volume_id",
-    )?;
-    let volumes: Vec<Value> = st
-        .query_map([], |r| {
-            Ok(json!({
-                "volume": r.get::<_, String>(0)?,
-                "kind": r.get::<_, String>(1)?,
-                "state": r.get::<_, String>(2)?,
-                "location": r.get::<_, String>(3)?,
-                "capacity_bytes": r.get::<_, Option<i64>>(4)?,
-                "bytes_written": r.get::<_, i64>(5)?,
-                "updated_at": r.get::<_, String>(6)?,
-            }))
-        })?
-        .collect::<Result<_, _>>()?;
-    let (depth, oldest): (i64, Option<String>) = conn.query_row(
-        "SELECT count(*), min(queued_at) FROM archive_queue",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    Ok(json!({
-        "available": true,
-        "volumes": volumes,
-        "queue": {"depth": depth, "oldest_queued_at": oldest},
-        "last_verified_copy": data::last_verified_copy(&panel.0.data),
-    }))
 }
 
-/// Eject a volume (archive API; not yet wired).
+/// How long an eject may take: it flushes and verifies the open bundle first.
+const EJECT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn has_targets(panel: &Panel) -> Result<bool, WebError> {
+    Ok(!cairn_archive::archive_status(&panel.0.data)
+        .map_err(archive_error)?
+        .targets
+        .is_empty())
+}
+
+/// Hand a request to the daemon's archive thread (the same call `cairnctl archive` makes).
+async fn archive_request(
+    panel: &Panel,
+    req: cairn_archive::Request,
+    wait: std::time::Duration,
+) -> Result<String, WebError> {
+    let p = panel.clone();
+    blocking(move || {
+        if !has_targets(&p)? {
+            return Err(WebError::Unavailable(
+                "no tape or disc drive is configured on this box".into(),
+            ));
+        }
+        let a = cairn_archive::request(&p.0.data, &req, wait)
+            .map_err(|e| WebError::Unavailable(format!("the archive did not answer: {e}")))?;
+        if a.ok {
+            Ok(a.message)
+        } else {
+            Err(WebError::Conflict(a.message))
+        }
+    })
+    .await
+}
+
+/// Eject the volume of a target (answers once its open bundle is written and verified).
 pub(crate) async fn archive_eject(
-    _panel: &Panel,
-    _caller: &Caller,
-    _volume: Option<String>,
+    panel: &Panel,
+    caller: &Caller,
+    target: Option<String>,
+    location: Option<String>,
 ) -> Result<String, WebError> {
-    Err(WebError::Unavailable(
-        "no archive drive is available on this box".into(),
-    ))
+    if let Some(l) = &location {
+        if cairn_archive::Location::parse(l).is_none_or(|l| l == cairn_archive::Location::InDrive) {
+            return Err(WebError::BadRequest(
+                "location is onsite_shelf, offsite_vault, returned or retired".into(),
+            ));
+        }
+    }
+    let req = cairn_archive::Request::Eject {
+        target,
+        location,
+        by: caller.actor(),
+    };
+    archive_request(panel, req, EJECT_WAIT).await
 }
 
-/// Set where a volume is kept (archive API; not yet wired).
-pub(crate) async fn archive_location(
-    _panel: &Panel,
-    _caller: &Caller,
-    _volume: &str,
-    _location: &str,
+/// Take the medium now in a drive into use.
+pub(crate) async fn archive_load(
+    panel: &Panel,
+    caller: &Caller,
+    target: Option<String>,
 ) -> Result<String, WebError> {
-    Err(WebError::Unavailable(
-        "no archive drive is available on this box".into(),
+    let req = cairn_archive::Request::Load {
+        target,
+        by: caller.actor(),
+    };
+    archive_request(panel, req, std::time::Duration::from_secs(120)).await
+}
+
+/// Record where a volume is (in-process through the store's writer; audited by the archive
+/// crate).
+pub(crate) async fn archive_location(
+    panel: &Panel,
+    caller: &Caller,
+    volume: &str,
+    location: &str,
+) -> Result<String, WebError> {
+    let loc = cairn_archive::Location::parse(location).ok_or_else(|| {
+        WebError::BadRequest("location is onsite_shelf, offsite_vault, returned or retired".into())
+    })?;
+    let (p, v, by) = (panel.clone(), volume.to_string(), caller.actor());
+    blocking(move || cairn_archive::set_location(&p.0.store, &v, loc, &by).map_err(archive_error))
+        .await?;
+    Ok(format!(
+        "{volume} is now recorded as {}",
+        location.replace('_', " ")
     ))
 }
 
@@ -531,46 +577,90 @@ fn archive_body(c: &Ctx, a: &Value, message: Option<&str>) -> Markup {
         .is_some_and(|s| Perm::Media.allows(s.role));
     let empty = Vec::new();
     let vols = a["volumes"].as_array().unwrap_or(&empty);
+    let targets = a["targets"].as_array().unwrap_or(&empty);
+    let total = a["instances_total"].as_i64().unwrap_or(0);
+    let verified = a["instances_verified"].as_i64().unwrap_or(0);
     html! {
-        @if let Some(m) = message { p.notice { (m) } }
+        @if let Some(m) = message { p.notice id="archive-message" { (m) } }
         h1 { "Archive" }
         @if a["available"] != json!(true) {
-            section.card { p { "This box has no tape or disc archive yet." } }
+            section.card { p { "This box has no tape or disc archive configured." } }
         } @else {
             section.card {
-                h2 { "Queue" }
-                p.big { (a["queue"]["depth"].as_i64().unwrap_or(0)) " images wait for a verified cold copy" }
-                @if let Some(o) = a["queue"]["oldest_queued_at"].as_str() { p.small { "oldest waiting since " (o) } }
+                h2 { "Cold copies" }
+                p.big { (verified) " of " (total) " images have a verified cold copy" }
+                @if total > 0 { (bar(verified as f64 * 100.0 / total as f64, "images with a verified cold copy")) }
+            }
+            @for t in targets {
+                @let name = t["name"].as_str().unwrap_or("");
+                section.card.target data-target=(name) {
+                    h2 { (name) " · " (t["kind"].as_str().unwrap_or("")) " drive: " (t["drive"].as_str().unwrap_or("")) }
+                    @if t["medium_needed"] == json!(true) { p.warning { "Load a new " @if t["kind"] == json!("optical") { "disc" } @else { "tape" } "." } }
+                    @if let Some(m) = t["message"].as_str().filter(|m| !m.is_empty()) { p { (m) } }
+                    p.small { "Now: " (t["activity"].as_str().unwrap_or("")) }
+                    @if let Some(e) = t["last_error"].as_str() { p.error { (e) } }
+                    @let v = &t["volume"];
+                    @if let Some(vid) = v["volume_id"].as_str() {
+                        p { "In the drive: " strong { (vid) } " (" (v["state"].as_str().unwrap_or("")) ")" }
+                        @let written = v["bytes_written"].as_u64().unwrap_or(0);
+                        @if let Some(cap) = v["capacity_bytes"].as_u64().filter(|c| *c > 0) {
+                            (bar(written as f64 * 100.0 / cap as f64, "fill level"))
+                            p.small { (human_bytes(written)) " of " (human_bytes(cap)) }
+                        } @else { p.small { (human_bytes(written)) " written" } }
+                    } @else { p { "No volume in the drive." } }
+                    p { (t["queue"]["instances"].as_i64().unwrap_or(0)) " images ("
+                        (human_bytes(t["queue"]["bytes"].as_u64().unwrap_or(0))) ") wait for a verified copy"
+                        @if let Some(o) = t["queue"]["oldest_queued_at"].as_str() { "; the oldest since " (o.get(0..16).unwrap_or(o).replace('T', " ")) } }
+                    @if let Some(at) = t["last_verified"]["verified_at"].as_str() {
+                        p.small { "Last verified bundle: " (t["last_verified"]["bundle_id"].as_str().unwrap_or("")) " at " (at.get(0..16).unwrap_or(at).replace('T', " ")) }
+                    }
+                    @if can {
+                        @if let Some(s) = &c.session {
+                            form.inline method="post" action="/archive" {
+                                (csrf_field(s))
+                                input type="hidden" name="target" value=(name);
+                                @if v["volume_id"].is_string() {
+                                    select name="location" aria-label="where the ejected volume goes" {
+                                        @for l in ["onsite_shelf", "offsite_vault"] { option value=(l) { (l.replace('_', " ")) } }
+                                    }
+                                    button type="submit" name="action" value="eject" id={"eject-" (name)} { "Eject (after writing and verifying)" }
+                                } @else {
+                                    button type="submit" name="action" value="load" id={"load-" (name)} { "Load the medium in the drive" }
+                                }
+                            }
+                        }
+                    }
+                }
             }
             section.card {
                 h2 { "Volumes" }
                 table id="volumes" {
-                    thead { tr { th { "Volume" } th { "Kind" } th { "State" } th { "Where" } th { "Filled" } @if can { th { "" } } } }
+                    thead { tr { th { "Volume" } th { "Kind" } th { "State" } th { "Where" } th { "Verified copies" } th { "Filled" } @if can { th { "" } } } }
                     tbody {
                         @for v in vols {
-                            @let id = v["volume"].as_str().unwrap_or("");
+                            @let id = v["volume_id"].as_str().unwrap_or("");
                             tr data-volume=(id) {
                                 td { (id) }
                                 td { (v["kind"].as_str().unwrap_or("")) }
                                 td.state { (v["state"].as_str().unwrap_or("")) }
                                 td.location { (v["location"].as_str().unwrap_or("").replace('_', " ")) }
+                                td { (v["verified_copies"].as_i64().unwrap_or(0)) }
                                 td { (human_bytes(v["bytes_written"].as_u64().unwrap_or(0)))
                                     @if let Some(cap) = v["capacity_bytes"].as_u64() { " of " (human_bytes(cap)) } }
                                 @if can {
                                     td {
-                                        @if let Some(s) = &c.session {
-                                            form.inline method="post" action="/archive" {
-                                                (csrf_field(s))
-                                                input type="hidden" name="volume" value=(id);
-                                                @if v["location"] == json!("in_drive") {
-                                                    button type="submit" name="action" value="eject" { "Eject" }
-                                                }
-                                                select name="location" aria-label="location" {
-                                                    @for l in ["onsite_shelf", "offsite_vault", "returned", "retired"] {
-                                                        option value=(l) selected[v["location"] == json!(l)] { (l.replace('_', " ")) }
+                                        @if v["location"] != json!("in_drive") {
+                                            @if let Some(s) = &c.session {
+                                                form.inline method="post" action="/archive" {
+                                                    (csrf_field(s))
+                                                    input type="hidden" name="volume" value=(id);
+                                                    select name="location" aria-label="location" {
+                                                        @for l in ["onsite_shelf", "offsite_vault", "returned", "retired"] {
+                                                            option value=(l) selected[v["location"] == json!(l)] { (l.replace('_', " ")) }
+                                                        }
                                                     }
+                                                    button type="submit" name="action" value="location" { "Set location" }
                                                 }
-                                                button type="submit" name="action" value="location" { "Set location" }
                                             }
                                         }
                                     }
@@ -601,6 +691,8 @@ async fn archive(State(panel): State<Panel>, Extension(caller): Extension<Caller
 struct ArchiveForm {
     action: String,
     #[serde(default)]
+    target: String,
+    #[serde(default)]
     volume: String,
     #[serde(default)]
     location: String,
@@ -612,7 +704,16 @@ async fn archive_post(
     Form(f): Form<ArchiveForm>,
 ) -> Response {
     let r = match f.action.as_str() {
-        "eject" => archive_eject(&panel, &caller, Some(f.volume).filter(|v| !v.is_empty())).await,
+        "eject" => {
+            archive_eject(
+                &panel,
+                &caller,
+                Some(f.target).filter(|t| !t.is_empty()),
+                Some(f.location).filter(|l| !l.is_empty()),
+            )
+            .await
+        }
+        "load" => archive_load(&panel, &caller, Some(f.target).filter(|t| !t.is_empty())).await,
         "location" => archive_location(&panel, &caller, &f.volume, &f.location).await,
         _ => Err(WebError::BadRequest("unknown archive action".into())),
     };

@@ -151,7 +151,13 @@ pub const ROUTES: &[Route] = &[
         "POST",
         "/api/v1/archive/eject",
         Perm::Media,
-        "Eject a volume: {volume?}",
+        "Eject the volume of a target once written and verified: {target?, location?}",
+    ),
+    r(
+        "POST",
+        "/api/v1/archive/load",
+        Perm::Media,
+        "Take the medium in a target's drive into use: {target?}",
     ),
     r(
         "POST",
