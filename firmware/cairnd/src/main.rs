@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod archive;
 mod monitor;
 mod web;
 
@@ -80,6 +81,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 config.dicom.bind = b;
                 config.http.bind = b;
             }
+            archive::demo_setup(&config)
+                .context("cannot set up the demo's emulated tape and disc")?;
             let hw = monitor::demo_setup(&config.store.data_dir)
                 .context("cannot set up the demo's emulated disks and buzzer")?;
             let panel = web::PanelMode {
@@ -154,6 +157,8 @@ fn run(
     let data = DataDir::new(&config.store.data_dir);
     let store = Store::open(data.clone())
         .with_context(|| format!("cannot open the store in {}", data.root().display()))?;
+    // before the DICOM node accepts: every image stored from now on is queued for each target
+    let archive = archive::start(&config, store.clone()).context("archive")?;
     let server = Server::bind(
         ServerOptions {
             config: config.clone(),
@@ -216,9 +221,22 @@ fn run(
     if let Some(code) = &panel.setup_code {
         println!("  web panel first-boot setup code: {code} (no account exists yet)");
     }
+    if let Some(a) = &archive {
+        for line in &a.summary {
+            println!("  cold copies to {line}");
+        }
+        println!(
+            "  watch them: cairnctl --data {0} archive status; eject: cairnctl --data {0} \
+             archive eject --location offsite_vault",
+            data.root().display()
+        );
+    }
     println!("  stop with Ctrl-C (or SIGTERM); nothing acknowledged is lost.");
 
     let served = server.run();
+    if let Some(a) = archive {
+        a.stop();
+    }
     panel.stop();
     if let Some(m) = monitor {
         m.stop();
