@@ -300,14 +300,24 @@ impl Archiver {
                 t.live.message = "the blank medium in the drive is write-protected".into();
             }
             Seen::Blank { protected: false } => {
+                let conn = catalog::open_read(&self.data)?;
+                let fresh = |kind: &str, block: u32| -> Result<Label, ArchiveError> {
+                    loop {
+                        let l = Label::new(&box_id, kind, block);
+                        if catalog::volume(&conn, &l.volume_id)?.is_none() {
+                            return Ok(l);
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                };
                 let (label, cap) = match t.drive.as_mut() {
                     Some(Drive::Tape(d)) => {
-                        let l = Label::new(&box_id, "tape", RECORD_SIZE as u32);
+                        let l = fresh("tape", RECORD_SIZE as u32)?;
                         tape::write_label(d.as_mut(), &l)?;
                         (l, None)
                     }
                     Some(Drive::Optical(d)) => {
-                        let l = Label::new(&box_id, "optical", optical::OPTICAL_BLOCK);
+                        let l = fresh("optical", optical::OPTICAL_BLOCK)?;
                         optical::write_label(d.as_mut(), &data, &l)?;
                         (l, d.status().ok().map(|s| s.capacity))
                     }
@@ -1010,8 +1020,8 @@ impl Archiver {
             .map_err(ArchiveError::Store)?;
         if wanted.is_empty() {
             Ok(format!(
-                "study {study}: {restored} of {total} instance(s) restored from cold copies \
-                 (hash-checked); the others were already in the store"
+                "study {study}: {restored} of {total} missing or damaged instance(s) restored \
+                 from cold copies (hash-checked)"
             ))
         } else {
             Err(ArchiveError::Refused(format!(

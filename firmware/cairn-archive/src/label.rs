@@ -17,7 +17,7 @@ pub struct Label {
     pub format: String,
     /// [`LABEL_VERSION`].
     pub format_version: u32,
-    /// The volume id (`<box>-T<UTC time>` or `<box>-O<UTC time>`).
+    /// The volume id (`<box>-T<yyyymmdd-hhmmss>-<xxxx>`, `O` for optical).
     pub volume_id: String,
     /// The box that labelled it.
     pub box_id: String,
@@ -37,6 +37,8 @@ impl Label {
         let stamp = now
             .format(&fmt)
             .unwrap_or_else(|_| now.unix_timestamp().to_string());
+        // four hex digits of the sub-second time keep two labels of one second apart
+        let stamp = format!("{stamp}-{:04x}", (now.nanosecond() / 1000) & 0xffff);
         let letter = if kind == "tape" { 'T' } else { 'O' };
         Self {
             format: "cairn-volume".into(),

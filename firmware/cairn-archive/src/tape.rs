@@ -64,7 +64,14 @@ pub fn write_label(drive: &mut dyn TapeDrive, label: &Label) -> Result<(), Archi
 pub fn append_position(drive: &mut dyn TapeDrive) -> Result<u32, ArchiveError> {
     drive.set_block_size(RECORD_SIZE as u32)?;
     drive.seek_end_of_data()?;
-    let st = drive.status()?;
+    let mut st = drive.status()?;
+    if st.block_number.is_some_and(|b| b > 0) {
+        // the last tape file has records but no filemark (a write cut short by a crash or a
+        // power cut): end it, so the next bundle starts a tape file of its own
+        tracing::warn!(file = ?st.file_number, "ending an unfinished tape file with a filemark");
+        drive.write_filemarks(1)?;
+        st = drive.status()?;
+    }
     match st.file_number {
         Some(n) => Ok(n),
         None => {
