@@ -258,6 +258,44 @@ class WavWatch:
         return crossings / 2 / (n / 44100)
 
 
+class Agent:
+    """The command channel to the guest (tests/vm/agent.sh on its second serial port)."""
+
+    def __init__(self, path: Path):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(str(path))
+        self.buf = b""
+        self.next_id = int(time.time() * 1000) % 1000000
+
+    def sh(self, cmd: str, timeout: float = 60, check: bool = False) -> tuple[int, str]:
+        """Run a shell command in the guest (busybox sh); its exit status and output."""
+        self.next_id += 1
+        rid = str(self.next_id)
+        self.sock.sendall(f"{rid} {base64.b64encode(cmd.encode()).decode()}\n".encode())
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                parts = line.decode(errors="replace").strip().split(" ")
+                if len(parts) >= 3 and parts[0] == "@@R" and parts[1] == rid:
+                    out = base64.b64decode(parts[3]).decode(errors="replace") if len(parts) > 3 else ""
+                    rc = int(parts[2])
+                    if check and rc != 0:
+                        raise AssertionError(f"guest `{cmd}` exited {rc}: {out}")
+                    return rc, out
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"guest command `{cmd}` gave no answer in {timeout} s")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                raise ConnectionError("agent channel closed")
+            self.buf += chunk
+
+
 class Vm:
     """One booted box."""
 
@@ -279,9 +317,7 @@ class Vm:
         self.console: list[tuple[float, str]] = []
         self.proc: subprocess.Popen | None = None
         self.qmp: Qmp | None = None
-        self.agent: socket.socket | None = None
-        self._agent_buf = b""
-        self._agent_id = 0
+        self.agent: Agent | None = None
         self._plugs: dict[int, int] = {}
         self.t0 = 0.0
         self.wav = self.dir / "speaker.wav"
@@ -298,7 +334,9 @@ class Vm:
             f.truncate((mb or self.disk_mb) << 20)
         return p
 
-    def start(self) -> None:
+    def start(self, attach: bool = True) -> None:
+        """Boot. With `attach`, this process holds the QMP and agent sockets (each takes one
+        client); without, `tools/vm unplug|plug|sh` connect to them one call at a time."""
         self.dir.mkdir(parents=True, exist_ok=True)
         files = {"etc/cairn/agent.sh": (0o100755, (Path(__file__).parent / "agent.sh").read_bytes())}
         if self.cairn_toml is not None:
@@ -344,10 +382,12 @@ class Vm:
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
         threading.Thread(target=self._read_console, daemon=True).start()
-        self.qmp = Qmp(qmp_sock)
-        self.agent = socket.socket(socket.AF_UNIX)
-        self.agent.connect(str(agent_sock))
+        (self.dir / "ports.json").write_text(json.dumps(
+            {"dicom": self.dicom_port, "http": self.http_port, "pid": self.proc.pid}))
         self.watch = WavWatch(self.wav)
+        if attach:
+            self.qmp = Qmp(qmp_sock)
+            self.agent = Agent(agent_sock)
 
     def _read_console(self) -> None:
         assert self.proc and self.proc.stdout
@@ -397,31 +437,7 @@ class Vm:
     def sh(self, cmd: str, timeout: float = 60, check: bool = False) -> tuple[int, str]:
         """Run a shell command in the guest (busybox sh); its exit status and output."""
         assert self.agent
-        self._agent_id += 1
-        rid = str(self._agent_id)
-        self.agent.sendall(f"{rid} {base64.b64encode(cmd.encode()).decode()}\n".encode())
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n" in self._agent_buf:
-                line, self._agent_buf = self._agent_buf.split(b"\n", 1)
-                parts = line.decode(errors="replace").strip().split(" ")
-                if len(parts) >= 3 and parts[0] == "@@R" and parts[1] == rid:
-                    out = base64.b64decode(parts[3]).decode(errors="replace") if len(parts) > 3 else ""
-                    rc = int(parts[2])
-                    if check and rc != 0:
-                        raise AssertionError(f"guest `{cmd}` exited {rc}: {out}")
-                    return rc, out
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"guest command `{cmd}` gave no answer in {timeout} s")
-            self.agent.settimeout(left)
-            try:
-                chunk = self.agent.recv(65536)
-            except socket.timeout:
-                continue
-            if not chunk:
-                raise ConnectionError("agent channel closed")
-            self._agent_buf += chunk
+        return self.agent.sh(cmd, timeout, check)
 
     def wait_agent(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -454,6 +470,8 @@ class Vm:
         """Slide a disk into an empty bay (a new blank one unless an image is given)."""
         assert self.qmp
         gen = self._plugs.get(bay, 0) + 1
+        while self.disk_path(bay, gen).exists():
+            gen += 1
         self._plugs[bay] = gen
         path = image or self.new_disk(bay, gen)
         node = f"n{bay}g{gen}"
@@ -483,7 +501,9 @@ class TapeTarget:
         return subprocess.run(["tgtadm", "--lld", "iscsi", *args], capture_output=True, text=True,
                               check=check)
 
-    def start(self) -> None:
+    def start(self, attach: bool = True) -> None:
+        """Boot. With `attach`, this process holds the QMP and agent sockets (each takes one
+        client); without, `tools/vm unplug|plug|sh` connect to them one call at a time."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tape.unlink(missing_ok=True)
         subprocess.run(["tgtimg", "--op", "new", "--device-type", "tape", "--barcode", "CAIRN001",
