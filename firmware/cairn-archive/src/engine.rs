@@ -884,6 +884,10 @@ impl Archiver {
             let mut found: Vec<(i64, ReadBack, u64)> = Vec::new();
             let (label, cap) = match t.drive.as_mut() {
                 Some(Drive::Tape(d)) => {
+                    // the last tape file (the end of data is in it), when the drive knows
+                    d.set_block_size(RECORD_SIZE as u32)?;
+                    d.seek_end_of_data()?;
+                    let last = d.status()?.file_number.map(i64::from);
                     let label = match tape::read_label(d.as_mut())? {
                         TapeLabel::Cairn(l) => l,
                         other => {
@@ -901,11 +905,15 @@ impl Archiver {
                                 break;
                             }
                         };
-                        if rb.manifest.is_empty() && rb.head.is_none() {
-                            break; // end of data
+                        let empty = rb.manifest.is_empty() && rb.head.is_none();
+                        if !empty {
+                            let bytes = rb.tar_bytes;
+                            found.push((file, rb, bytes));
                         }
-                        let bytes = rb.tar_bytes;
-                        found.push((file, rb, bytes));
+                        // an empty file is the end of data, unless the drive said it is later
+                        if last.map_or(empty, |l| file >= l) {
+                            break;
+                        }
                         file += 1;
                     }
                     (label, None)

@@ -65,10 +65,15 @@ pub fn append_position(drive: &mut dyn TapeDrive) -> Result<u32, ArchiveError> {
     drive.set_block_size(RECORD_SIZE as u32)?;
     drive.seek_end_of_data()?;
     let mut st = drive.status()?;
-    if st.block_number.is_some_and(|b| b > 0) {
+    let unfinished = match st.block_number {
+        Some(b) => b > 0,
+        None => last_file_has_records(drive)?,
+    };
+    if unfinished {
         // the last tape file has records but no filemark (a write cut short by a crash or a
         // power cut): end it, so the next bundle starts a tape file of its own
         tracing::warn!(file = ?st.file_number, "ending an unfinished tape file with a filemark");
+        drive.seek_end_of_data()?;
         drive.write_filemarks(1)?;
         st = drive.status()?;
     }
@@ -89,6 +94,28 @@ pub fn append_position(drive: &mut dyn TapeDrive) -> Result<u32, ArchiveError> {
             Ok(n)
         }
     }
+}
+
+/// From the end of data: does the last tape file hold records (written without a filemark)?
+/// Leaves the tape at the end of data.
+fn last_file_has_records(drive: &mut dyn TapeDrive) -> Result<bool, ArchiveError> {
+    // back over the filemark before the last file, forward over it: block 0 of the last file
+    if let Err(e) = drive.space_filemarks(-1) {
+        if e.kind() == TapeErrorKind::BeginningOfMedium {
+            return Ok(false);
+        }
+        return Err(e.into());
+    }
+    drive.space_filemarks(1)?;
+    let mut buf = vec![0u8; RECORD_SIZE];
+    let has = match drive.read_block(&mut buf) {
+        Ok(n) => n > 0,
+        Err(e) if e.kind() == TapeErrorKind::EndOfData => false,
+        Err(e) if e.kind() == TapeErrorKind::Invalid => true,
+        Err(e) => return Err(e.into()),
+    };
+    drive.seek_end_of_data()?;
+    Ok(has)
 }
 
 struct TapeSink<'a> {
