@@ -39,12 +39,30 @@ def record(key: str, value) -> None:
 
 def rig_config(move_port: int) -> str:
     """The shipped cairn.toml, opened to the host for the tests: unknown callers may store,
-    and the host's storescp (reached as 10.0.2.2 from the guest) is a C-MOVE destination."""
+    the host's storescp (reached as 10.0.2.2 from the guest) is a C-MOVE destination, and the
+    archive writes to the real st tape drive (by its udev name) in small bundles."""
     text = (rig.ROOT / "rootfs/overlay/etc/cairn/cairn.toml").read_text()
     text = text.replace("accept_unknown_peers = false", "accept_unknown_peers = true")
     assert "accept_unknown_peers = true" in text
     return text + (f"\n[[dicom.peers]]\nae = \"{HOST_AE}\"\nhost = \"{rig.GUEST_HOST}\"\n"
-                   f"port = {move_port}\nstore = true\nquery = true\nretrieve = true\n")
+                   f"port = {move_port}\nstore = true\nquery = true\nretrieve = true\n"
+                   "\n[archive]\nbox_id = \"RIG\"\nbundle_max_bytes = 1048576\n"
+                   "bundle_max_age_secs = 3600\nbundle_max_members = 50000\n"
+                   "[[archive.targets]]\nname = \"tape\"\nkind = \"tape\"\n"
+                   "device = \"/dev/cairn/tape0-nst\"\n")
+
+
+def rig_script(tape_iqn: str) -> bytes:
+    """Sourced by the image's init before cairnd starts: log in to the host's iSCSI tape
+    (open-iscsi's one-shot initiator) so /dev/nst0 is there when the archive starts."""
+    return (f"modprobe iscsi_tcp; modprobe st\n"
+            f"t0=$(cut -d' ' -f1 /proc/uptime)\n"
+            f"iscsistart -i iqn.2026-11.org.cairn.rig:box -t {tape_iqn} -g 1 -a {rig.GUEST_HOST} "
+            f"-p 3260 >/var/log/iscsistart.log 2>&1\n"
+            "for i in $(seq 80); do [ -c /dev/nst0 ] && break; sleep 0.25; done\n"
+            "udevadm settle --timeout=10\n"
+            "echo \"@@TAPE $(ls /dev/nst0 2>&1) after $(awk -v a=$t0 -v b=$(cut -d' ' -f1 /proc/uptime) "
+            "'BEGIN{print b-a}') s\"\n").encode()
 
 
 def echo(port: int) -> bool:
@@ -69,8 +87,9 @@ def box(tape):
     shutil.rmtree(vmdir, ignore_errors=True)
     move_port = rig.free_port()
     accel = os.environ.get("CAIRN_VM_ACCEL", "tcg")
+    extra = {"etc/cairn/rig.sh": (0o100644, rig_script(tape.IQN))}
     vm = rig.Vm(vmdir, image, raid=int(os.environ.get("CAIRN_VM_RAID", "6")), accel=accel,
-                cairn_toml=rig_config(move_port))
+                cairn_toml=rig_config(move_port), extra_files=extra)
     vm.move_port = move_port
     vm.start()
     try:
@@ -88,7 +107,7 @@ def box(tape):
             vm.stop()
             shutil.rmtree(vmdir, ignore_errors=True)
             vm = rig.Vm(vmdir, image, raid=int(os.environ.get("CAIRN_VM_RAID", "6")),
-                        cairn_toml=rig_config(move_port))
+                        cairn_toml=rig_config(move_port), extra_files=extra)
             vm.move_port = move_port
             vm.start()
             deadline = time.monotonic() + 240
