@@ -124,6 +124,14 @@ def test_end_of_medium_mid_bundle_rewrites_it_whole_on_the_next_volume(make_box,
     assert not c.query("SELECT 1 FROM copies WHERE bundle_ref = ? AND verified = 1", (inc_id,))
     # it ends with a filemark: the cartridge has one more file after it
     assert c.tape.meta("TAPE01")["filemarks"] == inc_file + 1
+    # read without cairn, it is visibly partial: its manifest (first member) lists files the
+    # tape file does not hold, so sha256sum -c fails (README: "Reading a cairn tape")
+    part = tmp_path / "partial"
+    part.mkdir()
+    run(["tar", "-b", "512", "-xf", c.tape.tape_file("TAPE01", inc_file), "-C", part], ok=False)
+    assert (part / "MANIFEST.sha256").is_file()
+    assert run(["sha256sum", "--quiet", "-c", "MANIFEST.sha256"], cwd=part,
+               ok=False).returncode != 0, "the incomplete bundle checks as complete"
     # the bundles before it are verified and stay so
     early = {r[0] for r in c.query(
         "SELECT c.sop_instance_uid FROM copies c JOIN bundles b ON b.id = c.bundle_ref "
