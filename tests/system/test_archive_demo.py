@@ -1,0 +1,127 @@
+"""The README's "The air-gapped copy" walk-through on `cairnd demo`, step by step: images reach
+the demo's emulated tape and disc by themselves (bundles close 10 s after the first image),
+the tape is ejected to the vault, the box says a medium is needed while images wait, a new
+cartridge is taken into use, the first one comes back and a study whose files were deleted
+is restored from it byte for byte. Only the commands the README gives are used.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+from archivelib import run, send
+from datagen import make_instances
+from harness import CAIRNCTL, free_port
+from test_demo import Demo
+
+
+class Port:
+    def __init__(self, port):
+        self.port = port
+        self.ae = "CAIRN"
+
+
+def ctl(d, *args, ok=True, timeout=300):
+    r = subprocess.run([str(CAIRNCTL), "--data", str(d), *args], capture_output=True,
+                       text=True, timeout=timeout)
+    if ok:
+        assert r.returncode == 0, f"cairnctl {' '.join(args)}: {r.returncode}\n{r.stdout}{r.stderr}"
+    return r.stdout
+
+
+def status(d) -> dict:
+    return json.loads(ctl(d, "archive", "status", "--json"))
+
+
+def wait_status(d, pred, what, timeout=60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = status(d)
+        if pred(st):
+            return st
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout} s: {json.dumps(st)[:3000]}")
+        time.sleep(0.5)
+
+
+def target(st, name) -> dict:
+    return next(t for t in st["targets"] if t["name"] == name)
+
+
+def test_readme_walk_through_on_the_demo(tmp_path):
+    d = tmp_path / "demo-data"
+    port = free_port()
+    demo = Demo(d, port, free_port())
+    try:
+        assert any("cold copies to tape" in ln for ln in demo.lines), demo.lines
+        box = Port(port)
+        insts = make_instances(tmp_path / "send", 60, seed="demo-walk")
+        send(box, [i.path for i in insts[:50]])
+
+        # 2. watch them reach the tape (and the disc) without doing anything
+        st = wait_status(d, lambda s: s["instances_verified"] == 50 and
+                         all(t["last_verified"] for t in s["targets"]),
+                         "50 images verified on tape and disc")
+        assert {t["name"] for t in st["targets"]} == {"tape", "disc"}
+        assert "50 of 50 image(s) have a verified cold copy" in ctl(d, "archive", "status")
+        first_tape = target(st, "tape")["volume"]["volume_id"]
+
+        # 3. eject the tape for the vault; images sent meanwhile wait and the box says so
+        ctl(d, "archive", "eject", "--target", "tape", "--location", "offsite_vault")
+        vols = {v["volume_id"]: v for v in json.loads(ctl(d, "archive", "volumes", "--json"))}
+        assert (vols[first_tape]["state"], vols[first_tape]["location"]) == \
+            ("ejected", "offsite_vault"), vols[first_tape]
+        send(box, [i.path for i in insts[50:]])
+        st = wait_status(d, lambda s: target(s, "tape")["medium_needed"],
+                         "tape medium needed", timeout=30)
+        assert st["medium_needed"] is True and target(st, "tape")["queue"]["instances"] == 10
+        assert "MEDIUM NEEDED" in ctl(d, "archive", "status")
+        ctl(d, "demo", "tape-insert")
+        ctl(d, "archive", "load")
+        st = wait_status(d, lambda s: s["instances_verified"] == 60 and
+                         target(s, "tape")["queue"]["instances"] == 0 and
+                         target(s, "disc")["queue"]["instances"] == 0,
+                         "60 images verified after the new cartridge")
+        assert not st["medium_needed"]
+        assert target(st, "tape")["volume"]["volume_id"] != first_tape
+
+        # 4. restore a study from the first cartridge (the disc is taken out so the tape is
+        # the only copy in a drive)
+        study = insts[0].study_uid
+        assert study in ctl(d, "studies")
+        shas = [r for r in run(["sqlite3", "-readonly", d / "cairn.db",
+                                "select i.sha256 from instances i join series se on "
+                                "se.id = i.series_ref join studies st on st.id = se.study_ref "
+                                f"where st.study_uid = '{study}'"]).stdout.split()]
+        assert len(shas) >= 25
+        files = {s: d / "objects" / s[:2] / s[2:4] / f"{s}.dcm" for s in shas}
+        originals = {s: p.read_bytes() for s, p in files.items()}
+        for p in files.values():
+            p.unlink()
+        assert subprocess.run([str(CAIRNCTL), "--data", str(d), "fsck"],
+                              capture_output=True).returncode != 0, "fsck missed the deletion"
+        ctl(d, "archive", "eject", "--target", "tape")
+        ctl(d, "archive", "eject", "--target", "disc")
+        ctl(d, "demo", "tape-load", "DEMO01")
+        ctl(d, "archive", "load")
+        out = ctl(d, "restore", "--study", study)
+        for s, p in files.items():
+            assert p.is_file() and p.read_bytes() == originals[s], f"{s} not restored\n{out}"
+        ctl(d, "fsck")
+
+        # the README's way to read the cartridge without cairn
+        on_tape = set()
+        for f in sorted((d / "hw/tape/cartridges/DEMO01").glob("file-[0-9][0-9][0-9][0-9]")):
+            if f.name == "file-0000" or f.stat().st_size == 0:
+                continue
+            x = tmp_path / f.name
+            x.mkdir()
+            run(["tar", "-b", "512", "-xf", f, "-C", x])
+            run(["sha256sum", "--quiet", "-c", "MANIFEST.sha256"], cwd=x)
+            on_tape |= {p.stem for p in (x / "objects").glob("*.dcm")}
+        assert set(shas) <= on_tape
+    finally:
+        rc = demo.stop()
+    assert rc == 0, f"demo exited {rc}"
