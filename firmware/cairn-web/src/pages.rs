@@ -306,7 +306,9 @@ fn disks_body(c: &Ctx, raid: &data::Raid, message: Option<&str>) -> Markup {
         .collect();
     let rebuilding = raid.arrays.iter().find(|a| a.rebuild_percent.is_some());
     let blocked = raid.blocked.first();
-    let step = if !faulty.is_empty() {
+    let step = if !faulty.is_empty() && c.alarm.sounding() {
+        1
+    } else if !faulty.is_empty() {
         2
     } else if !empty_bays.is_empty() || blocked.is_some() {
         3
