@@ -9,6 +9,11 @@ the technician does.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import shutil
+import signal
 import subprocess
 import time
 
@@ -81,7 +86,6 @@ def medium_needed(c: ArchiveCairn) -> dict:
 
 def volume_of(c: ArchiveCairn, cartridge: str) -> str:
     """The volume id written in a cartridge's label (tape file 0)."""
-    import json
     return json.loads(c.tape.tape_file(cartridge, 0).read_bytes().decode().strip())["volume_id"]
 
 
@@ -268,5 +272,135 @@ def test_power_cut_while_a_bundle_is_written(make_box, tmp_path):
     out = tmp_path / "x"
     out.mkdir()
     run(["tar", "-b", "512", "-xf", c.tape.tape_file("TAPE01", good[0][0]), "-C", out])
+    run(["sha256sum", "--quiet", "-c", "MANIFEST.sha256"], cwd=out)
+    assert {p.stem for p in (out / "objects").glob("*.dcm")} == set(sent_set(c).values())
+
+
+def test_full_disc_continues_on_the_next_disc(make_box, tmp_path):
+    """The optical target: a small disc fills up; the bundle that did not fit is written whole
+    to the next disc; both discs check with xorriso and every instance is verified."""
+    c = make_box(targets=("disc",))
+    c.disc.insert_blank("DISC01", capacity=4 * MIB)  # the smallest disc
+    insts = make_instances(tmp_path / "send", 160, seed="disc-full")
+    c.start()
+    send(c, [i.path for i in insts])
+    sops = {i.sop_uid for i in insts}
+    flush_fails(c)
+    st = c.status_json()
+    disc = next(t for t in st["targets"] if t["name"] == "disc")
+    assert disc["medium_needed"] and disc["queue"]["instances"] > 0, disc
+    full = c.query("SELECT volume_id, state FROM volumes")
+    assert [s for _, s in full] == ["full"], full
+    verified_first = c.verified_by_kind().get("optical", set())
+    assert verified_first and verified_first < sops
+    c.ok("archive", "eject", "--target", "disc")
+    assert c.disc.loaded() is None
+    c.disc.insert_blank("DISC02", capacity=64 * MIB)
+    time.sleep(1.1)
+    c.ok("archive", "load")
+    c.flush()
+    assert_nothing_lost(c, sops)
+    for did in ("DISC01", "DISC02"):
+        r = run(["xorriso", "-md5", "on", "-indev", f"stdio:{c.disc.image(did)}",
+                 "-check_md5_r", "FAILURE", "/", "--"])
+        assert "File contents and their MD5 checksums match" in r.stdout + r.stderr, did
+
+
+def test_a_tape_labelled_by_another_box_is_never_written(make_box, tmp_path):
+    """A cartridge that holds another box's bundles goes into this box's drive: it is not in
+    the catalog, so nothing is written to it (its bytes stay the same) and the images wait."""
+    a = make_box(box_id="OTHER")
+    a.tape.insert_blank("TAPE01", capacity=256 * MIB)
+    a.start()
+    send(a, [i.path for i in make_instances(tmp_path / "a", 40, seed="other-box")])
+    a.flush()
+    assert a.stop() == 0
+    a.tape.eject()
+    b = make_box()
+    b.tape.init()
+    shutil.copytree(a.tape.cdir("TAPE01"), b.tape.cdir("TAPE01"))
+    b.tape.load("TAPE01")
+    before = {p.name: p.read_bytes() for p in b.tape.cdir("TAPE01").iterdir()}
+    insts = make_instances(tmp_path / "b", 40, seed="this-box")
+    b.start()
+    send(b, [i.path for i in insts])
+    b.ok("archive", "load")
+    flush_fails(b)
+    tape = medium_needed(b)
+    assert tape["queue"]["instances"] == len(insts), tape
+    after = {p.name: p.read_bytes() for p in b.tape.cdir("TAPE01").iterdir()}
+    assert after == before, "cairn wrote to another box's tape"
+    assert not b.query("SELECT 1 FROM bundles"), "a bundle was begun on another box's tape"
+    swap_in_blank(b, "TAPE02")
+    b.flush()
+    assert_nothing_lost(b, {i.sop_uid for i in insts})
+    assert {p.name: p.read_bytes() for p in b.tape.cdir("TAPE01").iterdir()} == before
+
+
+def _descendants(pid: int) -> list[int]:
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            continue
+        for k in kids:
+            out.append(k)
+            out.extend(_descendants(k))
+    return out
+
+
+def test_power_cut_while_a_disc_session_is_written(make_box, tmp_path):
+    """SIGKILL cairnd and its xorriso (a power cut takes both) while a bundle's session grows
+    the disc image; after restart the bundle is written again and the disc checks clean."""
+    c = make_box(targets=("disc",), bundle_max_bytes=1024 * MIB)
+    c.disc.insert_blank("DISC01", capacity=1024 * MIB)
+    paths = []
+    for k in range(16):
+        p = tmp_path / "send" / f"big{k:02d}.dcm"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        make_big(p, 8 * MIB, seed=200 + k)
+        paths.append(p)
+    c.start()
+    send(c, paths)
+    sops = set(sent_set(c))
+    image = c.disc.image("DISC01")
+    deadline = time.monotonic() + 60
+    while not (image.exists() and c.query("SELECT 1 FROM volumes")):
+        assert time.monotonic() < deadline, "the disc was never labelled"
+        time.sleep(0.05)
+    label_size = image.stat().st_size
+    flusher = subprocess.Popen([str(CAIRNCTL), "--data", str(c.data_dir), "archive", "flush"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if image.stat().st_size >= label_size + 16 * MIB:
+                break
+            time.sleep(0.001)
+        else:
+            raise AssertionError(f"the session never grew the image\n{c.log_tail()}")
+        kids = _descendants(c.pid)
+        c.kill()
+        for k in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(k, signal.SIGKILL)
+    finally:
+        flusher.kill()
+        flusher.wait()
+    states = c.query("SELECT state FROM bundles")
+    assert states == [("writing",)], f"the kill did not land during the write: {states}"
+    assert c.queued() == len(sops)
+    time.sleep(0.5)
+    c.start()
+    c.flush()
+    assert_nothing_lost(c, sops)
+    r = run(["xorriso", "-md5", "on", "-indev", f"stdio:{image}", "-check_md5_r", "FAILURE",
+             "/", "--"])
+    assert "File contents and their MD5 checksums match" in r.stdout + r.stderr
+    out = tmp_path / "x"
+    bid = c.query("SELECT bundle_id FROM bundles WHERE state = 'verified'")[0][0]
+    run(["xorriso", "-osirrox", "on", "-indev", f"stdio:{image}", "-extract", f"/{bid}", out])
     run(["sha256sum", "--quiet", "-c", "MANIFEST.sha256"], cwd=out)
     assert {p.stem for p in (out / "objects").glob("*.dcm")} == set(sent_set(c).values())
