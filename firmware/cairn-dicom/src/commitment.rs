@@ -210,6 +210,18 @@ fn parse_action(bytes: &[u8], ts_uid: &str) -> Result<(String, Vec<CommitItem>),
         nstatus::PROCESSING_FAILURE,
         format!("transfer syntax {ts_uid} cannot be decoded"),
     ))?;
+    // Check the structure first with the node's own walker: a bogus length must fail fast
+    // here, not make the decoder below allocate or read for it.
+    let enc = crate::syntax::encoding(ts_uid.trim_end_matches(['\0', ' '])).ok_or((
+        nstatus::PROCESSING_FAILURE,
+        format!("transfer syntax {ts_uid} cannot be decoded"),
+    ))?;
+    crate::dataset::walk_bytes(bytes, enc, MAX_REQUEST as u64 * 4, &|_| false).map_err(|e| {
+        (
+            nstatus::PROCESSING_FAILURE,
+            format!("data set does not parse: {e}"),
+        )
+    })?;
     let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| {
         (
             nstatus::PROCESSING_FAILURE,

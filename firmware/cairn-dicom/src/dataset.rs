@@ -122,6 +122,35 @@ pub fn walk_file(
     Ok(w.out)
 }
 
+/// Walk a small data set held in memory (an N-ACTION's, say) with the same checks; a length
+/// that runs past the end fails as truncated, without allocating for it.
+pub fn walk_bytes(
+    bytes: &[u8],
+    encoding: Encoding,
+    max_bytes: u64,
+    wanted: &dyn Fn(u32) -> bool,
+) -> Result<Walked, DatasetError> {
+    let cursor = io::Cursor::new(bytes.to_vec());
+    let r: Box<dyn Read> = match encoding {
+        Encoding::DeflatedLe => Box::new(flate2::read::DeflateDecoder::new(cursor)),
+        _ => Box::new(cursor),
+    };
+    let mut w = Walker {
+        input: Input::Stream {
+            r,
+            limit: max_bytes,
+        },
+        pos: 0,
+        explicit: encoding != Encoding::ImplicitLe,
+        big_endian: encoding == Encoding::ExplicitBe,
+        wanted,
+        out: Walked::default(),
+    };
+    w.dataset(End::Eof, 0)?;
+    w.out.length = w.pos;
+    Ok(w.out)
+}
+
 #[derive(Clone, Copy)]
 enum End {
     Eof,
