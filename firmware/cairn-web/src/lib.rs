@@ -408,6 +408,7 @@ async fn authorize(State(panel): State<Panel>, req: Request, next: Next) -> Resp
             }
         }
     }
+    tracing::debug!(method = %req.method(), route = %path, "panel request");
     req.extensions_mut().insert(Caller {
         session,
         token,

@@ -952,6 +952,7 @@ async fn settings_view(panel: &Panel, c: &Ctx, message: Option<(bool, String)>) 
                             label { "AE title of this box" input type="text" name="ae_title" value=(s.ae_title) maxlength="16" required; }
                             label.check { input type="checkbox" name="accept_unknown_peers" value="true" checked[s.accept_unknown_peers]; "Accept devices not listed below" }
                             label { "Check every disk every (days, 0 = never)" input type="number" name="scrub_interval_days" min="0" max="365" value=(s.scrub_interval_days); }
+                            label { "Write waiting images to the archive at least every (seconds)" input type="number" name="archive_max_age_secs" min="1" value=(s.archive_max_age_secs); }
                             label { "Log out after idle (seconds)" input type="number" name="session_idle_secs" min="60" max="86400" value=(s.session_idle_secs); }
                             button type="submit" { "Save" }
                             p.small { "Saved to the configuration file; applied at the next start of the box." }
@@ -1062,6 +1063,7 @@ async fn settings_post(
                             .map_err(|_| WebError::BadRequest("scrub interval too large".into()))?,
                     ),
                     session_idle_secs: Some(num("session_idle_secs")?),
+                    archive_max_age_secs: Some(num("archive_max_age_secs")?),
                     peers: None,
                 };
                 let changed = api::change_settings(&panel, &caller, ch).await?;

@@ -46,6 +46,8 @@ pub struct Settings {
     pub peers: Vec<PeerSetting>,
     /// Days between RAID scrubs (0: off).
     pub scrub_interval_days: u32,
+    /// Longest wait before waiting images are written to the archive, seconds.
+    pub archive_max_age_secs: u64,
     /// Panel idle logout, seconds.
     pub session_idle_secs: u64,
     /// Whether the panel may change them (a config file is known and writable).
@@ -68,6 +70,9 @@ pub struct SettingsChange {
     /// Days between scrubs.
     #[serde(default)]
     pub scrub_interval_days: Option<u32>,
+    /// Longest wait before waiting images are written to the archive, seconds.
+    #[serde(default)]
+    pub archive_max_age_secs: Option<u64>,
     /// Panel idle logout, seconds.
     #[serde(default)]
     pub session_idle_secs: Option<u64>,
@@ -93,6 +98,7 @@ pub fn view(c: &Config, editable: bool) -> Settings {
             })
             .collect(),
         scrub_interval_days: c.hardware.scrub_interval_days.unwrap_or(30),
+        archive_max_age_secs: c.archive.bundle_max_age_secs,
         session_idle_secs: c.http.session_idle_secs,
         editable,
     }
@@ -207,6 +213,19 @@ pub fn apply(text: &str, path: &Path, ch: &SettingsChange) -> Result<(String, Ch
             ));
         }
     }
+    if let Some(a) = ch.archive_max_age_secs {
+        if a != old.archive.bundle_max_age_secs {
+            if doc.get("archive").is_none() {
+                doc["archive"] = Item::Table(Table::new());
+            }
+            doc["archive"]["bundle_max_age_secs"] = value(a as i64);
+            changed.push((
+                "archive.bundle_max_age_secs".into(),
+                old.archive.bundle_max_age_secs.to_string(),
+                a.to_string(),
+            ));
+        }
+    }
     if let Some(s) = ch.session_idle_secs {
         if s != old.http.session_idle_secs {
             if doc.get("http").is_none() {
@@ -275,15 +294,25 @@ mod tests {
                 retrieve: false,
             }]),
             scrub_interval_days: Some(14),
+            archive_max_age_secs: Some(3600),
             ..Default::default()
         };
         let (out, changed) = apply(&text(), p, &ch).unwrap();
-        assert_eq!(changed.len(), 3, "{changed:?}");
+        assert_eq!(changed.len(), 4, "{changed:?}");
         assert!(out.contains("# The AE title other devices must call"));
         let c = Config::parse(&out, p).unwrap();
         assert_eq!(c.dicom.ae_title.as_str(), "NEWAE");
         assert_eq!(c.dicom.peers.len(), 1);
         assert_eq!(c.hardware.scrub_interval_days, Some(14));
+        assert_eq!(c.archive.bundle_max_age_secs, 3600);
+        let zero = SettingsChange {
+            archive_max_age_secs: Some(0),
+            ..Default::default()
+        };
+        assert!(matches!(
+            apply(&text(), p, &zero),
+            Err(WebError::BadRequest(_))
+        ));
 
         let bad_ae = SettingsChange {
             ae_title: Some("THIS IS FAR TOO LONG FOR AN AE".into()),
