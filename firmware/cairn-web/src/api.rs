@@ -461,7 +461,14 @@ async fn api_status(State(panel): State<Panel>) -> Result<Json<Value>, WebError>
     v["state"] = json!(o.health.state);
     v["headline"] = json!(o.health.headline);
     let p = panel.clone();
-    v["archive"] = blocking(move || crate::pages::archive_json(&p)).await?;
+    // The archive's part is left empty rather than failing the whole status.
+    v["archive"] = match blocking(move || crate::pages::archive_json(&p)).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "archive status for the panel");
+            Value::Null
+        }
+    };
     Ok(Json(v))
 }
 
