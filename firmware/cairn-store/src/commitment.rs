@@ -1,10 +1,12 @@
 //! Storage commitment (push model) in the index: the durable record of each request until it
 //! is reported, and the rule that decides, per instance, whether the box commits to keeping it.
 //!
-//! An instance is committed when its current row is in the index, its object file exists on
-//! the hot store, and at least one verified cold copy of those exact bytes exists (a `copies`
-//! row marked verified in a bundle whose state is `verified`, from the archive tables of schema
-//! version 4). A known instance without such a copy is pending; an unknown one has failed.
+//! An instance is committed when its current row is in the index with the requested SOP class,
+//! its object file exists on the hot store, and at least one verified cold copy of those exact
+//! bytes exists (a `copies` row with `verified = 1`, from the archive tables of schema version
+//! 4; the archive sets it in the transaction that marks its bundle verified and never clears
+//! it, docs/interface.md). A known instance without such a copy is pending; an unknown one has
+//! failed.
 //!
 //! The two tables here (`commitment_requests`, `commitment_items`) are created with
 //! `CREATE TABLE IF NOT EXISTS` by [`ensure_schema`] through the store's writer, so they sit
@@ -237,8 +239,7 @@ fn evaluate_with(
          ORDER BY id DESC LIMIT 1",
     )?;
     let mut verified = conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM copies c JOIN bundles b ON b.id = c.bundle_ref
-         WHERE c.sha256 = ?1 AND c.verified = 1 AND b.state = 'verified')",
+        "SELECT EXISTS (SELECT 1 FROM copies WHERE sha256 = ?1 AND verified = 1)",
     )?;
     let mut out = Vec::with_capacity(items.len());
     for it in items {

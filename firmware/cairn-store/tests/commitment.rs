@@ -92,7 +92,7 @@ fn only_a_hot_file_with_a_verified_cold_copy_is_committed() {
         put(&store, sop, body.as_bytes());
     }
     copy(&store, "1.1", "verified", true, 1);
-    copy(&store, "1.2", "writing", true, 2); // bundle not verified yet
+    copy(&store, "1.2", "writing", false, 2); // bundle still being written
     copy(&store, "1.3", "verified", false, 3); // copy not verified
     copy(&store, "1.5", "verified", true, 5);
     std::fs::remove_file(data.object_path(&sha(&store, "1.5"))).unwrap();
