@@ -214,6 +214,8 @@ pub struct TargetStatus {
     pub message: String,
     /// The last error.
     pub last_error: Option<String>,
+    /// When the archive thread last published this (empty: never).
+    pub updated_at: String,
 }
 
 /// Status of the whole archive.
@@ -236,6 +238,13 @@ pub fn open_read(data: &DataDir) -> Result<Connection, ArchiveError> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 4 {
+        return Err(ArchiveError::Refused(format!(
+            "{} has no archive catalog yet (start this version of cairnd on it once)",
+            data.root().display()
+        )));
+    }
     Ok(conn)
 }
 
@@ -400,6 +409,7 @@ pub fn archive_status(data: &DataDir) -> Result<ArchiveStatus, ArchiveError> {
                 .unwrap_or_else(|| "cairnd is not running".into()),
             message: l.map(|l| l.message.clone()).unwrap_or_default(),
             last_error: l.and_then(|l| l.last_error.clone()),
+            updated_at: l.map(|l| l.updated_at.clone()).unwrap_or_default(),
             medium_needed,
             queue,
             name,

@@ -19,6 +19,8 @@ use cairn_hal::optical::OpticalDrive;
 use cairn_hal::tape::TapeDrive;
 use cairn_store::{DataDir, Store, StoreJob};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An open drive of either kind.
@@ -76,6 +78,8 @@ pub struct Archiver {
     data: DataDir,
     policy: Policy,
     targets: Vec<Target>,
+    /// Set when the daemon stops: no new bundle is started.
+    stop: Arc<AtomicBool>,
 }
 
 /// What one bundle attempt did.
@@ -148,6 +152,7 @@ impl Archiver {
             data,
             policy,
             targets,
+            stop: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -156,10 +161,28 @@ impl Archiver {
         &self.store
     }
 
+    /// A flag that, once set, stops the archiver between bundles (and ends [`Archiver::run`]).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     /// Publish the live status (`archive.json`: temp file, rename).
     pub fn publish(&self) {
+        let now = cairn_store::now_rfc3339();
         let s = LiveStatus {
-            targets: self.targets.iter().map(|t| t.live.clone()).collect(),
+            targets: self
+                .targets
+                .iter()
+                .map(|t| {
+                    let mut l = t.live.clone();
+                    l.updated_at = now.clone();
+                    l
+                })
+                .collect(),
         };
         let path = self.data.root().join(requests::STATUS_FILE);
         let tmp = path.with_extension("json.tmp");
@@ -204,6 +227,9 @@ impl Archiver {
         let mut last = Outcome::Idle;
         let mut rounds = 0;
         loop {
+            if self.stopping() {
+                break;
+            }
             rounds += 1;
             let o = self.step_once(i, force);
             let again = matches!(o, Outcome::Verified(_)) && rounds < 10_000;
@@ -687,7 +713,8 @@ impl Archiver {
                     ));
                     break;
                 }
-                let stuck = !matches!(o, Outcome::Verified(_)) || guard > 100_000;
+                let stuck =
+                    !matches!(o, Outcome::Verified(_)) || guard > 100_000 || self.stopping();
                 if stuck {
                     ok = false;
                     msgs.push(format!(
@@ -1079,10 +1106,12 @@ impl Archiver {
     }
 
     /// The archive thread's loop: requests, bundles, status, until `stop` is set.
-    pub fn run(mut self, stop: &std::sync::atomic::AtomicBool, on_medium_needed: &dyn Fn(bool)) {
+    /// Stop it with the flag from [`Archiver::stop_flag`]: the bundle in progress is finished
+    /// and verified first.
+    pub fn run(mut self, on_medium_needed: &dyn Fn(bool)) {
         let mut last_tick = Instant::now() - Duration::from_secs(10);
         let mut was_needed = false;
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        while !self.stopping() {
             self.handle_requests();
             if last_tick.elapsed() >= Duration::from_secs(1) {
                 self.tick(false);
@@ -1094,6 +1123,10 @@ impl Archiver {
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+        for t in &mut self.targets {
+            t.live.activity = "cairnd stopped".into();
+            t.live.drive = "unknown".into();
         }
         self.publish();
     }

@@ -174,7 +174,15 @@ fn print_status(s: &ArchiveStatus) {
             ),
             None => println!("  last verified bundle: none yet"),
         }
-        println!("  activity  {}", t.activity);
+        println!(
+            "  activity  {}{}",
+            t.activity,
+            if t.updated_at.is_empty() {
+                String::new()
+            } else {
+                format!(" (as of {})", t.updated_at)
+            }
+        );
         if !t.message.is_empty() {
             println!("  note      {}", t.message);
         }

@@ -133,12 +133,11 @@ pub fn start(config: &Config, store: Store) -> Result<Option<ArchiveHandle>> {
             )
         })
         .collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+    let stop = archiver.stop_flag();
     let thread = std::thread::Builder::new()
         .name("archive".into())
         .spawn(move || {
-            archiver.run(&flag, &|needed| {
+            archiver.run(&|needed| {
                 if needed {
                     tracing::warn!(
                         "medium needed: images are waiting for a cold copy and no writable \
