@@ -2,14 +2,16 @@
 """tools/bench-archive: the archive writer's speed, measured from outside the daemon.
 
 Part `flush` (throughput): a cairnd with one emulated tape target, data directory and tape both
-on tmpfs (/dev/shm), is loaded with N GiB of objects by /usr/bin/storescu while no bundle is
-due; then `cairnctl archive flush` is timed from request to answer (every bundle written,
-spaced back over, read back and SHA-256-checked). Throughput = tar bytes in the verified
-bundles / that time. A sampler watches the cartridge's tape files grow (5 ms) and the bundle
-rows (20 ms), which splits each bundle into its write phase (the tape file grows) and its
-read-back phase (it stopped growing, the bundle is not yet verified). Record sizes are read
-from the emulator's `.rec` files. cairnd's own "bundle written and verified" log lines
-(bytes, MB/s per bundle) are reported beside.
+on tmpfs (/dev/shm), is loaded with N GiB of objects by /usr/bin/storescu with bundles that
+never fill; it is restarted with the measured bundle size (1 GiB), so every bundle is due at
+once, and `cairnctl archive flush` waits until all are verified (written, spaced back over,
+read back and SHA-256-checked). Throughput = tar bytes of the verified bundles / (last
+`bundles.verified_at` - first `bundles.started_at`), the catalog's own times; the flush's wall
+time from cairnd's ready line to its answer is printed beside. A sampler watches the
+cartridge's tape files grow (5 ms) and the bundle rows (20 ms), which splits each bundle into
+its write phase (the tape file grows) and its read-back phase (it stopped growing, the bundle
+is not yet verified). Record sizes are read from the emulator's `.rec` files; cairnd's own
+"bundle written and verified" log lines (bytes, MB/s per bundle) are reported beside.
 
 Part `load` (writer wait share): a fresh cairnd with bundles of 64 MiB or 1 s age receives a
 storescu load; the sampler records whether a bundle is being written or verified (a bundle
@@ -165,6 +167,28 @@ def engine_lines(c: ArchiveCairn) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in LOG_RE.findall(text)]
 
 
+def archive_thread(pid: int) -> int | None:
+    """The tid of cairnd's thread named `archive`."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            if Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip() == "archive":
+                return int(tid)
+        except OSError:
+            pass
+    return None
+
+
+def schedstat(pid: int, tid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for a CPU) of one thread so far."""
+    run_ns, wait_ns, _ = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+    return int(run_ns) / 1e9, int(wait_ns) / 1e9
+
+
+def rfc3339(t: str) -> float:
+    from datetime import datetime
+    return datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+
+
 def new_box(base: Path, **kw) -> ArchiveCairn:
     shutil.rmtree(base, ignore_errors=True)
     c = ArchiveCairn(base, targets=("tape",), box_id="BENCH", **kw)
@@ -173,27 +197,37 @@ def new_box(base: Path, **kw) -> ArchiveCairn:
 
 
 def part_flush(root: Path, objs: list[Path], bundle_mib: int) -> dict:
-    c = new_box(root / "flush", bundle_max_bytes=bundle_mib * MIB, bundle_max_age_secs=86400)
+    # loaded with bundles that never fill, then restarted with the measured bundle size
+    c = new_box(root / "flush", bundle_max_bytes=1 << 40, bundle_max_age_secs=86400)
     env_log = os.environ.get("RUST_LOG")
     os.environ["RUST_LOG"] = "info"
     try:
         c.start()
         total = sum(p.stat().st_size for p in objs)
         ingest_s = storescu(c, objs)
-        # queued, nothing due yet
         time.sleep(1.5)
         assert not c.query("SELECT 1 FROM bundles"), "a bundle closed before the flush"
+        assert c.stop() == 0
+        c.archive["bundle_max_bytes"] = bundle_mib * MIB
+        c.write_config()
         with Sampler(c, "TAPE01") as s:
+            c.start()  # bundles are due at once (size); the flush also waits for them
             t0 = time.monotonic()
+            tid = archive_thread(c.pid)
+            run0 = schedstat(c.pid, tid) if tid else (0.0, 0.0)
             r = subprocess.run([str(CAIRNCTL), "--data", str(c.data_dir), "archive", "flush"],
                                capture_output=True, text=True, timeout=3600)
             t1 = time.monotonic()
+            run1 = schedstat(c.pid, tid) if tid else (0.0, 0.0)
             time.sleep(0.05)
         assert r.returncode == 0, r.stdout + r.stderr
         assert c.queued() == 0, "queue not empty after flush"
         tar_bytes = c.query("SELECT coalesce(sum(bytes), 0) FROM bundles "
                             "WHERE state = 'verified'")[0][0]
         n_bundles = c.query("SELECT count(*) FROM bundles WHERE state = 'verified'")[0][0]
+        first, last = c.query("SELECT min(started_at), max(verified_at) FROM bundles "
+                              "WHERE state = 'verified'")[0]
+        catalog_s = (rfc3339(last) - rfc3339(first))
         ph = s.phases()
         write_s = sum((p["last_growth"] - p["first_growth"]) for p in ph
                       if p["first_growth"] and p["last_growth"])
@@ -205,6 +239,13 @@ def part_flush(root: Path, objs: list[Path], bundle_mib: int) -> dict:
             "part": "flush", "objects": len(objs), "object_bytes": total,
             "bundle_max_mib": bundle_mib, "bundles": n_bundles, "tar_bytes": tar_bytes,
             "ingest_s": round(ingest_s, 3), "ingest_mb_s": round(total / 1e6 / ingest_s, 1),
+            "catalog_s": round(catalog_s, 3),
+            "catalog_mb_s": round(tar_bytes / 1e6 / catalog_s, 1),
+            "archive_thread_cpu_s": round(run1[0] - run0[0], 3),
+            "archive_thread_runqueue_wait_s": round(run1[1] - run0[1], 3),
+            "mb_per_archive_cpu_s": round(tar_bytes / 1e6 / (run1[0] - run0[0]), 1)
+            if run1[0] > run0[0] else None,
+            "loadavg_1m": os.getloadavg()[0],
             "flush_s": round(t1 - t0, 3),
             "flush_mb_s": round(tar_bytes / 1e6 / (t1 - t0), 1),
             "write_phase_s": round(write_s, 3),
@@ -228,10 +269,13 @@ def part_load(root: Path, objs: list[Path], bundle_mib: int) -> dict:
     try:
         c.start()
         total = sum(p.stat().st_size for p in objs)
+        tid = archive_thread(c.pid)
         with Sampler(c, "TAPE01") as s:
             t0 = time.monotonic()
+            st0 = schedstat(c.pid, tid) if tid else (0.0, 0.0)
             ingest_s = storescu(c, objs)
             t1 = time.monotonic()
+            st1 = schedstat(c.pid, tid) if tid else (0.0, 0.0)
             backlog = c.queued()
             backlog_bytes = c.query(
                 "SELECT coalesce(sum(i.size), 0) FROM archive_queue q "
@@ -253,6 +297,11 @@ def part_load(root: Path, objs: list[Path], bundle_mib: int) -> dict:
             "bundle_max_mib": bundle_mib, "bundle_max_age_s": 1, "bundles": n_bundles,
             "tar_bytes": tar_bytes,
             "load_s": round(ingest_s, 3), "ingest_mb_s": round(total / 1e6 / ingest_s, 1),
+            "archive_thread_on_cpu_share": round((st1[0] - st0[0]) / (t1 - t0), 3),
+            "archive_thread_runqueue_share": round((st1[1] - st0[1]) / (t1 - t0), 3),
+            "archive_thread_sleeping_share": round(
+                1 - (st1[0] - st0[0] + st1[1] - st0[1]) / (t1 - t0), 3),
+            "loadavg_1m": os.getloadavg()[0],
             "writer_busy_share": round(busy, 3),
             "writer_wait_share": round(1 - busy, 3),
             "tape_bytes_during_load": tape_during,
@@ -293,9 +342,17 @@ def main() -> int:
         parts = a.parts.split(",")
         if "flush" in parts:
             r = part_flush(root, objs, a.bundle_mib)
+            shutil.rmtree(root / "flush", ignore_errors=True)  # free the tmpfs
             results.append(r)
-            print(f"\nflush: {r['bundles']} bundle(s), {r['tar_bytes'] / 1e6:.0f} MB of tar "
-                  f"in {r['flush_s']} s = {r['flush_mb_s']} MB/s written + read back + checked"
+            print(f"\nflush: {r['bundles']} bundle(s), {r['tar_bytes'] / 1e6:.0f} MB of tar; "
+                  f"first bundle begun -> last verified (catalog times) {r['catalog_s']} s = "
+                  f"{r['catalog_mb_s']} MB/s written + read back + checked"
+                  f"\n  cairnctl archive flush from cairnd start to answer: {r['flush_s']} s "
+                  f"({r['flush_mb_s']} MB/s)"
+                  f"\n  archive thread: {r['archive_thread_cpu_s']} s on a CPU "
+                  f"({r['mb_per_archive_cpu_s']} MB per CPU-second), "
+                  f"{r['archive_thread_runqueue_wait_s']} s runnable but waiting for a CPU "
+                  f"(load average {r['loadavg_1m']:.1f} on {os.cpu_count()} CPUs)"
                   f"\n  write phase {r['write_phase_s']} s ({r['write_mb_s']} MB/s), read-back "
                   f"phase {r['readback_phase_s']} s ({r['readback_mb_s']} MB/s)"
                   f"\n  records: {r['record_sizes']} (length: count)"
@@ -307,6 +364,10 @@ def main() -> int:
             print(f"\nload: storescu {r['object_bytes'] / 1e6:.0f} MB in {r['load_s']} s "
                   f"({r['ingest_mb_s']} MB/s); archive writer busy {r['writer_busy_share']:.1%}"
                   f", waiting for input {r['writer_wait_share']:.1%} of that time"
+                  f"\n  archive thread during the load: on a CPU "
+                  f"{r['archive_thread_on_cpu_share']:.1%}, runnable but waiting for a CPU "
+                  f"{r['archive_thread_runqueue_share']:.1%}, asleep (waiting for input) "
+                  f"{r['archive_thread_sleeping_share']:.1%}"
                   f"\n  tape during the load: {r['tape_mb_s_during_load']} MB/s; backlog at "
                   f"load end {r['backlog_at_load_end']} instances "
                   f"({r['backlog_bytes_at_load_end'] / 1e6:.0f} MB), drained in "
