@@ -83,7 +83,7 @@ def test_boots_to_dicom_ready(box):
     # The array the box made on its blank disks: RAID 6 over bays 1-5, healthy once in sync.
     a = wait_for(lambda: (lambda a: a if a["health"] == "ok" and a["sync_action"] == "idle" else None)(array(box)),
                  120, "the initial resync")
-    assert a["level"] == "raid6" and sorted(m["bay"] for m in a["members"]) == [1, 2, 3, 4, 5], a
+    assert a["level"] == f"raid{box.raid}" and sorted(m["bay"] for m in a["members"]) == [1, 2, 3, 4, 5], a
     assert alarm(box)["sounding"] is False
 
 
