@@ -8,13 +8,64 @@ is restored from it byte for byte. Only the commands the README gives are used.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import threading
 import time
 
 from archivelib import run, send
 from datagen import make_instances
-from harness import CAIRNCTL, free_port
-from test_demo import Demo
+from harness import CAIRND, CAIRNCTL, free_port, wait_port
+
+LOG = None  # the running demo's stderr file, for failure messages
+
+
+class Demo:
+    """`cairnd demo DIR` with its stderr kept in DIR/../demo.log."""
+
+    def __init__(self, directory, port, http_port):
+        global LOG
+        LOG = directory.parent / "demo.log"
+        self.log = open(LOG, "wb")
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [str(CAIRND), "demo", str(directory), "--dicom-port", str(port),
+             "--http-port", str(http_port)],
+            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, RUST_LOG="info"))
+        ready = threading.Event()
+
+        def pump():
+            for raw in self.proc.stdout:
+                line = raw.decode(errors="replace").rstrip("\n")
+                self.lines.append(line)
+                if line.startswith("cairn ready:"):
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(30) or self.proc.poll() is not None:
+            self.proc.kill()
+            raise AssertionError(f"demo not ready: {self.lines}\n{log_tail()}")
+        wait_port(port, 10)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+
+
+def log_tail(n: int = 30) -> str:
+    try:
+        return "\n".join(LOG.read_text(errors="replace").splitlines()[-n:])
+    except (OSError, AttributeError):
+        return "(no log)"
 
 
 class Port:
@@ -27,7 +78,8 @@ def ctl(d, *args, ok=True, timeout=300):
     r = subprocess.run([str(CAIRNCTL), "--data", str(d), *args], capture_output=True,
                        text=True, timeout=timeout)
     if ok:
-        assert r.returncode == 0, f"cairnctl {' '.join(args)}: {r.returncode}\n{r.stdout}{r.stderr}"
+        assert r.returncode == 0, \
+            f"cairnctl {' '.join(args)}: {r.returncode}\n{r.stdout}{r.stderr}\n{log_tail()}"
     return r.stdout
 
 
@@ -35,14 +87,15 @@ def status(d) -> dict:
     return json.loads(ctl(d, "archive", "status", "--json"))
 
 
-def wait_status(d, pred, what, timeout=60.0) -> dict:
+def wait_status(d, pred, what, timeout=120.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         st = status(d)
         if pred(st):
             return st
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout} s: {json.dumps(st)[:3000]}")
+            raise AssertionError(f"{what} not reached in {timeout} s: {json.dumps(st)[:3000]}"
+                                 f"\n{log_tail()}")
         time.sleep(0.5)
 
 
@@ -75,7 +128,7 @@ def test_readme_walk_through_on_the_demo(tmp_path):
             ("ejected", "offsite_vault"), vols[first_tape]
         send(box, [i.path for i in insts[50:]])
         st = wait_status(d, lambda s: target(s, "tape")["medium_needed"],
-                         "tape medium needed", timeout=30)
+                         "tape medium needed", timeout=60)
         assert st["medium_needed"] is True and target(st, "tape")["queue"]["instances"] == 10
         assert "MEDIUM NEEDED" in ctl(d, "archive", "status")
         ctl(d, "demo", "tape-insert")
