@@ -182,6 +182,15 @@ pub struct LiveTarget {
     pub last_error: Option<String>,
     /// When this was written.
     pub updated_at: String,
+    /// Since this thread started: bytes of objects written and verified...
+    #[serde(default)]
+    pub bytes_verified: u64,
+    /// ...milliseconds spent writing and verifying bundles (the rest it waited for input)...
+    #[serde(default)]
+    pub busy_ms: u64,
+    /// ...and milliseconds since it started.
+    #[serde(default)]
+    pub uptime_ms: u64,
 }
 
 /// The published live status file.

@@ -80,6 +80,7 @@ pub struct Archiver {
     targets: Vec<Target>,
     /// Set when the daemon stops: no new bundle is started.
     stop: Arc<AtomicBool>,
+    started: Instant,
 }
 
 /// What one bundle attempt did.
@@ -153,6 +154,7 @@ impl Archiver {
             policy,
             targets,
             stop: Arc::new(AtomicBool::new(false)),
+            started: Instant::now(),
         })
     }
 
@@ -180,6 +182,7 @@ impl Archiver {
                 .map(|t| {
                     let mut l = t.live.clone();
                     l.updated_at = now.clone();
+                    l.uptime_ms = self.started.elapsed().as_millis() as u64;
                     l
                 })
                 .collect(),
@@ -681,6 +684,8 @@ impl Archiver {
             manifest_sha,
         )?;
         let secs = started.elapsed().as_secs_f64();
+        t.live.busy_ms += started.elapsed().as_millis() as u64;
+        t.live.bytes_verified += members.iter().map(|m| m.size).sum::<u64>();
         tracing::info!(
             bundle = %bundle_id,
             copies = n,

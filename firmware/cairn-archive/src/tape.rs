@@ -118,16 +118,28 @@ fn last_file_has_records(drive: &mut dyn TapeDrive) -> Result<bool, ArchiveError
     Ok(has)
 }
 
-struct TapeSink<'a> {
-    drive: &'a mut dyn TapeDrive,
-    records: u64,
+/// Hands full records to the drive-writer thread, recycling buffers.
+struct PipeSink {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    free: std::sync::mpsc::Receiver<Vec<u8>>,
 }
 
-impl RecordSink for TapeSink<'_> {
+impl RecordSink for PipeSink {
     fn write_record(&mut self, record: &[u8]) -> Result<(), ArchiveError> {
-        self.drive.write_block(record)?;
-        self.records += 1;
-        Ok(())
+        let mut buf = self.free.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(record);
+        let sent = self
+            .tx
+            .as_ref()
+            .map(|tx| tx.send(buf).is_ok())
+            .unwrap_or(false);
+        if sent {
+            Ok(())
+        } else {
+            // the writer stopped on an error; it is reported by the caller
+            Err(ArchiveError::Io("the drive writer stopped".into()))
+        }
     }
 }
 
@@ -140,8 +152,13 @@ pub struct Written {
     pub records: u64,
 }
 
+/// Records in flight between the hashing thread and the drive.
+const PIPE_DEPTH: usize = 8;
+
 /// Write one bundle at the current position (the end of data) and its filemark.
 ///
+/// Objects are read and hashed on this thread while another thread writes the full records to
+/// the drive, so hashing and the drive overlap (two cores).
 /// On early warning the bundle is ended with a filemark (allowed past the warning) and the
 /// `EarlyWarning` error is returned: the caller marks the bundle incomplete on this volume.
 pub fn write_bundle(
@@ -151,20 +168,49 @@ pub fn write_bundle(
     src: &dyn ObjectSource,
     mtime: u64,
 ) -> Result<Written, ArchiveError> {
-    let mut sink = TapeSink { drive, records: 0 };
-    let r = bundle::write_tar(&mut sink, RECORD_SIZE, small, members, src, mtime);
-    match r {
-        Ok(tar_bytes) => {
-            sink.drive.write_filemarks(1)?;
-            Ok(Written {
-                tar_bytes,
-                records: sink.records,
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
+    let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let (produced, written) = std::thread::scope(|s| {
+        let d: &mut dyn TapeDrive = &mut *drive;
+        let writer = s.spawn(move || -> Result<u64, cairn_hal::tape::TapeError> {
+            let mut n = 0u64;
+            for rec in full_rx {
+                d.write_block(&rec)?;
+                n += 1;
+                let _ = free_tx.send(rec);
+            }
+            Ok(n)
+        });
+        let mut sink = PipeSink {
+            tx: Some(full_tx),
+            free: free_rx,
+        };
+        let produced = bundle::write_tar(&mut sink, RECORD_SIZE, small, members, src, mtime);
+        sink.tx = None;
+        drop(sink);
+        let written = writer.join().unwrap_or_else(|_| {
+            Err(cairn_hal::tape::TapeError::Io {
+                device: "tape".into(),
+                op: "write",
+                source: std::io::Error::other("the drive writer thread panicked"),
             })
+        });
+        (produced, written)
+    });
+    let r = match (produced, written) {
+        (Ok(tar_bytes), Ok(records)) => Ok(Written { tar_bytes, records }),
+        (_, Err(e)) => Err(ArchiveError::Tape(e)),
+        (Err(e), Ok(_)) => Err(e),
+    };
+    match r {
+        Ok(w) => {
+            drive.write_filemarks(1)?;
+            Ok(w)
         }
         Err(e) => {
             // end the unfinished file so the next one starts cleanly; st allows a filemark
             // past the early warning
-            if let Err(fm) = sink.drive.write_filemarks(1) {
+            if let Err(fm) = drive.write_filemarks(1) {
                 tracing::warn!(error = %fm, "could not end an unfinished bundle with a filemark");
             }
             Err(e)
@@ -237,10 +283,75 @@ pub fn verify_last(drive: &mut dyn TapeDrive) -> Result<ReadBack, ArchiveError> 
     read_file(drive)
 }
 
-/// Read the tape file at the current position to its filemark.
+/// Read the tape file at the current position to its filemark (past it), hashing on this
+/// thread while another reads the records from the drive.
 pub fn read_file(drive: &mut dyn TapeDrive) -> Result<ReadBack, ArchiveError> {
-    let mut r = FileReader::new(drive);
-    let rb = bundle::read_back(&mut r)?;
-    r.drain().map_err(|e| ArchiveError::Io(e.to_string()))?;
-    Ok(rb)
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, String>>(PIPE_DEPTH);
+    let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|s| {
+        let d: &mut dyn TapeDrive = &mut *drive;
+        s.spawn(move || {
+            let mut consumer_gone = false;
+            loop {
+                let mut buf = free_rx.try_recv().unwrap_or_default();
+                buf.resize(RECORD_SIZE, 0);
+                let msg = match d.read_block(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Ok(buf)
+                    }
+                    Err(e) if e.kind() == TapeErrorKind::EndOfData => break,
+                    Err(e) => Err(e.to_string()),
+                };
+                let stop = msg.is_err();
+                if !consumer_gone && tx.send(msg).is_err() {
+                    // keep reading to the filemark so the tape ends up after this file
+                    consumer_gone = true;
+                }
+                if stop {
+                    break;
+                }
+            }
+        });
+        let mut r = PipeReader {
+            rx,
+            free: free_tx,
+            cur: Vec::new(),
+            pos: 0,
+        };
+        let rb = bundle::read_back(&mut r);
+        // let the reader finish the file
+        let _ = std::io::copy(&mut r, &mut std::io::sink());
+        drop(r);
+        rb
+    })
+}
+
+/// Bytes of records received from the drive-reader thread.
+struct PipeReader {
+    rx: std::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
+    free: std::sync::mpsc::Sender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(buf)) => {
+                    let old = std::mem::replace(&mut self.cur, buf);
+                    let _ = self.free.send(old);
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(std::io::Error::other(e)),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.pos);
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
