@@ -249,8 +249,9 @@ pub fn health(raid: Option<&Raid>, alarm: &AlarmState) -> Health {
             }
         }
         if let Some(a) = r.arrays.iter().find(|a| a.rebuild_percent.is_some()) {
+            // Still sounding (nobody silenced it yet): say so in the colour.
             return h(
-                "working",
+                if sounding { "alarm" } else { "working" },
                 format!(
                     "Rebuilding {}: {:.0} % done",
                     a.name,

@@ -869,3 +869,81 @@ async fn audit_filters_and_exports_csv() {
     let bad = b.send(get("/api/v1/audit?from=yesterday")).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
+
+/// The overview and the Disks page from a published RAID status and alarm state: the verdict,
+/// the banner with Silence, the bays, SMART warnings, the rebuild bar with its ETA.
+#[tokio::test]
+async fn disks_page_shows_bays_rebuild_eta_and_smart_warnings() {
+    let b = start();
+    let admin = b.setup().await;
+    let smart = |verdict: &str, warnings: &[&str]| {
+        json!({"verdict": verdict, "warnings": warnings, "available": true, "passed": true,
+               "model": "X", "serial": "S", "temperature_c": 35, "reallocated_sectors": 24,
+               "pending_sectors": 0, "offline_uncorrectable": 0, "media_errors": null,
+               "percentage_used": null, "exit_status": 0, "message": null})
+    };
+    let member = |bay: u32, state: &str, dev: &str, sm: Value| {
+        json!({"bay": bay, "state": state, "device": dev, "slot": bay - 1, "flags": [],
+               "errors": 0, "smart": sm})
+    };
+    let raid = json!({
+        "updated_at_ms": 1, "board": "demo",
+        "arrays": [{
+            "name": "md0", "level": "raid6", "health": "degraded", "running": true,
+            "raid_disks": 4, "degraded": 1, "sync_action": "recover", "rebuild_percent": 25.0,
+            "progress": {"action": "recover", "percent": 25.0, "speed_kib": 102400, "eta_secs": 900},
+            "mismatch_cnt": 0, "component_size_kib": 1048576,
+            "members": [
+                member(1, "in_sync", "sda", smart("ok", &[])),
+                member(2, "in_sync", "sdb", smart("warning", &["24 reallocated sectors"])),
+                member(3, "rebuilding", "sdg", smart("ok", &[])),
+                member(4, "in_sync", "sdd", Value::Null),
+            ]
+        }],
+        "bays": [
+            {"bay": 1, "device": "sda", "size_bytes": 1_000_000_000u64, "fault": false},
+            {"bay": 2, "device": "sdb", "size_bytes": 1_000_000_000u64, "fault": false},
+            {"bay": 3, "device": "sdg", "size_bytes": 1_000_000_000u64, "fault": false},
+            {"bay": 4, "device": "sdd", "size_bytes": 1_000_000_000u64, "fault": false}
+        ],
+        "blocked": []
+    });
+    std::fs::write(b.data.root().join("raid.json"), raid.to_string()).unwrap();
+    let alarm = json!({"next_id": 1, "events": [{"id": 1, "kind": "disk-failed", "bay": 3,
+        "array": "md0", "message": "The disk in bay 3 failed (md0)", "raised_at_ms": 1,
+        "silenced": false, "silenced_by": null}]});
+    std::fs::write(b.data.root().join("alarm.json"), alarm.to_string()).unwrap();
+    let get = |p: &'static str| R {
+        method: "GET",
+        path: p,
+        cookie: Some(&admin.0),
+        ..Default::default()
+    };
+    let overview = b.send(get("/")).await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(
+        overview.body.contains("Rebuilding md0: 25 % done"),
+        "{}",
+        overview.body
+    );
+    assert!(overview.body.contains("id=\"alarm-banner\""));
+    assert!(overview.body.contains("id=\"silence\""));
+    let disks = b.send(get("/disks")).await;
+    assert_eq!(disks.status, StatusCode::OK);
+    let body = &disks.body;
+    assert_eq!(body.matches("data-bay=").count(), 4, "{body}");
+    assert!(
+        body.contains("class=\"bay rebuilding\" data-bay=\"3\""),
+        "{body}"
+    );
+    assert!(body.contains("Bay 2: 24 reallocated sectors"), "{body}");
+    assert!(body.contains("about 15 min left"), "{body}");
+    assert!(body.contains("value=\"25.0\""), "{body}");
+    // Silence is offered on every page, Audit included.
+    let audit = b.send(get("/audit")).await;
+    assert!(audit.body.contains("id=\"silence\""));
+    let status = b.send(get("/api/v1/status")).await.json();
+    assert_eq!(status["state"], "alarm");
+    assert_eq!(status["sounding"], true);
+    assert_eq!(status["raid"]["arrays"][0]["progress"]["eta_secs"], 900);
+}
