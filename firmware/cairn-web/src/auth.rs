@@ -256,6 +256,9 @@ impl std::fmt::Debug for AuthDb {
 
 const SCHEMA_VERSION: i64 = 1;
 
+/// A session's last use is written at most this often (the idle limit is that much coarse).
+const TOUCH_SECS: u64 = 15;
+
 impl AuthDb {
     /// Open (creating) `web.db` at `path`.
     pub fn open(path: &Path, cost: HashCost) -> Result<AuthDb, WebError> {
@@ -482,15 +485,18 @@ impl AuthDb {
             c.execute("DELETE FROM sessions WHERE token_sha256 = ?1", [&h])?;
             return Ok(None);
         }
-        c.execute(
-            "UPDATE sessions SET last_seen = ?1 WHERE token_sha256 = ?2",
-            params![now as i64, h],
-        )?;
-        // Old idle sessions of anyone are swept now and then.
-        c.execute(
-            "DELETE FROM sessions WHERE last_seen < ?1",
-            [now.saturating_sub(idle_secs) as i64],
-        )?;
+        // Touch at most every TOUCH_SECS: each write is an fsync of web.db.
+        if now.saturating_sub(last_seen as u64) >= TOUCH_SECS {
+            c.execute(
+                "UPDATE sessions SET last_seen = ?1 WHERE token_sha256 = ?2",
+                params![now as i64, h],
+            )?;
+            // Idle sessions of anyone are swept at the same time.
+            c.execute(
+                "DELETE FROM sessions WHERE last_seen < ?1",
+                [now.saturating_sub(idle_secs) as i64],
+            )?;
+        }
         Ok(Some(Session {
             username,
             role: Role::parse(&role).unwrap_or(Role::Reader),
