@@ -402,6 +402,9 @@ impl Association<'_> {
             }
         };
         let n = items.len();
+        // Claim the request for this association before the worker can see it.
+        let claimed: Arc<Mutex<Option<i64>>> = Arc::default();
+        let (hub, me, slot) = (self.commit.hub.clone(), self.commit.id, claimed.clone());
         let recorded = sc::record_request(
             self.store,
             &txn,
@@ -409,10 +412,18 @@ impl Association<'_> {
             &self.peer.to_string(),
             items,
             self.config.dicom.commitment_timeout_secs,
+            move |id| {
+                hub.lock().owner.insert(id, me);
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+            },
         );
         let id = match recorded {
             Ok(id) => id,
             Err(e) => {
+                let stale = *claimed.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(id) = stale {
+                    self.commit.hub.forget(id);
+                }
                 tracing::error!(error = %e, "cannot record a storage commitment request");
                 return self.respond_raw(
                     context_id,
@@ -425,12 +436,8 @@ impl Association<'_> {
             }
         };
         tracing::info!(request = id, instances = n, "storage commitment requested");
-        self.respond_raw(context_id, action_rsp(cmd, status::SUCCESS, None))?;
-        {
-            let mut g = self.commit.hub.lock();
-            g.owner.insert(id, self.commit.id);
-        }
         self.commit.owned.insert(id);
+        self.respond_raw(context_id, action_rsp(cmd, status::SUCCESS, None))?;
         // Answer at once when everything is already decided.
         match self.commit.hub.route(id) {
             Route::Outbox(_) => self.send_report(id, Some(context_id)),

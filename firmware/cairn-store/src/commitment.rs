@@ -112,6 +112,9 @@ pub fn ensure_schema(store: &Store) -> Result<(), StoreError> {
 }
 
 /// Records a request durably with its audit row; returns its id once committed.
+///
+/// `on_recorded` gets the new id in the writer thread before the commit is visible to any
+/// reader, so the caller can claim the request before a background worker can see it.
 pub fn record_request(
     store: &Store,
     transaction_uid: &str,
@@ -119,6 +122,7 @@ pub fn record_request(
     peer: &str,
     items: Vec<CommitItem>,
     timeout_secs: u64,
+    on_recorded: impl FnOnce(i64) + Send + 'static,
 ) -> Result<i64, StoreError> {
     let txn = transaction_uid.to_string();
     let ae = calling_ae.to_string();
@@ -145,6 +149,7 @@ pub fn record_request(
                 it.sop_instance_uid
             ])?;
         }
+        on_recorded(id);
         let event = AuditEvent {
             actor: format!("ae:{}", esc(&ae)),
             action: "commitment-request".into(),

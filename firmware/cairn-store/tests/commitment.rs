@@ -134,6 +134,7 @@ fn a_request_is_durable_until_reported_and_audited() {
         "127.0.0.1:5000",
         vec![item(CT, "1.1"), item(CT, "1.2")],
         60,
+        |_| {},
     )
     .unwrap();
     store.close().unwrap();
@@ -167,7 +168,16 @@ fn a_request_is_durable_until_reported_and_audited() {
     assert!(sc::pending_request(&data, id).unwrap().is_none());
     sc::mark_reported(&store, id, 2, 0, 2, "again").unwrap(); // no second audit row
 
-    let id2 = sc::record_request(&store, "1.2.3.5", "PACS", "-", vec![item(CT, "1.1")], 0).unwrap();
+    let id2 = sc::record_request(
+        &store,
+        "1.2.3.5",
+        "PACS",
+        "-",
+        vec![item(CT, "1.1")],
+        0,
+        |_| {},
+    )
+    .unwrap();
     sc::mark_attempt_failed(&store, id2, 0, "no peer", true).unwrap();
     assert!(sc::pending_request(&data, id2).unwrap().is_none());
     let actions: Vec<String> = store
