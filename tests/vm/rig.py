@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -91,9 +92,37 @@ def build_image(board: str = "qemu-x86_64-scsi", cargo: bool = True) -> Path:
     return Path(r.stdout.strip().splitlines()[-1])
 
 
+def kernel_version() -> str:
+    """The kernel ABI of the built image (its manifest)."""
+    man = (CACHE / "out" / "qemu-x86_64-scsi" / "manifest.txt").read_text()
+    return next(l.split("=", 1)[1] for l in man.splitlines() if l.startswith("kernel="))
+
+
+def build_gpio_buzzer(kver: str) -> Path:
+    """Build tests/vm/gpio-buzzer (a one-line GPIO chip standing in for a board's buzzer
+    line) against Debian's headers for the image's kernel; cached by source hash."""
+    src = Path(__file__).parent / "gpio-buzzer"
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(src.iterdir()))).hexdigest()[:12]
+    out = CACHE / f"gpio-buzzer-{kver}-{digest}.ko"
+    if out.exists():
+        return out
+    headers = f"linux-headers-{kver}"
+    if _missing([headers, "gcc", "make"]):
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", headers, "gcc", "make"],
+                       check=True, stdout=subprocess.DEVNULL,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    build = CACHE / "gpio-buzzer-build"
+    shutil.rmtree(build, ignore_errors=True)
+    shutil.copytree(src, build)
+    subprocess.run(["make", "-s", "-C", f"/usr/src/linux-headers-{kver}", f"M={build}", "modules"],
+                   check=True, capture_output=True)
+    shutil.copy(build / "cairn_gpio_buzzer.ko", out)
+    return out
+
+
 def cpio_newc(files: dict[str, tuple[int, bytes]]) -> bytes:
-    """A gzip'd newc cpio archive of `{path: (mode, data)}` (directories are made by the
-    image's archive already); appended after the image's, its files win."""
+    """A gzip'd newc cpio archive of `{path: (mode, data)}` with their parent directories;
+    appended after the image's, its files win."""
     out = io.BytesIO()
     ino = 50000
 
@@ -107,6 +136,9 @@ def cpio_newc(files: dict[str, tuple[int, bytes]]) -> bytes:
         out.write(data)
         out.write(b"\0" * (-len(data) % 4))
 
+    dirs = sorted({str(Path(n).parents[i]) for n in files for i in range(len(Path(n).parents) - 1)})
+    for d in dirs:  # parents first (the kernel does not make missing ones)
+        entry(d, 0o040755, b"")
     for name, (mode, data) in files.items():
         entry(name, mode, data)
     entry("TRAILER!!!", 0, b"")
