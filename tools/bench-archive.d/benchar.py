@@ -14,9 +14,11 @@ is not yet verified). Record sizes are read from the emulator's `.rec` files; ca
 "bundle written and verified" log lines (bytes, MB/s per bundle) are reported beside.
 
 Part `load` (writer wait share): a fresh cairnd with bundles of 64 MiB or 1 s age receives a
-storescu load; the sampler records whether a bundle is being written or verified (a bundle
-row in state `writing`). Wait share = share of the load's wall time with no bundle in
-progress. Also: ingest rate, tape rate during the load, backlog when storescu finished and
+storescu load. Wait share = 1 - busy share over the load's wall time, measured three ways:
+cairnd's own counters in `archive.json` (`busy_ms` / `uptime_ms`, time spent writing and
+verifying bundles), the bundle rows (sampled every 20 ms: is a bundle in state `writing`?),
+and the archive thread's scheduler statistics (on a CPU / runnable but waiting for a CPU /
+asleep). Also: ingest rate, tape rate during the load, backlog when storescu finished and
 the time to drain it.
 
 Nothing here asserts a target (DESIGN.md: >= 400 MB/s writing and verifying); it prints
@@ -184,6 +186,25 @@ def schedstat(pid: int, tid: int) -> tuple[float, float]:
     return int(run_ns) / 1e9, int(wait_ns) / 1e9
 
 
+def live(c: ArchiveCairn, name: str = "tape", fresh_after: str | None = None,
+         timeout: float = 5.0) -> dict:
+    """The archive thread's own counters for a target from `archive.json` (bytes_verified,
+    busy_ms, uptime_ms; docs/interface.md), optionally waiting for a publication newer than
+    `fresh_after` (its updated_at)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            doc = json.loads((c.data_dir / "archive.json").read_text())
+            t = next(x for x in doc["targets"] if x["name"] == name)
+            if fresh_after is None or t.get("updated_at", "") > fresh_after:
+                return t
+        except (OSError, ValueError, StopIteration, KeyError):
+            pass
+        if time.monotonic() > deadline:
+            return {}
+        time.sleep(0.05)
+
+
 def rfc3339(t: str) -> float:
     from datetime import datetime
     return datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
@@ -219,6 +240,7 @@ def part_flush(root: Path, objs: list[Path], bundle_mib: int) -> dict:
                                capture_output=True, text=True, timeout=3600)
             t1 = time.monotonic()
             run1 = schedstat(c.pid, tid) if tid else (0.0, 0.0)
+            eng = live(c)
             time.sleep(0.05)
         assert r.returncode == 0, r.stdout + r.stderr
         assert c.queued() == 0, "queue not empty after flush"
@@ -234,7 +256,7 @@ def part_flush(root: Path, objs: list[Path], bundle_mib: int) -> dict:
         verify_s = sum((p["verified_seen"] - p["last_growth"]) for p in ph
                        if p["verified_seen"] and p["last_growth"])
         recs = record_sizes(c.tape.cdir("TAPE01"))
-        eng = engine_lines(c)
+        lines = engine_lines(c)
         res = {
             "part": "flush", "objects": len(objs), "object_bytes": total,
             "bundle_max_mib": bundle_mib, "bundles": n_bundles, "tar_bytes": tar_bytes,
@@ -253,7 +275,11 @@ def part_flush(root: Path, objs: list[Path], bundle_mib: int) -> dict:
             "readback_phase_s": round(verify_s, 3),
             "readback_mb_s": round(tar_bytes / 1e6 / verify_s, 1) if verify_s > 0 else None,
             "record_sizes": {str(k): v for k, v in sorted(recs.items())},
-            "engine_bundles": [{"bytes": b, "mb_per_s": m} for b, m in eng],
+            "engine_bundles": [{"bytes": b, "mb_per_s": m} for b, m in lines],
+            "engine_bytes_verified": eng.get("bytes_verified"),
+            "engine_busy_ms": eng.get("busy_ms"),
+            "engine_mb_s": round(eng["bytes_verified"] / 1e3 / eng["busy_ms"], 1)
+            if eng.get("busy_ms") else None,
         }
         return res
     finally:
@@ -271,11 +297,13 @@ def part_load(root: Path, objs: list[Path], bundle_mib: int) -> dict:
         total = sum(p.stat().st_size for p in objs)
         tid = archive_thread(c.pid)
         with Sampler(c, "TAPE01") as s:
+            e0 = live(c)
             t0 = time.monotonic()
             st0 = schedstat(c.pid, tid) if tid else (0.0, 0.0)
             ingest_s = storescu(c, objs)
             t1 = time.monotonic()
             st1 = schedstat(c.pid, tid) if tid else (0.0, 0.0)
+            e1 = live(c, fresh_after=e0.get("updated_at", ""))
             backlog = c.queued()
             backlog_bytes = c.query(
                 "SELECT coalesce(sum(i.size), 0) FROM archive_queue q "
@@ -302,6 +330,10 @@ def part_load(root: Path, objs: list[Path], bundle_mib: int) -> dict:
             "archive_thread_sleeping_share": round(
                 1 - (st1[0] - st0[0] + st1[1] - st0[1]) / (t1 - t0), 3),
             "loadavg_1m": os.getloadavg()[0],
+            "engine_busy_share": round((e1["busy_ms"] - e0["busy_ms"]) /
+                                       (e1["uptime_ms"] - e0["uptime_ms"]), 3)
+            if e1.get("uptime_ms") and e0.get("uptime_ms") is not None
+            and e1["uptime_ms"] > e0["uptime_ms"] else None,
             "writer_busy_share": round(busy, 3),
             "writer_wait_share": round(1 - busy, 3),
             "tape_bytes_during_load": tape_during,
@@ -353,6 +385,8 @@ def main() -> int:
                   f"({r['mb_per_archive_cpu_s']} MB per CPU-second), "
                   f"{r['archive_thread_runqueue_wait_s']} s runnable but waiting for a CPU "
                   f"(load average {r['loadavg_1m']:.1f} on {os.cpu_count()} CPUs)"
+                  f"\n  cairnd's own counters (archive.json): {r['engine_bytes_verified']} bytes "
+                  f"verified in {r['engine_busy_ms']} ms busy = {r['engine_mb_s']} MB/s"
                   f"\n  write phase {r['write_phase_s']} s ({r['write_mb_s']} MB/s), read-back "
                   f"phase {r['readback_phase_s']} s ({r['readback_mb_s']} MB/s)"
                   f"\n  records: {r['record_sizes']} (length: count)"
@@ -361,9 +395,12 @@ def main() -> int:
         if "load" in parts:
             r = part_load(root, objs, a.load_bundle_mib)
             results.append(r)
+            eb = r["engine_busy_share"]
             print(f"\nload: storescu {r['object_bytes'] / 1e6:.0f} MB in {r['load_s']} s "
-                  f"({r['ingest_mb_s']} MB/s); archive writer busy {r['writer_busy_share']:.1%}"
-                  f", waiting for input {r['writer_wait_share']:.1%} of that time"
+                  f"({r['ingest_mb_s']} MB/s); archive writer waiting for input "
+                  f"{'?' if eb is None else format(1 - eb, '.1%')} of that time by cairnd's "
+                  f"busy_ms/uptime_ms, {r['writer_wait_share']:.1%} by the bundle rows "
+                  f"(no bundle in state writing)"
                   f"\n  archive thread during the load: on a CPU "
                   f"{r['archive_thread_on_cpu_share']:.1%}, runnable but waiting for a CPU "
                   f"{r['archive_thread_runqueue_share']:.1%}, asleep (waiting for input) "
