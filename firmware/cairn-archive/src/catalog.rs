@@ -643,6 +643,46 @@ pub fn register_volume(
             )
             .optional()?;
         let mut events = Vec::new();
+        // a drive holds one volume: any other the catalog still places in this drive was taken
+        // out without an eject
+        let stale: Vec<(String, String)> = {
+            let mut st = c.prepare(
+                "SELECT volume_id, state FROM volumes WHERE target_ref = ?1
+                   AND location = 'in_drive' AND volume_id != ?2",
+            )?;
+            let rows = st.query_map(params![target_id, l.volume_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (vid, vstate) in stale {
+            let to = if matches!(vstate.as_str(), "labelled" | "append") {
+                "ejected"
+            } else {
+                vstate.as_str()
+            };
+            c.execute(
+                "UPDATE volumes SET location = 'onsite_shelf', state = ?2, updated_at = ?3,
+                   updated_by = ?4 WHERE volume_id = ?1",
+                params![vid, to, now, by],
+            )?;
+            if to != vstate {
+                events.push(audit(
+                    &by,
+                    "volume-state",
+                    &vid,
+                    serde_json::json!({"from": vstate, "to": to,
+                        "why": "another volume was found in its drive"}),
+                ));
+            }
+            events.push(audit(
+                &by,
+                "volume-location",
+                &vid,
+                serde_json::json!({"from": "in_drive", "to": "onsite_shelf",
+                    "why": "another volume was found in its drive"}),
+            ));
+        }
         match existing {
             None => {
                 c.execute(

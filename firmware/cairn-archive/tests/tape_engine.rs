@@ -153,6 +153,22 @@ fn bundles_are_written_verified_and_read_by_gnu_tar() {
         ) >= 1
     );
 
+    // someone swaps the cartridge without an eject: the catalog moves the old one out
+    emulator::eject(&r.drive).unwrap();
+    cartridge(&r.drive, "TAPE02", 1 << 30, (1 << 30) - (1 << 20));
+    a.load(None, "user:swap").unwrap();
+    let vols = catalog::list_volumes(&r.data).unwrap();
+    assert_eq!(vols.len(), 2);
+    let old = vols.iter().find(|v| v.verified_copies == 40).unwrap();
+    assert_eq!(old.location, catalog::Location::OnsiteShelf);
+    assert_eq!(old.state, catalog::VolumeState::Ejected);
+    assert_eq!(
+        vols.iter()
+            .filter(|v| v.location == catalog::Location::InDrive)
+            .count(),
+        1
+    );
+
     // GNU tar reads tape file 1 straight from the emulator's file; sha256sum checks it
     drop(a);
     let f1 = emulator::tape_file_path(&r.drive, "TAPE01", 1).unwrap();
