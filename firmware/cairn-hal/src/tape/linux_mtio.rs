@@ -150,14 +150,16 @@ impl LinuxTape {
 
     fn motion_error(&mut self, name: &'static str, e: nix::errno::Errno) -> TapeError {
         if e == nix::errno::Errno::EIO {
-            // Running off recorded data (blank check) or the beginning is reported as EIO.
+            // st reports running off recorded data (blank check) forwards, or into the
+            // beginning of the tape backwards, as EIO; the status tells which.
             if let Ok(st) = self.status() {
-                if st.eod {
+                let backwards = name == "MTBSF";
+                if !backwards && st.eod {
                     return TapeError::EndOfData {
                         device: self.path.clone(),
                     };
                 }
-                if st.bot {
+                if backwards && st.bot {
                     return TapeError::BeginningOfMedium {
                         device: self.path.clone(),
                     };
