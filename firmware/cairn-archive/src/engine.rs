@@ -923,7 +923,15 @@ impl Archiver {
                     let label = match tape::read_label(d.as_mut())? {
                         TapeLabel::Cairn(l) => l,
                         other => {
-                            msgs.push(format!("{}: {:?}: nothing to scan", t.spec.name, other));
+                            msgs.push(format!(
+                                "{}: {}: nothing to scan",
+                                t.spec.name,
+                                match other {
+                                    TapeLabel::NoMedium => "no medium in the drive",
+                                    TapeLabel::Blank => "the medium is blank",
+                                    _ => "the medium is not a cairn volume",
+                                }
+                            ));
                             continue;
                         }
                     };
@@ -954,7 +962,15 @@ impl Archiver {
                     let label = match optical::read_label(d.as_mut(), &data)? {
                         DiscLabel::Cairn(l) => l,
                         other => {
-                            msgs.push(format!("{}: {:?}: nothing to scan", t.spec.name, other));
+                            msgs.push(format!(
+                                "{}: {}: nothing to scan",
+                                t.spec.name,
+                                match other {
+                                    DiscLabel::NoMedium => "no disc in the drive",
+                                    DiscLabel::Blank => "the disc is blank",
+                                    _ => "the disc is not a cairn volume",
+                                }
+                            ));
                             continue;
                         }
                     };
@@ -1041,7 +1057,12 @@ impl Archiver {
                 .iter()
                 .position(|t| t.volume.as_ref().is_some_and(|l| l.volume_id == vol))
             else {
-                missing_volumes.push(vol);
+                let loc = copies
+                    .iter()
+                    .find(|c| c.1 == vol)
+                    .map(|c| c.4.clone())
+                    .unwrap_or_default();
+                missing_volumes.push(format!("{vol} (now at {loc})"));
                 continue;
             };
             for file in files {
