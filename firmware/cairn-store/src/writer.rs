@@ -798,5 +798,27 @@ mod tests {
         );
         let r = crate::fsck(&data, crate::FsckOptions::default()).unwrap();
         assert!(r.problems.is_empty(), "{:?}", r.problems);
+
+        // recovery after an unclean stop: a queued row whose file is gone is rolled back
+        // with its queue rows (the store still opens)
+        let sha: String = {
+            let c = index::open_ro(&data.db()).unwrap();
+            c.query_row(
+                "SELECT sha256 FROM instances ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        {
+            let c = Connection::open(data.db()).unwrap();
+            c.execute("UPDATE store_state SET value = 0", []).unwrap();
+        }
+        std::fs::remove_file(data.root().join(CLEAN_MARK)).unwrap();
+        std::fs::remove_file(data.object_path(&sha)).unwrap();
+        let store = Store::open(data.clone()).unwrap();
+        store.close().unwrap();
+        assert_eq!(count(&data, "SELECT count(*) FROM archive_queue"), 4);
+        assert_eq!(count(&data, "SELECT count(*) FROM instances"), 3);
     }
 }
