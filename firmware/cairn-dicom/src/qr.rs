@@ -65,6 +65,12 @@ fn decode_identifier(bytes: &[u8], ts_uid: &str) -> Result<Identifier, String> {
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .ok_or_else(|| format!("transfer syntax {ts_uid} cannot be decoded"))?;
+    // The node's own walker checks every length first: a bogus length must fail here at once,
+    // not make the decoder below allocate or wait for it.
+    let enc = crate::syntax::encoding(ts_uid.trim_end_matches(['\0', ' ']))
+        .ok_or_else(|| format!("transfer syntax {ts_uid} cannot be decoded"))?;
+    crate::dataset::walk_bytes(bytes, enc, bytes.len() as u64 * 4 + 1024, &|_| false)
+        .map_err(|e| format!("identifier does not parse: {e}"))?;
     let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
         .map_err(|e| format!("identifier does not parse: {e}"))?;
     let mut id = Identifier {
@@ -1133,5 +1139,39 @@ impl SubAssociation {
                 &mut buf,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_identifier;
+
+    const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+
+    #[test]
+    fn identifier_with_a_bogus_length_is_refused() {
+        // (0010,0010) PN, implicit VR, length 0xFFFFFFF0 with only 5 bytes behind it.
+        let mut bytes = vec![0x10, 0x00, 0x10, 0x00, 0xF0, 0xFF, 0xFF, 0xFF];
+        bytes.extend_from_slice(b"DOE^J");
+        let Err(err) = decode_identifier(&bytes, IMPLICIT_LE) else {
+            panic!("a bogus length was accepted");
+        };
+        assert!(err.contains("identifier does not parse"), "{err}");
+    }
+
+    #[test]
+    fn identifier_keys_are_decoded() {
+        // (0008,0052) CS "STUDY " then (0010,0010) PN "DOE^J "
+        let mut bytes = vec![0x08, 0x00, 0x52, 0x00, 6, 0, 0, 0];
+        bytes.extend_from_slice(b"STUDY ");
+        bytes.extend_from_slice(&[0x10, 0x00, 0x10, 0x00, 6, 0, 0, 0]);
+        bytes.extend_from_slice(b"DOE^J ");
+        let Ok(id) = decode_identifier(&bytes, IMPLICIT_LE) else {
+            panic!("a valid identifier was refused");
+        };
+        assert_eq!(id.level.map(|l| l.as_str()), Some("STUDY"));
+        assert_eq!(id.keys.len(), 1);
+        assert_eq!(id.keys[0].0, 0x0010_0010);
+        assert!(id.keys[0].2.starts_with("DOE^J"));
     }
 }
