@@ -126,6 +126,15 @@ def test_readme_walk_through_on_the_demo(tmp_path):
         vols = {v["volume_id"]: v for v in json.loads(ctl(d, "archive", "volumes", "--json"))}
         assert (vols[first_tape]["state"], vols[first_tape]["location"]) == \
             ("ejected", "offsite_vault"), vols[first_tape]
+        # every move is an audit row with who and when
+        moves = [ln.split("\t") for ln in run(
+            ["sqlite3", "-readonly", "-separator", "\t", d / "cairn.db",
+             "select actor, action, detail, at from audit where object = "
+             f"'{first_tape}' and action in ('volume-state', 'volume-location')"]
+        ).stdout.splitlines()]
+        assert any(a == "volume-location" and "offsite_vault" in det and who.startswith("user:")
+                   and at for who, a, det, at in moves), moves
+        assert any(a == "volume-state" and '"ejected"' in det for _, a, det, _ in moves), moves
         send(box, [i.path for i in insts[50:]])
         st = wait_status(d, lambda s: target(s, "tape")["medium_needed"],
                          "tape medium needed", timeout=60)
