@@ -505,8 +505,16 @@ pub fn write_tar<S: RecordSink>(
     t.add_bytes(AUDIT_HEAD, &small.head, mtime)?;
     t.add_dir("objects/", mtime)?;
     for m in members {
-        let mut r = src.open(&m.sha256)?;
-        let got = t.add_stream(&m.path(), m.size, mtime, &mut r)?;
+        let damaged = |e: ArchiveError| match e {
+            ArchiveError::Source(_) => ArchiveError::HotCopyDamaged {
+                sha256: m.sha256.clone(),
+            },
+            other => other,
+        };
+        let mut r = src.open(&m.sha256).map_err(damaged)?;
+        let got = t
+            .add_stream(&m.path(), m.size, mtime, &mut r)
+            .map_err(damaged)?;
         if got != m.sha256 {
             return Err(ArchiveError::HotCopyDamaged {
                 sha256: m.sha256.clone(),

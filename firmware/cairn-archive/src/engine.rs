@@ -494,6 +494,22 @@ impl Archiver {
         let Some(label) = t.volume.clone() else {
             return Ok(Outcome::MediumNeeded);
         };
+        // a hot file that is missing or has the wrong size is left out before anything is
+        // written (it stays queued; fsck and the status say why)
+        let (batch, bad): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(_, m)| {
+            std::fs::metadata(data.object_path(&m.sha256)).is_ok_and(|md| md.len() == m.size)
+        });
+        for (id, m) in &bad {
+            tracing::error!(sha256 = %m.sha256, "hot copy missing or truncated: not archived");
+            t.exclude.insert(*id);
+            t.live.last_error = Some(format!(
+                "the hot copy of {} is missing or truncated: run cairnctl fsck",
+                m.sha256
+            ));
+        }
+        if batch.is_empty() {
+            return Ok(Outcome::NotVerified("hot copies missing".into()));
+        }
         let members: Vec<Member> = batch.iter().map(|(_, m)| m.clone()).collect();
         let mtime = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
         let file_number: i64 = match t.drive.as_mut() {
@@ -580,9 +596,6 @@ impl Archiver {
                                     t.exclude.insert(*id);
                                 }
                             }
-                        } else if let Some((id, _)) = batch.first() {
-                            // cannot tell which: skip none, but do not spin on the same error
-                            let _ = id;
                         }
                         tracing::error!(error = %e, "a hot copy could not be archived");
                     }
@@ -694,7 +707,13 @@ impl Archiver {
             "bundle written and verified"
         );
         t.live.activity = "idle".into();
-        t.live.last_error = None;
+        t.live.last_error = (!t.exclude.is_empty()).then(|| {
+            format!(
+                "{} queued image(s) skipped: their hot copy is missing or damaged (run \
+                 cairnctl fsck)",
+                t.exclude.len()
+            )
+        });
         t.live.message = format!("bundle {bundle_id} verified ({n} objects)");
         Ok(Outcome::Verified(n))
     }

@@ -52,7 +52,7 @@ pub enum ArchiveError {
     #[error("reading the hot copy: {0}")]
     Source(String),
     /// A hot object no longer hashes to its name: it is not archived.
-    #[error("the hot copy of {sha256} is damaged (its bytes no longer match its SHA-256)")]
+    #[error("the hot copy of {sha256} is missing or damaged (unreadable, or its bytes no longer match its SHA-256)")]
     HotCopyDamaged {
         /// The object.
         sha256: String,

@@ -492,3 +492,42 @@ fn a_verify_mismatch_is_detected_and_nothing_is_marked_verified() {
     );
     store.close().unwrap();
 }
+
+#[test]
+fn a_missing_or_damaged_hot_copy_stays_queued_and_the_rest_is_archived() {
+    let r = rig();
+    cartridge(&r.drive, "HOT001", 1 << 30, (1 << 30) - (1 << 20));
+    let store = Store::open(r.data.clone()).unwrap();
+    let mut a = archiver(&store, &r.drive, 64 << 20);
+    let shas = put(&store, 6, 20_000, "1.2.3.800", 11);
+    std::fs::remove_file(r.data.object_path(&shas[1])).unwrap();
+    // same size, other bytes: found while streaming
+    let p = r.data.object_path(&shas[4]);
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::remove_file(&p).unwrap();
+    std::fs::write(&p, bytes).unwrap();
+    let e = a.flush(None).unwrap_err().to_string();
+    assert!(e.contains("2 instance(s) still queued"), "{e}");
+    assert_eq!(verified_instances(&r.data), 4);
+    assert_eq!(q(&r.data, "SELECT count(*) FROM archive_queue"), 2);
+    // the damaged one cost one failed bundle; the missing one none
+    assert_eq!(
+        q(
+            &r.data,
+            "SELECT count(*) FROM bundles WHERE state = 'failed'"
+        ),
+        1
+    );
+    assert_eq!(
+        q(
+            &r.data,
+            "SELECT count(*) FROM volumes WHERE state = 'error'"
+        ),
+        0
+    );
+    let st = catalog::archive_status(&r.data).unwrap();
+    assert!(st.targets[0].last_error.is_some());
+    drop(a);
+    store.close().unwrap();
+}
