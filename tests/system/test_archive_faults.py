@@ -404,3 +404,25 @@ def test_power_cut_while_a_disc_session_is_written(make_box, tmp_path):
     run(["xorriso", "-osirrox", "on", "-indev", f"stdio:{image}", "-extract", f"/{bid}", out])
     run(["sha256sum", "--quiet", "-c", "MANIFEST.sha256"], cwd=out)
     assert {p.stem for p in (out / "objects").glob("*.dcm")} == set(sent_set(c).values())
+
+
+def test_eject_writes_and_verifies_what_waits_first(make_box, tmp_path):
+    """Bundles close on eject: images waiting (no size or age reached) are written and verified
+    on the volume before it is unloaded and recorded where it goes."""
+    c = make_box(bundle_max_bytes=256 * MIB)  # max age 1 h: nothing closes by itself
+    c.tape.insert_blank("TAPE01", capacity=256 * MIB)
+    insts = make_instances(tmp_path / "send", 30, seed="eject-flush")
+    c.start()
+    send(c, [i.path for i in insts])
+    time.sleep(2.5)
+    assert c.queued() == len(insts) and not c.query("SELECT 1 FROM bundles")
+    c.ok("archive", "eject", "--location", "offsite_vault")
+    assert c.tape.loaded() is None
+    vid = volume_of(c, "TAPE01")
+    assert volume_state(c, vid) == ("ejected", "offsite_vault")
+    assert_nothing_lost(c, {i.sop_uid for i in insts})
+    on_it = {r[0] for r in c.query(
+        "SELECT c.sop_instance_uid FROM copies c JOIN bundles b ON b.id = c.bundle_ref "
+        "JOIN volumes v ON v.id = b.volume_ref WHERE v.volume_id = ? AND c.verified = 1",
+        (vid,))}
+    assert on_it == {i.sop_uid for i in insts}
