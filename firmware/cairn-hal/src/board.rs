@@ -129,9 +129,24 @@ mod tests {
     #[test]
     fn shipped_boards_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board");
-        for name in ["qemu-x86_64", "demo"] {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("board.toml").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for must in [
+            "demo",
+            "generic-4bay-x86_64",
+            "qemu-x86_64",
+            "qemu-x86_64-scsi",
+        ] {
+            assert!(names.iter().any(|n| n == must), "board/{must} missing");
+        }
+        for name in &names {
             let b = Board::load(&dir.join(name).join("board.toml")).unwrap();
-            assert_eq!(b.name, name);
+            assert_eq!(&b.name, name);
             assert!(b.bays.len() >= 4, "{name}");
         }
     }

@@ -195,6 +195,15 @@ pub fn diff(
         }
         for o in &b.members {
             if !a.members.iter().any(|m| m.kname == o.kname) {
+                // A working member gone without ever being seen faulty: its disk was pulled
+                // or died at once (md fails it and the monitor removes it between two looks).
+                if !o.has("faulty") && member_state(o) != MemberState::Spare {
+                    out.push(RaidEvent::DiskFailed {
+                        array: array.clone(),
+                        bay: bay(&o.kname),
+                        device: o.kname.clone(),
+                    });
+                }
                 out.push(RaidEvent::DiskRemoved {
                     array: array.clone(),
                     bay: bay(&o.kname),
@@ -312,6 +321,22 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_working_member_gone_at_once_is_a_failure() {
+        // A pulled disk on a real kernel: md fails it and the monitor removes it between two
+        // looks, so the member goes from in_sync to absent without being seen faulty.
+        let clean = md0_only("clean");
+        let mut pulled = clean.clone();
+        pulled[0].members.retain(|m| m.kname != "sdc2");
+        pulled[0].degraded = 1;
+        let ev = diff(Some(&clean), &pulled, &bays("clean"));
+        assert!(
+            matches!(ev[0], RaidEvent::DiskFailed { bay: Some(3), .. }),
+            "{ev:?}"
+        );
+        assert!(matches!(ev[1], RaidEvent::DiskRemoved { bay: Some(3), .. }));
     }
 
     #[test]
