@@ -542,6 +542,8 @@ pub struct ReadBack {
     /// Bytes of the tar stream up to and including its end blocks (tape), or of the files
     /// (optical).
     pub tar_bytes: u64,
+    /// SHA-256 of the `MANIFEST.sha256` member as read.
+    pub manifest_sha256: String,
 }
 
 struct Counting<R> {
@@ -613,6 +615,7 @@ pub fn read_back(src: impl Read) -> Result<ReadBack, ArchiveError> {
         }
         let got = hex::encode(hasher.finalize());
         if e.path == MANIFEST {
+            out.manifest_sha256 = got.clone();
             let text = String::from_utf8_lossy(&kept);
             out.manifest = parse_manifest(&text)?;
             for (h, p) in &out.manifest {

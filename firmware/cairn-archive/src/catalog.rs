@@ -1023,6 +1023,7 @@ pub fn record_scan(
         u64,
         Vec<(String, String, i64, bool)>,
         (i64, String),
+        String,
     );
     let rows: Vec<Scanned> = found
         .iter()
@@ -1058,7 +1059,15 @@ pub fn record_scan(
                 .map(|h| (h.audit_seq, h.audit_hash.clone()))
                 .unwrap_or((0, String::new()));
             let bytes = if state == "verified" { *bytes } else { 0 };
-            (*file, bid, state.to_string(), bytes, copies, head)
+            (
+                *file,
+                bid,
+                state.to_string(),
+                bytes,
+                copies,
+                head,
+                rb.manifest_sha256.clone(),
+            )
         })
         .collect();
     let vid = label.volume_id.clone();
@@ -1074,11 +1083,11 @@ pub fn record_scan(
         )?;
         c.execute("DELETE FROM bundles WHERE volume_ref = ?1", [vref])?;
         let mut total = 0i64;
-        for (file, bid, state, bytes, copies, head) in &rows {
+        for (file, bid, state, bytes, copies, head, manifest_sha) in &rows {
             c.execute(
                 "INSERT INTO bundles (bundle_id, volume_ref, file_number, state, members, bytes,
-                   audit_seq, audit_hash, started_at, closed_at, verified_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, CASE WHEN ?4 = 'verified'
+                   audit_seq, audit_hash, manifest_sha256, started_at, closed_at, verified_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?9, ?9, CASE WHEN ?4 = 'verified'
                    THEN ?9 END)",
                 params![
                     bid,
@@ -1089,7 +1098,8 @@ pub fn record_scan(
                     *bytes as i64,
                     head.0,
                     head.1,
-                    now
+                    now,
+                    manifest_sha
                 ],
             )?;
             let bref = c.last_insert_rowid();

@@ -184,6 +184,7 @@ pub fn read_dir_back(dir: &Path) -> Result<ReadBack, ArchiveError> {
     let manifest = std::fs::read_to_string(dir.join(bundle::MANIFEST))
         .map_err(|e| ArchiveError::Format(format!("no manifest: {e}")))?;
     out.manifest = parse_manifest(&manifest)?;
+    out.manifest_sha256 = hex::encode(Sha256::digest(manifest.as_bytes()));
     out.tar_bytes = manifest.len() as u64;
     for (h, p) in &out.manifest {
         let path = dir.join(p);

@@ -314,7 +314,7 @@ fn a_labelled_volume_is_never_overwritten() {
 }
 
 type CatalogRows = (
-    Vec<(String, String, i64, String, i64, i64)>,
+    Vec<(String, String, i64, String, i64, i64, String)>,
     Vec<(String, String, i64)>,
 );
 
@@ -322,8 +322,8 @@ fn catalog_rows(data: &DataDir) -> CatalogRows {
     let c = Connection::open(data.db()).unwrap();
     let mut s = c
         .prepare(
-            "SELECT b.bundle_id, v.volume_id, b.file_number, b.state, b.members, b.bytes
-             FROM bundles b JOIN volumes v ON v.id = b.volume_ref ORDER BY 1",
+            "SELECT b.bundle_id, v.volume_id, b.file_number, b.state, b.members, b.bytes,
+               b.manifest_sha256 FROM bundles b JOIN volumes v ON v.id = b.volume_ref ORDER BY 1",
         )
         .unwrap();
     let bundles = s
@@ -335,6 +335,7 @@ fn catalog_rows(data: &DataDir) -> CatalogRows {
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
+                r.get(6)?,
             ))
         })
         .unwrap()
