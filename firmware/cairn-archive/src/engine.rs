@@ -1152,19 +1152,20 @@ impl Archiver {
 
     /// The archive thread's loop: requests, bundles, status, until `stop` is set.
     /// Stop it with the flag from [`Archiver::stop_flag`]: the bundle in progress is finished
-    /// and verified first.
+    /// and verified first. `on_medium_needed` hears whether a medium is needed after the first
+    /// pass, then on every change.
     pub fn run(mut self, on_medium_needed: &dyn Fn(bool)) {
         let mut last_tick = Instant::now() - Duration::from_secs(10);
-        let mut was_needed = false;
+        let mut was_needed: Option<bool> = None;
         while !self.stopping() {
             self.handle_requests();
             if last_tick.elapsed() >= Duration::from_secs(1) {
                 self.tick(false);
                 last_tick = Instant::now();
                 let needed = self.medium_needed();
-                if needed != was_needed {
+                if was_needed != Some(needed) {
                     on_medium_needed(needed);
-                    was_needed = needed;
+                    was_needed = Some(needed);
                 }
             }
             std::thread::sleep(Duration::from_millis(100));

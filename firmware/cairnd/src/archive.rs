@@ -8,20 +8,63 @@ use cairn_config::{ColdKind, ColdTarget, Config};
 use cairn_hal::optical::XorrisoDrive;
 use cairn_hal::tape::{EmulatedTape, LinuxTape};
 use cairn_store::Store;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// Whether the archive needs a writable medium, as the archive thread last said: shared in
+/// process with the RAID monitor, which owns the alarm and raises or clears `medium-needed`
+/// from it (no file is re-read). Unknown until the thread's first pass over its targets, so a
+/// latched alarm is neither cleared nor raised again on a restart before the archive has looked.
+#[derive(Clone, Default)]
+pub struct MediumSignal(Arc<AtomicU8>);
+
+impl MediumSignal {
+    // 0 (the default): not known yet.
+    const NOT_NEEDED: u8 = 1;
+    const NEEDED: u8 = 2;
+
+    /// `Some(true)` while images wait and no writable medium is loaded in some target,
+    /// `Some(false)` when every target can write (or has nothing queued), `None` not yet known.
+    pub fn needed(&self) -> Option<bool> {
+        match self.0.load(Ordering::SeqCst) {
+            Self::NEEDED => Some(true),
+            Self::NOT_NEEDED => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Record the archive's answer; returns what it was before.
+    fn set(&self, needed: bool) -> Option<bool> {
+        let v = if needed {
+            Self::NEEDED
+        } else {
+            Self::NOT_NEEDED
+        };
+        match self.0.swap(v, Ordering::SeqCst) {
+            Self::NEEDED => Some(true),
+            Self::NOT_NEEDED => Some(false),
+            _ => None,
+        }
+    }
+}
 
 /// The running archive thread.
 pub struct ArchiveHandle {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
+    medium: MediumSignal,
     /// Human lines for the demo banner.
     pub summary: Vec<String>,
 }
 
 impl ArchiveHandle {
+    /// The shared "medium needed" state, for the RAID monitor's alarm.
+    pub fn medium(&self) -> MediumSignal {
+        self.medium.clone()
+    }
+
     /// Stop after the bundle in progress (if any) is finished and verified.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -134,16 +177,19 @@ pub fn start(config: &Config, store: Store) -> Result<Option<ArchiveHandle>> {
         })
         .collect();
     let stop = archiver.stop_flag();
+    let medium = MediumSignal::default();
+    let signal = medium.clone();
     let thread = std::thread::Builder::new()
         .name("archive".into())
         .spawn(move || {
             archiver.run(&|needed| {
+                let before = signal.set(needed);
                 if needed {
                     tracing::warn!(
                         "medium needed: images are waiting for a cold copy and no writable \
                          tape or disc is loaded (cairnctl archive status)"
                     );
-                } else {
+                } else if before == Some(true) {
                     tracing::info!("a writable medium is available again");
                 }
             })
@@ -152,6 +198,7 @@ pub fn start(config: &Config, store: Store) -> Result<Option<ArchiveHandle>> {
     Ok(Some(ArchiveHandle {
         stop,
         thread,
+        medium,
         summary,
     }))
 }

@@ -173,7 +173,11 @@ fn run(
     })?;
     let addr = server.local_addr()?;
     let monitor = match hw {
-        Some(setup) => Some(monitor::start(setup, store.clone()).context("RAID monitor")?),
+        // the archive's "medium needed" sounds through the monitor's alarm
+        Some(setup) => Some(
+            monitor::start(setup, store.clone(), archive.as_ref().map(|a| a.medium()))
+                .context("RAID monitor")?,
+        ),
         None => None,
     };
     let panel = web::start(&config, &store, &panel_mode).context("web panel")?;

@@ -1,7 +1,9 @@
 //! Wiring of the RAID monitor and the alarm: probe -> events -> alarm -> buzzer, audit rows,
 //! the published status file, requests from `cairnctl` and the panel. The logic lives in
-//! `cairn-raid` and `cairn-alarm`; the hardware in `cairn-hal`.
+//! `cairn-raid` and `cairn-alarm`; the hardware in `cairn-hal`. The archive's "medium needed"
+//! reaches the alarm here too, through the in-process [`MediumSignal`] the archive thread sets.
 
+use crate::archive::MediumSignal;
 use anyhow::{Context, Result};
 use cairn_alarm::{AlarmFile, AlarmKind, AlarmState};
 use cairn_audit::AuditEvent;
@@ -85,7 +87,13 @@ pub fn demo_setup(dir: &Path) -> Result<MonitorSetup> {
 }
 
 /// Start the monitor, the buzzer player and (if the board has one) the button reader.
-pub fn start(setup: MonitorSetup, store: Store) -> Result<MonitorHandle> {
+/// `medium` is the archive thread's "medium needed" state (`None`: no cold target, so a
+/// `medium-needed` event left latched from an earlier configuration is cleared).
+pub fn start(
+    setup: MonitorSetup,
+    store: Store,
+    medium: Option<MediumSignal>,
+) -> Result<MonitorHandle> {
     let emulated = setup.emulator.is_some();
     std::fs::create_dir_all(setup.data_dir.join(REQUEST_DIR))?;
     let alarm_file = AlarmFile::new(&setup.alarm_file);
@@ -136,6 +144,7 @@ pub fn start(setup: MonitorSetup, store: Store) -> Result<MonitorHandle> {
             None => Box::new(Smartctl::new(&setup_root)),
         },
         smart: BTreeMap::new(),
+        medium,
     };
     if m.setup.emulator.is_none() {
         match UeventWatcher::open() {
@@ -280,6 +289,8 @@ struct Monitor {
     smart_source: Box<dyn SmartSource>,
     /// Per bay: the disk last read, its last report, when it was read (ms).
     smart: BTreeMap<u32, (String, SmartReport, u64)>,
+    /// The archive's "medium needed", or none without cold targets.
+    medium: Option<MediumSignal>,
 }
 
 fn audit(store: &Store, action: &str, object: &str, detail: serde_json::Value) {
@@ -326,6 +337,7 @@ impl Monitor {
             if let Err(e) = self.step() {
                 tracing::warn!(error = %e, "RAID monitor");
             }
+            self.medium_alarm();
             if self.setup.emulator.is_some() {
                 std::thread::sleep(tick);
             } else {
@@ -394,6 +406,95 @@ impl Monitor {
                 array,
                 serde_json::json!({"id": id, "kind": kind, "bay": bay, "message": message}),
             );
+        }
+    }
+
+    /// Raise `medium-needed` while the archive waits for a writable medium; clear it once one
+    /// is loaded (or nothing waits any more). Latched and silenced like every other event: a
+    /// still-needed medium is not raised again, so a silence holds until the event clears.
+    fn medium_alarm(&self) {
+        let needed = match &self.medium {
+            Some(m) => m.needed(),
+            None => Some(false),
+        };
+        match needed {
+            Some(true) => {
+                let latched = self.with_alarm(|a| {
+                    a.events
+                        .iter()
+                        .any(|e| e.kind == AlarmKind::MediumNeeded && e.array.is_none())
+                });
+                if latched {
+                    return;
+                }
+                let message = self.medium_message();
+                let id = self.with_alarm(|a| {
+                    a.raise(
+                        AlarmKind::MediumNeeded,
+                        None,
+                        None,
+                        &message,
+                        cairn_hal::now_ms(),
+                    )
+                });
+                if let Some(id) = id {
+                    tracing::warn!(%message, id, "alarm");
+                    audit(
+                        &self.store,
+                        "alarm-raise",
+                        "archive",
+                        serde_json::json!({"id": id, "kind": AlarmKind::MediumNeeded,
+                            "message": message}),
+                    );
+                }
+            }
+            Some(false) => {
+                let cleared = self.with_alarm(|a| a.clear_kind(AlarmKind::MediumNeeded));
+                if !cleared.is_empty() {
+                    tracing::info!("a writable medium is loaded: medium-needed alarm cleared");
+                    audit(
+                        &self.store,
+                        "alarm-clear",
+                        "archive",
+                        serde_json::json!({"ids": cleared.iter().map(|e| e.id).collect::<Vec<_>>()}),
+                    );
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// The sentence for the panel's headline: which medium, in which drive.
+    fn medium_message(&self) -> String {
+        let data = cairn_store::DataDir::new(&self.setup.data_dir);
+        let waiting: Vec<(String, String)> = cairn_archive::archive_status(&data)
+            .map(|s| {
+                s.targets
+                    .into_iter()
+                    .filter(|t| t.medium_needed)
+                    .map(|t| (t.name, t.kind))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let word = |kind: &str| if kind == "optical" { "disc" } else { "tape" };
+        match waiting.as_slice() {
+            [(name, kind)] => {
+                let w = word(kind);
+                let mut cap = w.to_string();
+                cap[..1].make_ascii_uppercase();
+                format!(
+                    "{cap} full or missing: load a new {w} in the {name} drive                      (images are waiting for their cold copy)"
+                )
+            }
+            [] => "Tape or disc needed: load a new one (images are waiting for their cold copy)"
+                .into(),
+            many => format!(
+                "Media needed: load a new one in the {} drives (images are waiting for their                  cold copy)",
+                many.iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
         }
     }
 
