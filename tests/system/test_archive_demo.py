@@ -108,7 +108,10 @@ def test_readme_walk_through_on_the_demo(tmp_path):
     port = free_port()
     demo = Demo(d, port, free_port())
     try:
-        assert any("cold copies to tape" in ln for ln in demo.lines), demo.lines
+        deadline = time.monotonic() + 10  # the banner follows the ready line
+        while not any("cold copies to tape" in ln for ln in demo.lines):
+            assert time.monotonic() < deadline, demo.lines
+            time.sleep(0.05)
         box = Port(port)
         insts = make_instances(tmp_path / "send", 60, seed="demo-walk")
         send(box, [i.path for i in insts[:50]])
