@@ -1,8 +1,10 @@
 """Archive media on real kernel drivers: an st tape (Debian's tgt emulating an SSC drive over
 iSCSI on the host's loopback; /dev/nst0 in the guest) and an optical disc (qemu's SCSI CD
-drive, the guest's sr driver). cairnd's archive meets the tape (tgt's blank tape cannot be
-told apart from a damaged one: it must not be written; then a foreign tape: left alone);
-bundles are written with GNU tar, the tape ejected, and read back with mt and tar alone; a
+drive, the guest's sr driver). cairnd's archive meets the tape: tgt's blank tape cannot be
+read at its start (as a new or degaussed cartridge on some drives), so the archive refuses it
+and says how to label it; the person labels it with `archive load --label-unreadable`; the
+archive writes its bundles to /dev/nst0, verifies them and ejects the tape, which is then read
+back with mt and tar alone; a tape someone wrote their own tar onto is left alone; a
 two-session disc is written with xorriso and read through sr.
 Runs after test_box (same boot): the study stored there is what gets written.
 """
@@ -10,7 +12,12 @@ Runs after test_box (same boot): the study stored there is what gets written.
 from __future__ import annotations
 
 import base64
+import io
 import json
+import shutil
+import sqlite3
+import subprocess
+import tarfile
 import time
 
 from conftest import WORK, echo, record
@@ -57,73 +64,147 @@ def restart_cairnd(vm, archive: bool) -> None:
     raise AssertionError("cairnd did not come back")
 
 
-def test_archive_never_writes_a_tape_it_cannot_read(box, tape):
-    """Debian's tgt (1.0.85) answers a fixed-block READ at the end of data of a blank tape
-    with MEDIUM ERROR "medium format corrupted" instead of BLANK CHECK (real drives say blank
-    check): cairn cannot tell this tape is blank, so it must not write it. The instances stay
-    queued, the status says why, and the cartridge is untouched."""
-    size_before = tape.tape.stat().st_size
-    rc, out = ctl(box, "archive status --json")
+TAPE: dict[str, object] = {}
+
+
+def status_tape(vm) -> tuple[dict, dict]:
+    rc, out = ctl(vm, "archive status --json")
     assert rc == 0, out
     st = json.loads(out)
-    t = next(x for x in st["targets"] if x["name"] == "tape")
-    assert t["drive"] == "error" and t["medium_needed"] is True, t
+    return st, next(x for x in st["targets"] if x["name"] == "tape")
+
+
+def guest_db_rows(vm, sql: str, args=()) -> list[tuple]:
+    """Query a copy of the box's cairn.db (with its WAL) on the host (the image has no sqlite3)."""
+    rc, b64 = vm.sh("cd /var/lib/cairn && /usr/bin/tar -cf - cairn.db $(ls cairn.db-wal 2>/dev/null) "
+                    "| base64 | tr -d '\\n'", timeout=120)
+    assert rc == 0
+    d = WORK / "db-copy"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(b64))) as t:
+        t.extractall(d)
+    c = sqlite3.connect(d / "cairn.db")
+    try:
+        return c.execute(sql, args).fetchall()
+    finally:
+        c.close()
+
+
+def test_archive_refuses_a_tape_it_cannot_read_and_says_what_to_do(box, tape):
+    """Debian's tgt (1.0.85) answers a READ at the start of a blank tape with MEDIUM ERROR
+    ("medium format corrupted") instead of BLANK CHECK, as some real drives do for a new or
+    degaussed cartridge: cairn cannot tell what the tape holds, so it must not write it on its
+    own. The instances stay queued, the status and a refused load say why and name the
+    explicit action, and the cartridge is untouched."""
+    size_before = tape.tape.stat().st_size
+    st, t = status_tape(box)
+    assert t["drive"] == "unreadable medium" and t["medium_needed"] is True, t
     assert "Input/output error" in (t["last_error"] or ""), t
+    assert "cannot be read at its start" in t["message"], t
+    assert "archive load --label-unreadable" in t["message"], t
     assert t["queue"]["instances"] >= 6 and st["instances_verified"] == 0, st
+    rc, out = ctl(box, "archive status")
+    assert rc == 0 and "cannot be read at its start" in out and "--label-unreadable" in out, out
     rc, out = ctl(box, "archive flush --target tape --timeout 20", timeout=60)
     assert rc == 1, out  # refused, with a reason
+    rc, out = ctl(box, "archive load --target tape", timeout=120)
+    assert rc == 1, out  # a load is refused too, and says what to do
+    assert "cannot be read at its start" in out and "archive load --label-unreadable" in out, out
     assert tape.tape.stat().st_size == size_before
-    rc, log = box.sh("grep -c 'probing the medium failed' /var/log/cairnd.log")
+    rc, log = box.sh("grep -c 'cannot be read at its beginning' /var/log/cairnd.log")
     assert int(log.strip() or 0) >= 1, log
 
 
-def test_tape_bundles_with_mt_and_tar_alone(box):
-    """Bundles (the stored objects with a SHA-256 manifest, as cairn's bundle format lays them
-    out) written to the real /dev/nst0 with GNU tar in 256 KiB records, one tape file each,
-    the tape ejected and loaded, then read back with mt and tar alone."""
+def test_archive_labels_it_on_request_then_writes_verifies_and_ejects(box, tape):
+    """The person labels the tape with the explicit action (audited with who and when), and
+    cairn's archive writer puts bundles on the real /dev/nst0 (LinuxTape), reads them back,
+    and unloads the tape for the offsite vault."""
+    rc, out = ctl(box, "archive load --target tape --label-unreadable", timeout=300)
+    assert rc == 0 and "labelled" in out, out
+    st, t = status_tape(box)
+    assert t["drive"] == "ready" and t["volume"]["state"] == "labelled", t
+    vid = t["volume"]["volume_id"]
+    rows = guest_db_rows(box, "SELECT actor, at, detail FROM audit WHERE action = "
+                              "'volume-label-unreadable' AND object = ?", (vid,))
+    assert len(rows) == 1, rows
+    actor, at, detail = rows[0]
+    assert actor.startswith("user:") and at.startswith("20"), rows
+    assert "Input/output error" in json.loads(detail)["read_error"], detail
+    # refused once labelled: a label is read now
+    rc, out = ctl(box, "archive load --target tape --label-unreadable", timeout=120)
+    assert rc == 1 and "not labelled" in out, out
+    rc, out = ctl(box, "archive flush --target tape --timeout 600", timeout=660)
+    assert rc == 0 and "everything verified" in out, out
+    st, t = status_tape(box)
+    assert st["instances_verified"] >= 6 and t["queue"]["instances"] == 0, st
+    vols = json.loads(ctl(box, "archive volumes --json")[1])
+    v = next(x for x in vols if x["volume_id"] == vid)
+    assert v["verified_bundles"] >= 1, v
+    rc, out = ctl(box, "archive eject --target tape --location offsite_vault", timeout=300)
+    assert rc == 0 and "offsite_vault" in out, out
+    vols = json.loads(ctl(box, "archive volumes --json")[1])
+    v = next(x for x in vols if x["volume_id"] == vid)
+    assert v["location"] == "offsite_vault", v
+    TAPE.update(volume=vid, bundles=v["verified_bundles"])
+    record("tape_bundles_written", v["verified_bundles"])
+
+
+def test_tape_read_back_with_mt_and_tar_alone(box):
+    """The ejected cartridge, loaded again (tgt keeps it ready after the unload) and read
+    without cairn: the label (tape file 0, one
+    256 KiB record of JSON), then every bundle file with tar, each checked with sha256sum -c
+    against its manifest, and every object compared with the box's stored file."""
+    vid, n = TAPE["volume"], int(TAPE["bundles"])
     restart_cairnd(box, archive=False)
     rc, out = tape_sh(box, (
-        "set -e; rm -rf /tmp/b1 /tmp/b2; mkdir -p /tmp/b1/objects /tmp/b2/objects; "
-        "n=0; for f in $(find /var/lib/cairn/objects -name '*.dcm' | sort); do n=$((n+1)); "
-        "if [ $((n % 2)) = 1 ]; then cp $f /tmp/b1/objects/; else cp $f /tmp/b2/objects/; fi; done; "
-        "for b in b1 b2; do (cd /tmp/$b && sha256sum objects/*.dcm > MANIFEST.sha256); done; "
-        f"{MT} -f /dev/nst0 rewind; "
-        f"{TAR} -b 512 -cf /dev/nst0 -C /tmp/b1 MANIFEST.sha256 objects; "
-        f"{TAR} -b 512 -cf /dev/nst0 -C /tmp/b2 MANIFEST.sha256 objects; "
-        f"{MT} -f /dev/nst0 weof 1; {MT} -f /dev/nst0 status; {MT} -f /dev/nst0 offline; echo ejected"))
-    assert rc == 0 and "ejected" in out, out
-    assert "File number=3" in out, out  # two tar files (st closes each with a filemark) + one mark
-    rc, out = tape_sh(box, (
         f"set -e; {MT} -f /dev/nst0 load 2>/dev/null || true; {MT} -f /dev/nst0 rewind; "
-        "for n in 0 1; do rm -rf /tmp/r$n; mkdir /tmp/r$n; "
+        f"{MT} -f /dev/nst0 setblk 0; dd if=/dev/nst0 bs=256k count=1 2>/dev/null | head -c 2048; "
+        f"echo; for n in $(seq 1 {n}); do rm -rf /tmp/r$n; mkdir /tmp/r$n; "
         f"{MT} -f /dev/nst0 rewind; {MT} -f /dev/nst0 fsf $n; "
         f"(cd /tmp/r$n && {TAR} -b 512 -xf /dev/nst0 && sha256sum -c MANIFEST.sha256); done; "
-        "ls /tmp/r0/objects /tmp/r1/objects | grep -c dcm; "
-        "for f in /tmp/r0/objects/*.dcm /tmp/r1/objects/*.dcm; do "
+        "echo objects $(ls /tmp/r*/objects | grep -c dcm); "
+        "for f in /tmp/r*/objects/*.dcm; do "
         "b=$(basename $f); cmp $f /var/lib/cairn/objects/$(echo $b | cut -c1-2)/$(echo $b | cut -c3-4)/$b; done; "
-        f"{MT} -f /dev/nst0 rewind; echo same"))
+        f"{MT} -f /dev/nst0 rewind; echo same"), timeout=300)
     assert rc == 0, out
-    assert out.count(": OK") == 6, out
-    assert out.strip().endswith("same") and "\n6\n" in out, out
+    label = json.loads(out[out.index("{"):out.index("}") + 1])
+    assert label["format"] == "cairn-volume" and label["volume_id"] == vid, label
+    assert "FAILED" not in out and out.count("objects/") >= 6, out
+    assert out.count(": OK") == 6 + 2 * n, out  # objects + index.csv + AUDIT-HEAD.json each
+    assert "\nobjects 6\n" in out and out.strip().endswith("same"), out
 
 
-def test_archive_leaves_a_foreign_tape_alone(box, tape):
-    """The tape now holds tar files cairn did not write: a foreign medium, never written."""
+def test_archive_leaves_a_foreign_tape_alone(box, tape, tmp_path_factory):
+    """Someone wrote their own tar onto the cartridge (as a tape from another system would
+    be): a foreign medium, never written, while a newly stored image waits for a volume."""
+    from datagen import make_instances
+
+    rc, out = tape_sh(box, (
+        f"set -e; {MT} -f /dev/nst0 rewind; {MT} -f /dev/nst0 setblk 0; "
+        f"{TAR} -b 512 -cf /dev/nst0 -C /tmp/r1 objects; {MT} -f /dev/nst0 rewind; echo written"))
+    assert rc == 0 and "written" in out, out
     restart_cairnd(box, archive=True)
+    insts = make_instances(tmp_path_factory.mktemp("late"), 1, "vm-rig-late", per_study=(1, 1))
+    r = subprocess.run(["/usr/bin/storescu", "-aec", "CAIRN", "-aet", "RIGSCU", "127.0.0.1",
+                        str(box.dicom_port), str(insts[0].path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
     size = tape.tape.stat().st_size
 
     def foreign():
         rc, out = ctl(box, "archive load --target tape", timeout=60)
-        t = next(x for x in json.loads(ctl(box, "archive status --json")[1])["targets"]
-                 if x["name"] == "tape")
-        return t if t["drive"] == "foreign medium" else None
+        t = status_tape(box)[1]
+        return t if t["drive"] == "foreign medium" and t["medium_needed"] else None
 
     end = time.monotonic() + 60
     t = None
     while time.monotonic() < end and not (t := foreign()):
         time.sleep(1)
-    assert t, "the archive did not report the tar tape as a foreign medium"
-    assert t["queue"]["instances"] >= 6, t
+    assert t, "the archive did not report the tar tape as a foreign medium needing a volume"
+    assert t["queue"]["instances"] >= 1, t
+    rc, out = ctl(box, "archive load --target tape --label-unreadable", timeout=120)
+    assert rc == 1 and "not labelled" in out, out  # data was read: never labelled this way
     assert tape.tape.stat().st_size == size
 
 
@@ -131,7 +212,7 @@ def test_optical_session_written_with_xorriso_and_read_through_sr(box):
     # Two sessions on a disc image with xorriso (the archive's optical path), MD5s recorded.
     rc, out = box.sh(
         "set -e; rm -rf /tmp/disc /tmp/disc.iso; mkdir -p /tmp/disc/s1 /tmp/disc/s2; "
-        "cp /tmp/r0/objects/*.dcm /tmp/r1/objects/*.dcm /tmp/disc/s1/; cp /tmp/r0/MANIFEST.sha256 /tmp/disc/s2/; "
+        "cp /tmp/r*/objects/*.dcm /tmp/disc/s1/; cp /tmp/r1/MANIFEST.sha256 /tmp/disc/s2/; "
         "xorriso -md5 on -outdev stdio:/tmp/disc.iso -volid CAIRN-RIG -map /tmp/disc/s1 /s1 "
         "-close off -commit 2>&1 | tail -2; "
         "xorriso -md5 on -dev stdio:/tmp/disc.iso -map /tmp/disc/s2 /s2 -close off -commit 2>&1 | tail -2; "

@@ -170,7 +170,8 @@ pub struct QueueStatus {
 pub struct LiveTarget {
     /// Target name.
     pub name: String,
-    /// The drive: `ready`, `no medium`, `write protected`, `foreign medium`, `error`.
+    /// The drive: `ready`, `no medium`, `write protected`, `foreign medium`, `unreadable
+    /// medium` (a tape whose beginning cannot be read), `error`.
     pub drive: String,
     /// What the thread does now (`idle`, `writing B..`, `verifying B..`...).
     pub activity: String,

@@ -100,6 +100,35 @@ fn who_system() -> String {
     "system".into()
 }
 
+/// What a probe found, where the caller needs more than the live status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// A tape whose first read at its beginning failed with an I/O error: not written.
+    Unreadable,
+    /// Such a tape, labelled because a person asked for it.
+    UnreadableLabelled,
+    /// A blank medium, labelled.
+    BlankLabelled,
+    /// Anything else (no medium, a label, foreign data, write protected, no drive).
+    Other,
+}
+
+/// A new label whose volume id the catalog does not know yet.
+fn fresh_label(
+    conn: &rusqlite::Connection,
+    box_id: &str,
+    kind: &str,
+    block: u32,
+) -> Result<Label, ArchiveError> {
+    loop {
+        let l = Label::new(box_id, kind, block);
+        if catalog::volume(conn, &l.volume_id)?.is_none() {
+            return Ok(l);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 impl Archiver {
     /// Catalog the targets, mark bundles left `writing` by a crash as `failed` (their instances
     /// are still queued), and get ready. Drives are opened on first use.
@@ -274,13 +303,15 @@ impl Archiver {
     }
 
     /// Read the label of what is in the drive and take it into use (labelling a blank one).
-    /// Never writes to a labelled or foreign medium.
-    fn probe(&mut self, i: usize, by: &str) -> Result<(), ArchiveError> {
+    /// Never writes to a labelled or foreign medium; a tape that cannot be read at its
+    /// beginning is labelled only when `label_unreadable` (a person asked for it).
+    fn probe(&mut self, i: usize, by: &str, label_unreadable: bool) -> Result<Found, ArchiveError> {
         if !self.ensure_drive(i) {
-            return Ok(());
+            return Ok(Found::Other);
         }
         let data = self.data.clone();
         let box_id = self.policy.box_id.clone();
+        let several = self.targets.len() > 1;
         let t = &mut self.targets[i];
         t.probed = true;
         t.volume = None;
@@ -290,6 +321,7 @@ impl Archiver {
             Blank { protected: bool },
             Cairn(Label, Option<u64>, bool),
             Foreign,
+            Unreadable(String),
         }
         let seen = match t.drive.as_mut() {
             Some(Drive::Tape(d)) => match tape::read_label(d.as_mut())? {
@@ -302,6 +334,7 @@ impl Archiver {
                     Seen::Cairn(l, None, wp)
                 }
                 TapeLabel::Foreign => Seen::Foreign,
+                TapeLabel::Unreadable(e) => Seen::Unreadable(e),
             },
             Some(Drive::Optical(d)) => {
                 let cap = d.status().ok().map(|s| s.capacity);
@@ -314,9 +347,86 @@ impl Archiver {
             }
             None => Seen::None,
         };
+        let mut found = Found::Other;
         match seen {
             Seen::None => {
                 t.live.drive = "no medium".into();
+            }
+            Seen::Unreadable(err) if !label_unreadable => {
+                tracing::warn!(target = %t.spec.name, error = %err,
+                    "the tape cannot be read at its beginning: not written");
+                t.live.drive = "unreadable medium".into();
+                t.live.last_error = Some(err);
+                t.live.message = unreadable_advice(&t.spec.name, several);
+                found = Found::Unreadable;
+            }
+            Seen::Unreadable(err) => {
+                let protected = match t.drive.as_mut() {
+                    Some(Drive::Tape(d)) => d.status()?.write_protected,
+                    _ => false,
+                };
+                if protected {
+                    t.live.drive = "write protected".into();
+                    t.live.last_error = Some(err);
+                    t.live.message = "the tape in the drive cannot be read at its beginning \
+                                      and is write-protected: it cannot be labelled"
+                        .into();
+                    return Ok(Found::Unreadable);
+                }
+                let conn = catalog::open_read(&self.data)?;
+                let label = fresh_label(&conn, &box_id, "tape", RECORD_SIZE as u32)?;
+                drop(conn);
+                // the decision is on record before the tape is touched
+                self.store
+                    .audit(cairn_audit::AuditEvent {
+                        actor: by.into(),
+                        action: "volume-label-unreadable".into(),
+                        object: label.volume_id.clone(),
+                        detail: serde_json::json!({
+                            "target": t.spec.name,
+                            "read_error": err,
+                            "why": "the tape could not be read at its beginning; labelled on \
+                                    request, overwriting whatever it held",
+                        })
+                        .to_string(),
+                    })
+                    .map_err(ArchiveError::Store)?;
+                let Some(Drive::Tape(d)) = t.drive.as_mut() else {
+                    return Ok(Found::Other);
+                };
+                tape::write_label(d.as_mut(), &label)?;
+                // the label must read back before the volume is used
+                match tape::read_label(d.as_mut())? {
+                    TapeLabel::Cairn(l) if l == label => {}
+                    other => {
+                        t.live.drive = "error".into();
+                        t.live.message = format!(
+                            "the label written on the tape did not read back ({other:?}): the \
+                             tape is not used; eject it"
+                        );
+                        return Err(ArchiveError::Refused(t.live.message.clone()));
+                    }
+                }
+                catalog::register_volume(
+                    &self.store,
+                    &label,
+                    t.id,
+                    VolumeState::Labelled,
+                    None,
+                    by,
+                )?;
+                tracing::info!(volume = %label.volume_id, target = %t.spec.name, %by,
+                    "labelled a tape that could not be read at its beginning");
+                t.live.drive = "ready".into();
+                t.live.last_error = None;
+                t.live.message = format!(
+                    "volume {} labelled (the tape could not be read at its beginning; labelled \
+                     on request by {by}) and in use",
+                    label.volume_id
+                );
+                t.volume = Some(label);
+                t.writable = true;
+                found = Found::UnreadableLabelled;
             }
             Seen::Foreign => {
                 t.live.drive = "foreign medium".into();
@@ -330,15 +440,7 @@ impl Archiver {
             }
             Seen::Blank { protected: false } => {
                 let conn = catalog::open_read(&self.data)?;
-                let fresh = |kind: &str, block: u32| -> Result<Label, ArchiveError> {
-                    loop {
-                        let l = Label::new(&box_id, kind, block);
-                        if catalog::volume(&conn, &l.volume_id)?.is_none() {
-                            return Ok(l);
-                        }
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                };
+                let fresh = |kind: &str, block: u32| fresh_label(&conn, &box_id, kind, block);
                 let (label, cap) = match t.drive.as_mut() {
                     Some(Drive::Tape(d)) => {
                         let l = fresh("tape", RECORD_SIZE as u32)?;
@@ -350,7 +452,7 @@ impl Archiver {
                         optical::write_label(d.as_mut(), &data, &l)?;
                         (l, d.status().ok().map(|s| s.capacity))
                     }
-                    None => return Ok(()),
+                    None => return Ok(Found::Other),
                 };
                 catalog::register_volume(
                     &self.store,
@@ -365,6 +467,7 @@ impl Archiver {
                 t.live.message = format!("volume {} labelled and in use", label.volume_id);
                 t.volume = Some(label);
                 t.writable = true;
+                found = Found::BlankLabelled;
             }
             Seen::Cairn(label, cap, protected) => {
                 let conn = catalog::open_read(&self.data)?;
@@ -407,12 +510,12 @@ impl Archiver {
                 }
             }
         }
-        Ok(())
+        Ok(found)
     }
 
     fn step_once(&mut self, i: usize, force: bool) -> Outcome {
         if !self.targets[i].probed || self.targets[i].drive.is_none() {
-            if let Err(e) = self.probe(i, &who_system()) {
+            if let Err(e) = self.probe(i, &who_system(), false) {
                 let t = &mut self.targets[i];
                 t.live.drive = "error".into();
                 t.live.last_error = Some(e.to_string());
@@ -794,7 +897,7 @@ impl Archiver {
             String::new()
         };
         if !self.targets[i].probed {
-            let _ = self.probe(i, by);
+            let _ = self.probe(i, by, false);
         }
         let t = &mut self.targets[i];
         let vol = t.volume.take();
@@ -841,12 +944,14 @@ impl Archiver {
         ))
     }
 
-    /// Take the medium now in the drive(s) into use.
+    /// Take the medium now in the drive(s) into use. Refused (with what to do) when a tape
+    /// cannot be read at its beginning.
     pub fn load(&mut self, target: Option<&str>, by: &str) -> Result<String, ArchiveError> {
         let mut msgs = Vec::new();
+        let mut unreadable = false;
         for i in self.index(target)? {
             self.targets[i].drive = None;
-            self.probe(i, by)?;
+            unreadable |= self.probe(i, by, false)? == Found::Unreadable;
             let t = &self.targets[i];
             msgs.push(format!(
                 "{}: {}{}",
@@ -860,7 +965,80 @@ impl Archiver {
             ));
         }
         self.publish();
+        if unreadable {
+            return Err(ArchiveError::Refused(msgs.join("; ")));
+        }
         Ok(msgs.join("; "))
+    }
+
+    /// Label the tape in a drive although its beginning cannot be read (a factory-new
+    /// cartridge on some drives, a degaussed one): the operator's explicit decision, audited
+    /// with who and when before the tape is written. Only when the first read at the
+    /// beginning fails with an I/O or medium error; a tape from which a label, foreign data or
+    /// anything at all was read is never written this way (refused), and a blank one is
+    /// labelled as [`Archiver::load`] does. The written label must read back.
+    pub fn label_unreadable(
+        &mut self,
+        target: Option<&str>,
+        by: &str,
+    ) -> Result<String, ArchiveError> {
+        let idx: Vec<usize> = self
+            .index(target)?
+            .into_iter()
+            .filter(|&i| self.targets[i].spec.kind == "tape")
+            .collect();
+        if idx.is_empty() {
+            return Err(ArchiveError::Refused(match target {
+                Some(n) => format!("{n} is not a tape target: only a tape is labelled this way"),
+                None => "no tape target is configured".into(),
+            }));
+        }
+        tracing::info!(%by, "labelling a tape that cannot be read at its beginning requested");
+        let mut msgs = Vec::new();
+        let mut ok = true;
+        for i in idx {
+            self.targets[i].drive = None;
+            let found = match self.probe(i, by, true) {
+                Ok(f) => f,
+                Err(e) => {
+                    let t = &mut self.targets[i];
+                    t.live.last_error = Some(e.to_string());
+                    if t.live.drive != "error" {
+                        t.live.drive = "error".into();
+                        t.live.message = format!("reading the medium failed: {e}");
+                    }
+                    t.drive = None;
+                    self.publish();
+                    return Err(e);
+                }
+            };
+            let t = &self.targets[i];
+            match found {
+                Found::UnreadableLabelled | Found::BlankLabelled => {
+                    msgs.push(format!("{}: {}", t.spec.name, t.live.message))
+                }
+                _ => {
+                    ok = false;
+                    msgs.push(format!(
+                        "{}: not labelled: only a tape whose beginning cannot be read is \
+                         labelled this way, and this drive says: {}{}",
+                        t.spec.name,
+                        t.live.drive,
+                        if t.live.message.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", t.live.message)
+                        }
+                    ));
+                }
+            }
+        }
+        self.publish();
+        if ok {
+            Ok(msgs.join("; "))
+        } else {
+            Err(ArchiveError::Refused(msgs.join("; ")))
+        }
     }
 
     /// Carry out one request.
@@ -884,6 +1062,9 @@ impl Archiver {
                 }
             }
             Request::Load { target, by } => self.load(target.as_deref(), &by),
+            Request::LabelUnreadable { target, by } => {
+                self.label_unreadable(target.as_deref(), &by)
+            }
             Request::SetLocation {
                 volume,
                 location,
@@ -948,6 +1129,9 @@ impl Archiver {
                                 match other {
                                     TapeLabel::NoMedium => "no medium in the drive",
                                     TapeLabel::Blank => "the medium is blank",
+                                    TapeLabel::Unreadable(_) => {
+                                        "the medium cannot be read at its beginning"
+                                    }
                                     _ => "the medium is not a cairn volume",
                                 }
                             ));
@@ -1176,6 +1360,21 @@ impl Archiver {
         }
         self.publish();
     }
+}
+
+/// What the status and a refused load tell a person about a tape that cannot be read at its
+/// beginning.
+fn unreadable_advice(target: &str, several: bool) -> String {
+    format!(
+        "This tape cannot be read at its start. If it is new or erased, label it with \
+         `cairnctl archive load --label-unreadable{}` (anything on it is overwritten); \
+         otherwise eject it and load another. Nothing is written to it until then.",
+        if several {
+            format!(" --target {target}")
+        } else {
+            String::new()
+        }
+    )
 }
 
 fn age_of(rfc3339: &str) -> Option<Duration> {

@@ -38,6 +38,15 @@ pub enum Request {
         /// Who asks.
         by: String,
     },
+    /// Label the tape in a target's drive although its beginning cannot be read (a new or
+    /// erased cartridge some drives cannot read): only when the first read at the beginning
+    /// fails with an I/O or medium error; refused when anything was read. Audited.
+    LabelUnreadable {
+        /// The target (every tape target when absent).
+        target: Option<String>,
+        /// Who asks.
+        by: String,
+    },
     /// Record where a volume (not in a drive) is now.
     SetLocation {
         /// The volume id.

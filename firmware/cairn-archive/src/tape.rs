@@ -18,9 +18,16 @@ pub enum TapeLabel {
     Cairn(Label),
     /// Data that is not a cairn label (never overwritten).
     Foreign,
+    /// The first read at the beginning of the tape failed with an I/O or medium error, so
+    /// nothing can be said about what it holds: a factory-new or degaussed cartridge on some
+    /// drives (and Debian's tgt for a blank tape), or a damaged one. Never written unless a
+    /// person asks for it (`Archiver::label_unreadable`). Holds the drive's error.
+    Unreadable(String),
 }
 
-/// Read tape file 0 (the label). Leaves the tape at file 1.
+/// Read tape file 0 (the label). Leaves the tape at file 1. Only an I/O error on the very
+/// first read at the beginning of the tape is [`TapeLabel::Unreadable`]; any other failure
+/// is an error.
 pub fn read_label(drive: &mut dyn TapeDrive) -> Result<TapeLabel, ArchiveError> {
     let st = drive.status()?;
     if !st.online || st.door_open {
@@ -47,6 +54,7 @@ pub fn read_label(drive: &mut dyn TapeDrive) -> Result<TapeLabel, ArchiveError> 
         Err(e) if e.kind() == TapeErrorKind::EndOfData => Ok(TapeLabel::Blank),
         Err(e) if e.kind() == TapeErrorKind::NoMedium => Ok(TapeLabel::NoMedium),
         Err(e) if e.kind() == TapeErrorKind::Invalid => Ok(TapeLabel::Foreign),
+        Err(e) if e.kind() == TapeErrorKind::Io => Ok(TapeLabel::Unreadable(e.to_string())),
         Err(e) => Err(e.into()),
     }
 }
@@ -112,6 +120,14 @@ fn last_file_has_records(drive: &mut dyn TapeDrive) -> Result<bool, ArchiveError
         Ok(n) => n > 0,
         Err(e) if e.kind() == TapeErrorKind::EndOfData => false,
         Err(e) if e.kind() == TapeErrorKind::Invalid => true,
+        Err(e) if e.kind() == TapeErrorKind::Io => {
+            // Some drives (Debian's tgt among them) answer a fixed-block read at the end of
+            // data with a medium error instead of BLANK CHECK. Taken as "no records": if the
+            // file did hold records after all, the next bundle lands in it and its read-back
+            // fails, so nothing is marked verified (the instances stay queued).
+            tracing::warn!(error = %e, "a read at the end of data failed: taken as the end of data");
+            false
+        }
         Err(e) => return Err(e.into()),
     };
     drive.seek_end_of_data()?;

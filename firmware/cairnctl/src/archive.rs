@@ -45,6 +45,11 @@ pub enum ArchiveCommand {
         /// Only this cold target.
         #[arg(long)]
         target: Option<String>,
+        /// Label a tape although its beginning cannot be read (new or erased cartridges some
+        /// drives cannot read): only when the first read fails with an I/O or medium error,
+        /// never when a label or any data was read. Overwrites the tape; audited.
+        #[arg(long)]
+        label_unreadable: bool,
     },
     /// Every volume the catalog knows.
     Volumes {
@@ -269,7 +274,14 @@ pub fn archive(data: &DataDir, cmd: ArchiveCommand) -> Result<i32> {
                 timeout,
             )
         }
-        ArchiveCommand::Load { target } => ask(data, Request::Load { target, by: who() }, 600),
+        ArchiveCommand::Load {
+            target,
+            label_unreadable: false,
+        } => ask(data, Request::Load { target, by: who() }, 600),
+        ArchiveCommand::Load {
+            target,
+            label_unreadable: true,
+        } => ask(data, Request::LabelUnreadable { target, by: who() }, 600),
         ArchiveCommand::SetLocation { volume, location } => {
             if catalog::Location::parse(&location).is_none() {
                 bail!(

@@ -1,6 +1,8 @@
 //! The tape emulator: a drive directory that behaves like a Linux `st` drive, shared by every
 //! process that opens it (cairnd, cairnctl, tests), plus the controls a person would use on a
-//! real drive (insert, eject, write-protect tab) and a test hook (inject a write error).
+//! real drive (insert, eject, write-protect tab) and test hooks (inject a write error; a
+//! cartridge that answers a read at its beginning with an I/O error while it holds nothing, as
+//! Debian's tgt does for a blank tape and some drives do for a new or degaussed one).
 //!
 //! Layout of a drive directory:
 //! ```text
@@ -54,6 +56,9 @@ pub struct CartridgeInfo {
     pub write_protected: bool,
     /// An injected write error fires when a write would cross this byte position (one shot).
     pub inject_write_error_at: Option<u64>,
+    /// While nothing is recorded, a read fails with an I/O error (EIO) instead of reporting
+    /// the end of data (see [`set_unreadable_when_blank`]).
+    pub unreadable_when_blank: bool,
     /// Filemarks recorded (the cartridge holds `filemarks + 1` tape files).
     pub filemarks: u32,
     /// Bytes of records recorded.
@@ -72,6 +77,8 @@ struct CartridgeMeta {
     early_warning: u64,
     write_protected: bool,
     inject_write_error_at: Option<u64>,
+    #[serde(default)]
+    unreadable_when_blank: bool,
     filemarks: u32,
 }
 
@@ -245,6 +252,7 @@ pub fn create_blank(drive_dir: &Path, spec: &CartridgeSpec) -> Result<CartridgeI
         early_warning: spec.early_warning,
         write_protected: false,
         inject_write_error_at: None,
+        unreadable_when_blank: false,
         filemarks: 0,
     };
     write_json(drive_dir, &tmp.join(CARTRIDGE_JSON), &meta)?;
@@ -335,6 +343,14 @@ pub fn inject_write_error(drive_dir: &Path, id: &str, at: Option<u64>) -> Result
     update_meta(drive_dir, id, |m| m.inject_write_error_at = at).map(|_| ())
 }
 
+/// Makes a cartridge answer a read with an I/O error (EIO, "medium error") instead of the end
+/// of data while nothing is recorded on it, as Debian's tgt does for a blank tape and some real
+/// drives do for a factory-new or degaussed cartridge; once something is written it reads
+/// normally. Takes effect on the next operation.
+pub fn set_unreadable_when_blank(drive_dir: &Path, id: &str, on: bool) -> Result<(), TapeError> {
+    update_meta(drive_dir, id, |m| m.unreadable_when_blank = on).map(|_| ())
+}
+
 fn info(drive_dir: &Path, id: &str) -> Result<CartridgeInfo, TapeError> {
     let meta = read_meta(drive_dir, id)?;
     let cdir = cartridge_path(drive_dir, id);
@@ -353,6 +369,7 @@ fn info(drive_dir: &Path, id: &str) -> Result<CartridgeInfo, TapeError> {
         early_warning: meta.early_warning,
         write_protected: meta.write_protected,
         inject_write_error_at: meta.inject_write_error_at,
+        unreadable_when_blank: meta.unreadable_when_blank,
         filemarks: meta.filemarks,
         bytes_used: used,
         loaded,
@@ -1023,6 +1040,13 @@ impl TapeDrive for EmulatedTape {
         self.last_op = LastOp::Other;
         let m = self.mounted()?;
         m.writer = None;
+        if m.meta.unreadable_when_blank && m.meta.filemarks == 0 && m.sizes[0] == 0 {
+            return Err(TapeError::Io {
+                device: dev,
+                op: "read",
+                source: std::io::Error::from_raw_os_error(libc::EIO),
+            });
+        }
         if m.at_file_end() {
             if m.file < m.meta.filemarks {
                 let next = m.file + 1;
