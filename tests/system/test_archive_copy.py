@@ -178,27 +178,28 @@ def test_storage_commitment_for_the_archived_instances(box):
         ae.add_requested_context(StorageCommitmentPushModel)
         assoc = ae.associate("127.0.0.1", box.port, ae_title=box.ae,
                              evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
-        assert assoc.is_established, "association for storage commitment rejected"
+        assert assoc.is_established, \
+            f"association for storage commitment rejected\n{box.log_tail()}"
         try:
             status, _ = assoc.send_n_action(req, 1, StorageCommitmentPushModel,
                                             STORAGE_COMMITMENT_INSTANCE)
-            assert status and status.Status == 0x0000, f"N-ACTION status {status}"
+            assert status and status.Status == 0x0000, f"N-ACTION status {status}\n{box.log_tail()}"
             got.wait(60)
         finally:
             if assoc.is_established:
                 assoc.release()
-        assert got.wait(30), "no N-EVENT-REPORT within 90 s"
+        assert got.wait(30), f"no N-EVENT-REPORT within 90 s\n{box.log_tail()}"
     finally:
         server.shutdown()
-    assert len(reports) == 1, f"{len(reports)} reports"
+    assert len(reports) == 1, f"{len(reports)} reports\n{box.log_tail()}"
     etype, info = reports[0]
-    assert etype == 2, f"event type {etype} (2 = failures exist; one UID is unknown)"
+    assert etype == 2, f"event type {etype} (2 = failures exist; one UID is unknown)\n{info}"
     assert info.TransactionUID == req.TransactionUID
     ok = {it.ReferencedSOPInstanceUID for it in info.get("ReferencedSOPSequence", [])}
     failed = {it.ReferencedSOPInstanceUID: int(it.FailureReason)
               for it in info.get("FailedSOPSequence", [])}
     assert ok == set(box.sent), f"{len(ok)} committed, {len(set(box.sent) - ok)} missing"
-    assert failed == {unknown: 0x0112}, f"failed list {failed}"
+    assert failed == {unknown: 0x0112}, f"failed list {failed}\n{box.log_tail()}"
 
 
 def _pax_headers_are_posix(tar_path: Path) -> list[str]:
