@@ -169,6 +169,7 @@ def test_storage_commitment_for_the_archived_instances(box):
 
     # the box may answer on a new association to the requester instead: listen there too
     scp = AE(ae_title=COMMIT_AE)
+    scp.acse_timeout = scp.dimse_timeout = scp.network_timeout = 30  # never hang on a peer
     scp.add_supported_context(StorageCommitmentPushModel, scu_role=True, scp_role=True)
     server = scp.start_server(("127.0.0.1", box.commit_port), block=False,
                               evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
