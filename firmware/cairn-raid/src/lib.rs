@@ -3,7 +3,8 @@
 //! plan of safe actions for a disk swap.
 //!
 //! Owns: the health rule per RAID level, event detection, rebuild progress and ETA, and which
-//! md actions are safe (the refusals that protect data).
+//! md actions are safe (the refusals that protect data), and the request/answer file exchange
+//! with the running monitor ([`requests::send`], shared by `cairnctl` and the panel).
 //! Must never: touch `/sys` or `/dev` itself (it only reads snapshots and returns plans), or name
 //! a disk to a person by its kernel name alone: bays come first.
 

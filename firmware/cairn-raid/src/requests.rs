@@ -1,8 +1,13 @@
 //! The files `cairnd`'s RAID monitor shares with `cairnctl` and the panel in the data
 //! directory: the published status (`raid.json`) and requests (`requests/*.json`, answered by a
-//! `*.done` file beside them).
+//! `*.done` file beside them). [`send`] is the one client side of that exchange, used by
+//! `cairnctl` and the web panel.
 
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use thiserror::Error;
 
 /// The status the monitor publishes, relative to the data directory.
 pub const STATUS_FILE: &str = "raid.json";
@@ -74,4 +79,182 @@ pub struct Answer {
     pub ok: bool,
     /// What happened, for a person.
     pub message: String,
+}
+
+/// How long [`send`] waits for the monitor's answer.
+pub const ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+/// A request could not be handed over or was not answered.
+#[derive(Debug, Error)]
+pub enum SendError {
+    /// No `requests/` directory: no RAID monitor has run in this data directory.
+    #[error("no RAID monitor has run in {0}")]
+    NoMonitor(PathBuf),
+    /// Writing the request failed.
+    #[error("cannot write the request in {path}: {message}")]
+    Io {
+        /// The request directory.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// No answer in time (cairnd not running, or busy); the request was withdrawn.
+    #[error("cairnd did not answer within {} s", .0.as_secs())]
+    NoAnswer(Duration),
+}
+
+/// What went wrong, for callers that word it their own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendErrorKind {
+    /// No monitor has run here.
+    NoMonitor,
+    /// The request could not be written.
+    Io,
+    /// The monitor did not answer.
+    NoAnswer,
+}
+
+impl SendError {
+    /// The class of the error.
+    pub fn kind(&self) -> SendErrorKind {
+        match self {
+            SendError::NoMonitor(_) => SendErrorKind::NoMonitor,
+            SendError::Io { .. } => SendErrorKind::Io,
+            SendError::NoAnswer(_) => SendErrorKind::NoAnswer,
+        }
+    }
+}
+
+/// Drop `req` into `<data_dir>/requests/` atomically (temp file, rename) without waiting;
+/// returns the path of the `.done` answer the monitor will write.
+pub fn submit(data_dir: &Path, req: &Request) -> Result<PathBuf, SendError> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let dir = data_dir.join(REQUEST_DIR);
+    if !dir.is_dir() {
+        return Err(SendError::NoMonitor(data_dir.to_path_buf()));
+    }
+    let io = |e: std::io::Error| SendError::Io {
+        path: dir.clone(),
+        message: e.to_string(),
+    };
+    let name = format!(
+        "{}-{}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    let tmp = dir.join(format!("{name}.tmp"));
+    let body = serde_json::to_vec(req).map_err(|e| SendError::Io {
+        path: dir.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&tmp, body).map_err(io)?;
+    std::fs::rename(&tmp, dir.join(format!("{name}.json"))).map_err(io)?;
+    Ok(dir.join(format!("{name}.done")))
+}
+
+/// Hand `req` to the RAID monitor running on `data_dir` and wait up to `wait` for its answer.
+/// Blocking (polls every 50 ms): call it from a blocking task in async code. Without an answer
+/// in time the request is withdrawn, so a monitor started later does not act on it.
+pub fn send(data_dir: &Path, req: &Request, wait: Duration) -> Result<Answer, SendError> {
+    let done = submit(data_dir, req)?;
+    let start = Instant::now();
+    while start.elapsed() < wait {
+        if let Ok(bytes) = std::fs::read(&done) {
+            if let Ok(a) = serde_json::from_slice::<Answer>(&bytes) {
+                let _ = std::fs::remove_file(&done);
+                return Ok(a);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_file(done.with_extension("json"));
+    Err(SendError::NoAnswer(wait))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_without_a_monitor_directory_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let e = send(
+            d.path(),
+            &Request::Scrub {
+                array: "md0".into(),
+            },
+            ANSWER_WAIT,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), SendErrorKind::NoMonitor);
+    }
+
+    #[test]
+    fn send_reads_the_answer_and_cleans_up() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join(REQUEST_DIR);
+        std::fs::create_dir(&dir).unwrap();
+        let answerer = {
+            let dir = dir.clone();
+            std::thread::spawn(move || loop {
+                let req = std::fs::read_dir(&dir)
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.path())
+                    .find(|p| p.extension().is_some_and(|x| x == "json"));
+                if let Some(p) = req {
+                    let r: Request = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                    std::fs::remove_file(&p).unwrap();
+                    let a = Answer {
+                        ok: true,
+                        message: format!("{r:?}"),
+                    };
+                    std::fs::write(p.with_extension("done"), serde_json::to_vec(&a).unwrap())
+                        .unwrap();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            })
+        };
+        let a = send(
+            d.path(),
+            &Request::Scrub {
+                array: "md0".into(),
+            },
+            ANSWER_WAIT,
+        )
+        .unwrap();
+        answerer.join().unwrap();
+        assert!(a.ok && a.message.contains("md0"), "{a:?}");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "files left behind"
+        );
+    }
+
+    #[test]
+    fn an_unanswered_request_is_withdrawn() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join(REQUEST_DIR);
+        std::fs::create_dir(&dir).unwrap();
+        let e = send(
+            d.path(),
+            &Request::Scrub {
+                array: "md0".into(),
+            },
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), SendErrorKind::NoAnswer);
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "request left behind"
+        );
+    }
 }

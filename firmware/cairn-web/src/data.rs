@@ -4,7 +4,7 @@
 
 use crate::WebError;
 use cairn_alarm::{AlarmFile, AlarmState};
-use cairn_raid::requests::{Answer, Request, ALARM_FILE, REQUEST_DIR, STATUS_FILE};
+use cairn_raid::requests::{Answer, Request, ALARM_FILE, STATUS_FILE};
 use cairn_raid::{ArrayStatus, Blocked, MemberState};
 use cairn_store::find::{self, Level, Matcher, Query};
 use cairn_store::DataDir;
@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 /// One bay as `raid.json` lists it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -75,43 +74,20 @@ pub fn alarm(data: &DataDir) -> Result<AlarmState, WebError> {
         .map_err(|e| WebError::Internal(e.to_string()))
 }
 
-/// Hand a request to the running monitor and wait (at most 5 s) for its answer: the same
-/// files `cairnctl` writes.
+/// Hand a request to the running monitor and wait (at most 5 s) for its answer, through
+/// [`cairn_raid::requests::send`] as `cairnctl` does.
 pub fn monitor_request(data_root: &Path, req: &Request) -> Result<Answer, WebError> {
-    let dir = data_root.join(REQUEST_DIR);
-    if !dir.is_dir() {
-        return Err(WebError::Unavailable(
-            "the disk monitor is not running on this box".into(),
-        ));
-    }
-    let name = format!(
-        "{}-{}-web",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-        std::process::id()
-    );
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(format!("{name}.json"));
-    let body = serde_json::to_vec(req).map_err(|e| WebError::Internal(e.to_string()))?;
-    std::fs::write(&tmp, body).map_err(|e| WebError::Internal(e.to_string()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| WebError::Internal(e.to_string()))?;
-    let done = dir.join(format!("{name}.done"));
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
-        if let Ok(bytes) = std::fs::read(&done) {
-            if let Ok(a) = serde_json::from_slice::<Answer>(&bytes) {
-                let _ = std::fs::remove_file(&done);
-                return Ok(a);
-            }
+    use cairn_raid::requests::{send, SendErrorKind, ANSWER_WAIT};
+    send(data_root, req, ANSWER_WAIT).map_err(|e| match e.kind() {
+        SendErrorKind::NoMonitor => {
+            WebError::Unavailable("the disk monitor is not running on this box".into())
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = std::fs::remove_file(&path);
-    Err(WebError::Unavailable(
-        "the disk monitor did not answer within 5 s".into(),
-    ))
+        SendErrorKind::NoAnswer => WebError::Unavailable(format!(
+            "the disk monitor did not answer within {} s",
+            ANSWER_WAIT.as_secs()
+        )),
+        SendErrorKind::Io => WebError::Internal(e.to_string()),
+    })
 }
 
 /// Storage used and left on the data directory's file system.

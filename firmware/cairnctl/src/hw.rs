@@ -2,13 +2,12 @@
 //! publishes (`raid.json`, `alarm.json`) and hand requests to it (`requests/`). The daemon
 //! carries them out and audits them; this tool never touches md or the store itself.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use cairn_alarm::AlarmFile;
-use cairn_raid::requests::{Answer, Request, ALARM_FILE, REQUEST_DIR, STATUS_FILE};
+use cairn_raid::requests::{Answer, Request, ALARM_FILE, STATUS_FILE};
 use clap::Subcommand;
 use serde_json::Value;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 /// `cairnctl raid ...`
 #[derive(Subcommand)]
@@ -103,38 +102,18 @@ fn who() -> String {
 
 /// Hand a request to the running daemon and wait for its answer.
 fn request(data: &Path, req: &Request) -> Result<Answer> {
-    let dir = data.join(REQUEST_DIR);
-    if !dir.is_dir() {
-        bail!(
+    use cairn_raid::requests::{send, SendErrorKind, ANSWER_WAIT};
+    send(data, req, ANSWER_WAIT).map_err(|e| match e.kind() {
+        SendErrorKind::NoMonitor => anyhow::anyhow!(
             "no RAID monitor has run in {} (start cairnd with a [hardware] board, or cairnd demo)",
             data.display()
-        );
-    }
-    let name = format!(
-        "{}-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-        std::process::id()
-    );
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&tmp, serde_json::to_vec(req)?)?;
-    std::fs::rename(&tmp, &path)?;
-    let done = dir.join(format!("{name}.done"));
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
-        if let Ok(bytes) = std::fs::read(&done) {
-            if let Ok(a) = serde_json::from_slice::<Answer>(&bytes) {
-                let _ = std::fs::remove_file(&done);
-                return Ok(a);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = std::fs::remove_file(&path);
-    bail!("cairnd did not answer within 5 s (is it running on this data directory?)")
+        ),
+        SendErrorKind::NoAnswer => anyhow::anyhow!(
+            "cairnd did not answer within {} s (is it running on this data directory?)",
+            ANSWER_WAIT.as_secs()
+        ),
+        SendErrorKind::Io => anyhow::Error::from(e),
+    })
 }
 
 fn answer(a: Answer) -> Result<i32> {

@@ -110,10 +110,10 @@ pub fn start(
         None => Arc::new(cairn_hal::md::SysfsControl::new(&setup.root)),
     };
     if let Some(button) = setup.board.button.clone() {
-        let dir = setup.data_dir.join(REQUEST_DIR);
+        let data_dir = setup.data_dir.clone();
         let stop = stop.clone();
         threads.push(std::thread::spawn(move || {
-            button_loop(&button, &dir, &stop);
+            button_loop(&button, &data_dir, &stop);
         }));
     }
     {
@@ -166,7 +166,9 @@ pub fn start(
     })
 }
 
-fn button_loop(config: &cairn_hal::board::ButtonConfig, dir: &Path, stop: &AtomicBool) {
+/// A press of the front button silences: the same request `cairnctl alarm silence` sends,
+/// dropped atomically into `requests/` (the monitor thread answers it on its next pass).
+fn button_loop(config: &cairn_hal::board::ButtonConfig, data_dir: &Path, stop: &AtomicBool) {
     let mut button = match cairn_hal::buzzer::Button::open(config) {
         Ok(b) => b,
         Err(e) => {
@@ -181,9 +183,8 @@ fn button_loop(config: &cairn_hal::board::ButtonConfig, dir: &Path, stop: &Atomi
                     id: None,
                     by: "button".into(),
                 };
-                let name = format!("button-{}.json", cairn_hal::now_ms());
-                if let Ok(text) = serde_json::to_vec(&req) {
-                    let _ = std::fs::write(dir.join(name), text);
+                if let Err(e) = cairn_raid::requests::submit(data_dir, &req) {
+                    tracing::error!(error = %e, "front button: cannot hand over the silence");
                 }
             }
             Err(e) => {
