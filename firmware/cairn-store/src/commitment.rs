@@ -8,10 +8,9 @@
 //! it, docs/interface.md). A known instance without such a copy is pending; an unknown one has
 //! failed.
 //!
-//! The two tables here (`commitment_requests`, `commitment_items`) are created with
-//! `CREATE TABLE IF NOT EXISTS` by [`ensure_schema`] through the store's writer, so they sit
-//! beside the versioned schema without changing its version. Every change goes through
-//! [`Store::transact`] with its audit row.
+//! The two tables here (`commitment_requests`, `commitment_items`) are index schema
+//! migration 5 (`index.rs`, applied when the store opens, like every other table). Every
+//! change goes through [`Store::transact`] with its audit row.
 
 use crate::{index, DataDir, Store, StoreError};
 use cairn_audit::AuditEvent;
@@ -23,29 +22,6 @@ pub const PROCESSING_FAILURE: u16 = 0x0110;
 pub const NO_SUCH_OBJECT_INSTANCE: u16 = 0x0112;
 /// Failure Reason: class / instance conflict.
 pub const CLASS_INSTANCE_CONFLICT: u16 = 0x0119;
-
-const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS commitment_requests (
-        id INTEGER PRIMARY KEY,
-        transaction_uid TEXT NOT NULL,
-        calling_ae TEXT NOT NULL,
-        received_at TEXT NOT NULL,
-        deadline_unix INTEGER NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('pending', 'reported', 'undeliverable')),
-        event_type INTEGER,
-        reported_at TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_unix INTEGER NOT NULL DEFAULT 0,
-        last_error TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX IF NOT EXISTS commitment_requests_state ON commitment_requests(state);
-    CREATE TABLE IF NOT EXISTS commitment_items (
-        request_ref INTEGER NOT NULL REFERENCES commitment_requests(id) ON DELETE CASCADE,
-        seq INTEGER NOT NULL,
-        sop_class_uid TEXT NOT NULL,
-        sop_instance_uid TEXT NOT NULL,
-        PRIMARY KEY (request_ref, seq)
-    ) WITHOUT ROWID;";
 
 /// One referenced instance of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,12 +79,13 @@ fn esc(s: &str) -> String {
         .collect()
 }
 
-/// Creates the commitment tables if missing (through the writer).
+/// Checks that the commitment tables are there (an index error naming the missing table
+/// otherwise). They come with index schema version 5, which [`Store::open`] applies, so this
+/// fails only on a database changed behind cairn's back.
 pub fn ensure_schema(store: &Store) -> Result<(), StoreError> {
-    store.transact(|conn, _now| {
-        conn.execute_batch(SCHEMA)?;
-        Ok(((), Vec::new()))
-    })
+    let conn = index::open_ro(&store.data_dir().db())?;
+    conn.prepare("SELECT 1 FROM commitment_requests, commitment_items LIMIT 0")?;
+    Ok(())
 }
 
 /// Records a request durably with its audit row; returns its id once committed.
@@ -129,8 +106,6 @@ pub fn record_request(
     let peer = peer.to_string();
     let deadline = unix_now().saturating_add(i64::try_from(timeout_secs).unwrap_or(i64::MAX / 2));
     store.transact(move |conn, now| {
-        // The worker creates the tables at start; a request racing it must not fail.
-        conn.execute_batch(SCHEMA)?;
         conn.execute(
             "INSERT INTO commitment_requests (transaction_uid, calling_ae, received_at,
                  deadline_unix, state) VALUES (?1, ?2, ?3, ?4, 'pending')",

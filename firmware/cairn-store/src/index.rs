@@ -134,6 +134,30 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX copies_sha ON copies(sha256);
     CREATE INDEX copies_uid ON copies(sop_instance_uid);",
+    // 5: storage commitment (push model, `commitment.rs`): each request until it is reported,
+    // and the instances it references. IF NOT EXISTS: databases of builds that created these
+    // tables outside the versioned schema (user_version 4 with the tables) migrate cleanly.
+    "CREATE TABLE IF NOT EXISTS commitment_requests (
+        id INTEGER PRIMARY KEY,
+        transaction_uid TEXT NOT NULL,
+        calling_ae TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        deadline_unix INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'reported', 'undeliverable')),
+        event_type INTEGER,
+        reported_at TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_unix INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX IF NOT EXISTS commitment_requests_state ON commitment_requests(state);
+    CREATE TABLE IF NOT EXISTS commitment_items (
+        request_ref INTEGER NOT NULL REFERENCES commitment_requests(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        sop_class_uid TEXT NOT NULL,
+        sop_instance_uid TEXT NOT NULL,
+        PRIMARY KEY (request_ref, seq)
+    ) WITHOUT ROWID;",
 ];
 
 /// Newest schema version this build knows.
