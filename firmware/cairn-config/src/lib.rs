@@ -403,7 +403,10 @@ impl Config {
             return Err(invalid("archive.box_id", "must be 1 to 16 of A-Z 0-9 -"));
         }
         if a.bundle_max_bytes < 1 << 20 {
-            return Err(invalid("archive.bundle_max_bytes", "must be at least 1048576"));
+            return Err(invalid(
+                "archive.bundle_max_bytes",
+                "must be at least 1048576",
+            ));
         }
         if a.bundle_max_age_secs == 0 {
             return Err(invalid("archive.bundle_max_age_secs", "must be at least 1"));
@@ -426,7 +429,10 @@ impl Config {
                 ));
             }
             if !names.insert(t.name.clone()) {
-                return Err(invalid("archive.targets.name", "the same name is used twice"));
+                return Err(invalid(
+                    "archive.targets.name",
+                    "the same name is used twice",
+                ));
             }
             if t.device.is_some() == t.emulator.is_some() {
                 return Err(invalid(
@@ -522,7 +528,11 @@ mod shipped {
             accept_unknown_peers: true,
         });
         let c = Config::parse(&d, Path::new("t")).unwrap();
-        assert_eq!(c.archive.targets.len(), 2, "the demo archives to tape and optical");
+        assert_eq!(
+            c.archive.targets.len(),
+            2,
+            "the demo archives to tape and optical"
+        );
         assert_eq!(c.archive.targets[0].kind, ColdKind::Tape);
         assert_eq!(
             c.archive.targets[0].emulator,
