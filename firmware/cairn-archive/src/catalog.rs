@@ -91,6 +91,16 @@ impl Location {
             Location::Retired => "retired",
         }
     }
+    /// Where the volume is, in words for a person ("in the offsite vault").
+    pub fn words(self) -> &'static str {
+        match self {
+            Location::InDrive => "in the drive",
+            Location::OnsiteShelf => "on the on-site shelf",
+            Location::OffsiteVault => "in the offsite vault",
+            Location::Returned => "returned",
+            Location::Retired => "retired",
+        }
+    }
     /// Parse a name (`in_drive`, `onsite_shelf`, `offsite_vault`, `returned`, `retired`).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {

@@ -932,7 +932,7 @@ impl Archiver {
         t.live.message = format!(
             "volume {} ejected; recorded as {}",
             label.volume_id,
-            location.as_str()
+            location.words()
         );
         self.publish();
         Ok(format!(
