@@ -824,11 +824,7 @@ pub fn end_bundle_unverified(
             "UPDATE bundles SET state = ?2, bytes = ?3, closed_at = ?4 WHERE id = ?1",
             params![bundle_row, state, bytes as i64, now],
         )?;
-        let bid: String = c.query_row(
-            "SELECT bundle_id FROM bundles WHERE id = ?1",
-            [bundle_row],
-            |r| r.get(0),
-        )?;
+        let bid = bundle_id_of(c, bundle_row)?;
         Ok((
             (),
             vec![audit(
@@ -895,11 +891,7 @@ pub fn bundle_verified(
                updated_at = ?3 WHERE volume_id = ?1",
             params![vid, bytes as i64, now],
         )?;
-        let bid: String = c.query_row(
-            "SELECT bundle_id FROM bundles WHERE id = ?1",
-            [bundle_row],
-            |r| r.get(0),
-        )?;
+        let bid = bundle_id_of(c, bundle_row)?;
         Ok((
             n,
             vec![audit(
@@ -1148,4 +1140,13 @@ pub fn record_scan(
         ))
     })?;
     Ok(())
+}
+
+/// The bundle id (`<volume id>.<file number>`) of a `bundles` row.
+fn bundle_id_of(c: &rusqlite::Connection, bundle_row: i64) -> rusqlite::Result<String> {
+    c.query_row(
+        "SELECT bundle_id FROM bundles WHERE id = ?1",
+        [bundle_row],
+        |r| r.get(0),
+    )
 }
