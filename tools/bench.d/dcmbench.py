@@ -9,7 +9,9 @@ commands, --tag KEY=VALUE fields on every record, a client timeout, a peer that
 fails to start is recorded as a failed run instead of aborting the matrix, the
 peer's exit status after SIGTERM is recorded (peer_rc), and an optional `post`
 shell command per peer (run after the peer stopped, before its store is removed),
---keep-logs.
+--keep-logs, and --cleanup (default `end`: every run has its own store directory and
+the stores are removed after the whole matrix, so no run writes while the previous
+run's store is being freed; `each` is the original behaviour).
 
 Sub-commands (run `python3 dcmbench.py CMD -h` for options):
   run         start each peer fresh per run, push a corpus with DCMTK storescu
@@ -168,9 +170,9 @@ def echo_ok(tool_dir, aet, port):
 
 
 class Peer:
-    def __init__(self, name, spec, workdir, wrap=None):
+    def __init__(self, name, spec, workdir, wrap=None, tag=None):
         self.name, self.spec = name, spec
-        self.run_dir = os.path.join(workdir, name)
+        self.run_dir = os.path.join(workdir, f"{name}-{tag}" if tag else name)
         self.store = os.path.join(self.run_dir, "store")
         self.wrap = wrap or []
         self.proc = None
@@ -326,6 +328,17 @@ def cmd_run(args):
         if v:
             v = render(v, Peer(name, peers[name], args.work).subst())
             versions[name] = subprocess.run(v, shell=True, capture_output=True, text=True).stdout.strip()
+    # Stores kept until the end of the matrix (--cleanup end): deleting a 1 GB store just
+    # before the next run frees its inodes and blocks (online discard on this disk) while
+    # that run writes, and slows whichever peer comes next.
+    pending = []
+
+    def remove_pending():
+        for d in pending:
+            shutil.rmtree(d, ignore_errors=True)
+        pending.clear()
+        os.sync()
+
     for rep in range(args.rep_start, args.rep_start + args.repeat):
         for name in names:
             spec = peers[name]
@@ -339,7 +352,11 @@ def cmd_run(args):
                         groups = [[] for _ in range(conc)]
                         for i, p in enumerate(parts):
                             groups[i % conc].append(p)
-                    peer = Peer(name, spec, args.work)
+                    tag = f"{c}-x{conc}-rep{rep}" if args.cleanup == "end" else None
+                    peer = Peer(name, spec, args.work, tag=tag)
+                    if pending and shutil.disk_usage(args.work).free < 3 * man["bytes"] + (1 << 30):
+                        log("disk space low: removing the stores of earlier runs now")
+                        remove_pending()
                     os.sync()
                     time.sleep(args.settle)
                     try:
@@ -406,8 +423,11 @@ def cmd_run(args):
                     log(f"{name:15s} {c:6s} x{conc} rep{rep}: {rec['wall_s']:7.2f}s "
                         f"{man['count']/rec['wall_s']:8.1f} inst/s {man['bytes']/1e6/rec['wall_s']:7.1f} MB/s "
                         f"flush {rec['flush_s']:.2f}s rss {rec['peak_rss_mb']}MB rc={rcs} stored={n} peer_rc={prc}")
-                    if not args.keep:
+                    if not args.keep and args.cleanup == "end":
+                        pending.append(peer.run_dir)
+                    elif not args.keep:
                         shutil.rmtree(peer.run_dir, ignore_errors=True)
+    remove_pending()
 
 
 # ----------------------------------------------------------------- table
@@ -606,6 +626,9 @@ def main():
     p.add_argument("--rep-start", type=int, default=0, help="first repetition number (to append more reps)")
     p.add_argument("--out", default="results.jsonl")
     p.add_argument("--keep", action="store_true", help="keep peer storage after each run")
+    p.add_argument("--cleanup", choices=["end", "each"], default="end",
+                   help="remove each run's store at the end of the matrix (default; every run gets "
+                        "its own directory) or right after the run (the original harness)")
     p.add_argument("--keep-logs", action="store_true", help="copy every peer log to OUT.logs/")
     p.add_argument("--tag", action="append", default=[], help="KEY=VALUE added to every record (repeatable)")
     p.set_defaults(fn=cmd_run)

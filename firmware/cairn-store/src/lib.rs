@@ -5,8 +5,11 @@
 //!
 //! Invariants (DESIGN.md section 2):
 //! - an object file is named by the SHA-256 of its bytes, never by a received string;
-//! - a file reaches `objects/` only after it was fsynced in `spool/`; the directory is fsynced
-//!   after the rename; only then is the index row committed (WAL, synchronous=FULL);
+//! - a file is received into `spool/` (its writeback starts while it arrives and completes
+//!   before it leaves the receiving thread), renamed into `objects/`, and its index row is
+//!   committed (WAL); then one `syncfs` per batch makes files, directories and WAL durable;
+//! - after an unclean stop, rows above the durability watermark are checked against their
+//!   files before the store serves (see `writer::recover`);
 //! - every change commits together with its audit row, in the writer thread only;
 //! - a caller learns "stored" only after all of the above.
 //!

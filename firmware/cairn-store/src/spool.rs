@@ -20,9 +20,37 @@ pub struct SpoolWriter {
     flushed: u64,
 }
 
-/// Start writeback of received data in steps of this size, so that little is left to write
-/// when the commit's `syncfs` runs (a large object is mostly on disk by its last fragment).
-const WRITEBACK_STEP: u64 = 256 * 1024;
+/// Hand received data to the kernel for writeback in steps of this size, so that a large
+/// object is mostly on disk by its last fragment and the commit's `syncfs` has little to write.
+const WRITEBACK_STEP: u64 = 128 * 1024;
+
+/// Ask the kernel to write `[offset, offset + len)` of `file` back to the disk.
+///
+/// `wait` also waits for that writeback (and any already in flight) to complete. Neither
+/// flushes the disk's cache nor writes metadata: that is the commit's `syncfs`. The pages
+/// stay in the page cache, so reading the object back for validation costs no disk read.
+#[allow(unsafe_code)]
+fn write_back(file: &File, offset: u64, len: u64, wait: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let flags = if wait {
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER
+    } else {
+        libc::SYNC_FILE_RANGE_WRITE
+    };
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: sync_file_range takes a file descriptor and plain integers; the descriptor is
+    // owned by `file`, which outlives the call. No memory is shared with the kernel.
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
 
 impl SpoolWriter {
     /// Create a new, uniquely named temporary file in `spool_dir`. The name is internal.
@@ -50,21 +78,10 @@ impl SpoolWriter {
             .map_err(|e| StoreError::io("write spool file", e))?;
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
-        if self.len - self.flushed >= 2 * WRITEBACK_STEP {
-            // Keep the first step cached (the data set header is read back for validation).
-            let start = self.flushed.max(WRITEBACK_STEP);
-            let end = self.len - WRITEBACK_STEP;
-            if end > start {
-                use std::os::fd::AsRawFd;
-                // POSIX_FADV_DONTNEED starts asynchronous writeback of dirty pages on Linux.
-                let _ = nix::fcntl::posix_fadvise(
-                    f.as_raw_fd(),
-                    start as i64,
-                    (end - start) as i64,
-                    nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-                );
-            }
-            self.flushed = end;
+        if self.len - self.flushed >= WRITEBACK_STEP {
+            // Best effort: a failure here shows up again in the commit's syncfs.
+            let _ = write_back(f, self.flushed, self.len - self.flushed, false);
+            self.flushed = self.len;
         }
         Ok(())
     }
@@ -84,14 +101,16 @@ impl SpoolWriter {
         &self.path
     }
 
-    /// Close the file and hand it over with its hash and size. A large object's data is
-    /// flushed here, on the receiving thread, so that several associations write in parallel;
-    /// everything else becomes durable in the writer's commit (one `syncfs` per batch).
+    /// Close the file and hand it over with its hash and size. The data's writeback completes
+    /// here, on the receiving thread, so that several associations write in parallel; it
+    /// becomes durable, with its metadata, in the writer's commit (one `syncfs` per batch,
+    /// which also flushes the disk's cache).
     pub fn finish(mut self) -> Result<FinishedSpool, StoreError> {
         let f = self.file.take().ok_or(StoreError::Closed)?;
+        // A small object's write is left to the commit, which writes a whole batch at once.
         if self.len >= WRITEBACK_STEP {
-            f.sync_data()
-                .map_err(|e| StoreError::io("flush spool file", e))?;
+            write_back(&f, 0, self.len, true)
+                .map_err(|e| StoreError::io("write spool file to disk", e))?;
         }
         drop(f);
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
