@@ -90,7 +90,8 @@ pub fn row_hash(prev: &str, seq: i64, at: &str, ev: &AuditEvent) -> String {
 /// The current head as recorded in `audit_head`.
 pub fn head(conn: &Connection) -> Result<Head, AuditError> {
     let h = conn
-        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")?
+        .query_row([], |r| {
             Ok(Head {
                 seq: r.get(0)?,
                 hash: r.get(1)?,

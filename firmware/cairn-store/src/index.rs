@@ -441,11 +441,9 @@ pub(crate) fn set_synced_watermark(conn: &Connection, id: i64) -> Result<(), Sto
 
 /// Highest instance row id.
 pub(crate) fn max_instance_id(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(
-        conn.query_row("SELECT coalesce(max(id), 0) FROM instances", [], |r| {
-            r.get(0)
-        })?,
-    )
+    Ok(conn
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM instances")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// Remove an instance row that never became durable with its file (recovery only): the

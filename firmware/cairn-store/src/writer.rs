@@ -118,6 +118,12 @@ impl Store {
 
     /// Make an object durable and indexed; returns once the commit is on disk.
     pub fn commit(&self, job: StoreJob) -> Result<StoreOutcome, StoreError> {
+        // The object's directory is made here, on the receiving thread, so that the writer
+        // only renames. An empty directory is harmless; the commit's syncfs makes it durable.
+        if let Some(leaf) = self.data.object_path(&job.spool.sha256).parent() {
+            std::fs::create_dir_all(leaf)
+                .map_err(|e| StoreError::io("create object directory", e))?;
+        }
         let (rtx, rrx) = bounded(1);
         self.tx
             .send(Request::Store(Box::new(job), rtx))
@@ -497,9 +503,8 @@ impl Writer {
         }
 
         // Phase 1: files into place.
-        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
         for p in &mut stores {
-            match self.place(&mut p.job.spool, &mut dirs) {
+            match self.place(&mut p.job.spool) {
                 Ok(created) => p.created = created,
                 Err(e) => p.failed = Some(e),
             }
@@ -560,33 +565,47 @@ impl Writer {
         }
     }
 
-    /// Move a spool file to its object path. Returns the path when this call created it.
-    fn place(
-        &self,
-        spool: &mut FinishedSpool,
-        dirs: &mut BTreeSet<PathBuf>,
-    ) -> Result<Option<PathBuf>, StoreError> {
+    /// Move a spool file to its object path. Returns the path when this call created it, and
+    /// `None` when a file with the same bytes (the same name) is already there.
+    fn place(&self, spool: &mut FinishedSpool) -> Result<Option<PathBuf>, StoreError> {
+        use nix::fcntl::{renameat2, RenameFlags};
         let dest = self.data.object_path(&spool.sha256);
-        if dest.exists() {
-            // Same bytes already on disk: the spool copy is dropped (and removed) by the caller.
-            return Ok(None);
-        }
-        let leaf = dest.parent().map(Path::to_path_buf).unwrap_or_default();
-        if !leaf.exists() {
-            let mid = leaf.parent().map(Path::to_path_buf).unwrap_or_default();
-            let mid_existed = mid.exists();
-            std::fs::create_dir_all(&leaf)
-                .map_err(|e| StoreError::io("create object directory", e))?;
-            dirs.insert(mid.clone());
-            if !mid_existed {
-                dirs.insert(self.data.objects());
+        let rename = |spool: &FinishedSpool| {
+            match renameat2(
+                None,
+                spool.path(),
+                None,
+                &dest,
+                RenameFlags::RENAME_NOREPLACE,
+            ) {
+                // A filesystem without RENAME_NOREPLACE: look, then rename (one writer).
+                Err(nix::errno::Errno::EINVAL) if dest.exists() => Err(nix::errno::Errno::EEXIST),
+                Err(nix::errno::Errno::EINVAL) => std::fs::rename(spool.path(), &dest)
+                    .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0))),
+                other => other,
             }
+        };
+        let mut done = rename(spool);
+        if done == Err(nix::errno::Errno::ENOENT) && spool.path().exists() {
+            // The directory was removed since the receiving thread made it.
+            if let Some(leaf) = dest.parent() {
+                std::fs::create_dir_all(leaf)
+                    .map_err(|e| StoreError::io("create object directory", e))?;
+            }
+            done = rename(spool);
         }
-        std::fs::rename(spool.path(), &dest)
-            .map_err(|e| StoreError::io("move object into place", e))?;
-        spool.disarm();
-        dirs.insert(leaf);
-        Ok(Some(dest))
+        match done {
+            Ok(()) => {
+                spool.disarm();
+                Ok(Some(dest))
+            }
+            // Same bytes already on disk: the spool copy is dropped (and removed) by the caller.
+            Err(nix::errno::Errno::EEXIST) => Ok(None),
+            Err(e) => Err(StoreError::io(
+                "move object into place",
+                std::io::Error::from_raw_os_error(e as i32),
+            )),
+        }
     }
 
     fn commit(
