@@ -15,6 +15,14 @@ use std::thread::JoinHandle;
 /// The largest number of requests folded into one commit.
 const MAX_BATCH: usize = 512;
 
+/// When several associations are storing, the writer waits at most this long for the ones not
+/// yet in the batch before it commits, so that one disk flush serves all of them. A single
+/// association is never delayed.
+const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(800);
+
+/// An association (its receiving thread) counts as storing for this long after its last commit.
+const STORING_RECENTLY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// A received object ready to be made durable.
 #[derive(Debug)]
 pub struct StoreJob {
@@ -43,7 +51,8 @@ type Reply<T> = Sender<Result<T, StoreError>>;
 type Work = Box<dyn FnOnce(&Connection, &str) -> Result<Vec<AuditEvent>, StoreError> + Send>;
 
 enum Request {
-    Store(Box<StoreJob>, Reply<StoreOutcome>),
+    /// An object to commit, and the thread (association) that asks.
+    Store(Box<StoreJob>, Reply<StoreOutcome>, std::thread::ThreadId),
     Audit(AuditEvent, Option<Reply<()>>),
     Exec(Work, Reply<()>),
     Stop,
@@ -83,6 +92,7 @@ impl Store {
         let synced_max = index::max_instance_id(&conn)?;
         let (tx, rx) = unbounded();
         let writer = Writer {
+            storing: Vec::new(),
             data: data.clone(),
             conn,
             sync_fd,
@@ -125,8 +135,9 @@ impl Store {
                 .map_err(|e| StoreError::io("create object directory", e))?;
         }
         let (rtx, rrx) = bounded(1);
+        let from = std::thread::current().id();
         self.tx
-            .send(Request::Store(Box::new(job), rtx))
+            .send(Request::Store(Box::new(job), rtx, from))
             .map_err(|_| StoreError::Closed)?;
         rrx.recv().map_err(|_| StoreError::Closed)?
     }
@@ -183,7 +194,9 @@ impl Store {
     /// Requests sent by other clones after this are refused with `Closed`.
     /// After a disk error the clean mark is not written, so the next start re-checks.
     pub fn close(self) -> Result<(), StoreError> {
-        let Store { data, tx, inner } = self;
+        let Store {
+            data, tx, inner, ..
+        } = self;
         let _ = tx.send(Request::Stop);
         drop(tx);
         if let Ok(mut g) = inner.tx.lock() {
@@ -385,6 +398,8 @@ pub(crate) fn walk_objects(objects: &Path) -> Vec<PathBuf> {
 }
 
 struct Writer {
+    /// The threads (one per association) that stored recently, and when they last did.
+    storing: Vec<(std::thread::ThreadId, std::time::Instant)>,
     data: DataDir,
     conn: Connection,
     /// The data directory, for `syncfs`.
@@ -442,12 +457,7 @@ impl Writer {
         while !stop {
             let Ok(first) = rx.recv() else { break };
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
-                }
-            }
+            self.gather(&rx, &mut batch);
             if let Some(i) = batch.iter().position(|r| matches!(r, Request::Stop)) {
                 // everything queued before the stop is committed; anything after is refused
                 batch.truncate(i);
@@ -470,6 +480,49 @@ impl Writer {
         !self.poisoned
     }
 
+    /// Add what is queued to `batch`. While associations that stored recently have nothing in
+    /// it yet (their next object is on its way), wait up to `GATHER_WAIT` for them so that
+    /// they share this commit's flush.
+    fn gather(&mut self, rx: &Receiver<Request>, batch: &mut Vec<Request>) {
+        let start = std::time::Instant::now();
+        self.storing
+            .retain(|(_, at)| start.duration_since(*at) < STORING_RECENTLY);
+        let deadline = start + GATHER_WAIT;
+        loop {
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let senders: Vec<std::thread::ThreadId> = batch
+                .iter()
+                .filter_map(|r| match r {
+                    Request::Store(_, _, from) => Some(*from),
+                    _ => None,
+                })
+                .collect();
+            let stopping = batch.iter().any(|r| matches!(r, Request::Stop));
+            let missing = self.storing.iter().any(|(t, _)| !senders.contains(t));
+            if senders.is_empty() || stopping || batch.len() >= MAX_BATCH || !missing {
+                break;
+            }
+            match rx.recv_deadline(deadline) {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let now = std::time::Instant::now();
+        for r in batch.iter() {
+            if let Request::Store(_, _, from) = r {
+                match self.storing.iter_mut().find(|(t, _)| t == from) {
+                    Some(entry) => entry.1 = now,
+                    None => self.storing.push((*from, now)),
+                }
+            }
+        }
+    }
+
     fn process(&mut self, batch: Vec<Request>) {
         let now = now_rfc3339();
         let mut stores = Vec::new();
@@ -477,7 +530,7 @@ impl Writer {
         let mut execs = Vec::new();
         for r in batch {
             match r {
-                Request::Store(job, reply) => stores.push(Pending {
+                Request::Store(job, reply, _) => stores.push(Pending {
                     job,
                     reply,
                     created: None,
