@@ -11,7 +11,9 @@ peer's exit status after SIGTERM is recorded (peer_rc), and an optional `post`
 shell command per peer (run after the peer stopped, before its store is removed),
 --keep-logs, and --cleanup (default `end`: every run has its own store directory and
 the stores are removed after the whole matrix, so no run writes while the previous
-run's store is being freed; `each` is the original behaviour).
+run's store is being freed; `each` is the original behaviour), and the peers take
+turns on each load (corpus x associations) instead of each peer running the whole
+matrix in turn.
 
 Sub-commands (run `python3 dcmbench.py CMD -h` for options):
   run         start each peer fresh per run, push a corpus with DCMTK storescu
@@ -339,19 +341,21 @@ def cmd_run(args):
         pending.clear()
         os.sync()
 
+    # Peers take turns on each load, so that the runs compared sit close together in time
+    # (this disk's speed drifts over minutes).
     for rep in range(args.rep_start, args.rep_start + args.repeat):
-        for name in names:
-            spec = peers[name]
-            for c in corpora:
-                cdir = os.path.join(args.data, c)
-                man, parts = corpus_info(cdir)
-                for conc in concs:
-                    if conc == 1:
-                        groups = [[cdir]]
-                    else:
-                        groups = [[] for _ in range(conc)]
-                        for i, p in enumerate(parts):
-                            groups[i % conc].append(p)
+        for c in corpora:
+            cdir = os.path.join(args.data, c)
+            man, parts = corpus_info(cdir)
+            for conc in concs:
+                if conc == 1:
+                    groups = [[cdir]]
+                else:
+                    groups = [[] for _ in range(conc)]
+                    for i, p in enumerate(parts):
+                        groups[i % conc].append(p)
+                for name in names:
+                    spec = peers[name]
                     tag = f"{c}-x{conc}-rep{rep}" if args.cleanup == "end" else None
                     peer = Peer(name, spec, args.work, tag=tag)
                     if pending and shutil.disk_usage(args.work).free < 3 * man["bytes"] + (1 << 30):
