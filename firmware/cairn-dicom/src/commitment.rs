@@ -720,7 +720,7 @@ fn send_on_new_association(
         ],
     };
     pdu::send(&mut sock, &Pdu::AssociationRQ(rq)).map_err(|e| e.to_string())?;
-    let reader = PduReader::new(Duration::from_secs(30), Duration::from_secs(30));
+    let mut reader = PduReader::new(Duration::from_secs(30), Duration::from_secs(30));
     let mut buf = Vec::new();
     let t = reader
         .read(

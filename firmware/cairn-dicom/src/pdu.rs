@@ -122,38 +122,66 @@ pub fn split_pdvs(body: &[u8]) -> Result<Vec<Pdv<'_>>, PduError> {
 
 /// Reads PDUs off a socket. Waiting for the first byte of a PDU is bounded by the idle timeout;
 /// once a PDU has started, the rest of it must arrive within the ARTIM timeout.
+///
+/// Bytes are read in chunks of up to `READ_CHUNK`, so a stream of small P-DATA PDUs costs about
+/// one `read` per chunk instead of three per PDU. One reader serves one socket for its whole
+/// life: bytes it has read ahead belong to the next PDU on that socket.
 #[derive(Debug)]
 pub struct PduReader {
     artim: Duration,
     idle: Duration,
+    /// Bytes read ahead and not yet returned: `ahead[start..end]`.
+    ahead: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The read timeout last set on the socket.
+    timeout: Option<Duration>,
 }
+
+/// The most a reader reads from its socket at once (the buffer is allocated on first use).
+const READ_CHUNK: usize = 128 * 1024;
+
+/// A socket timeout this close to the time left is kept rather than set again (one syscall
+/// less per read); a deadline may thus end this much early or late.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(20);
 
 impl PduReader {
     /// A reader with these timeouts.
     pub fn new(artim: Duration, idle: Duration) -> Self {
-        Self { artim, idle }
+        Self {
+            artim,
+            idle,
+            ahead: Vec::new(),
+            start: 0,
+            end: 0,
+            timeout: None,
+        }
     }
 
     /// Read one PDU whose body may be at most `limit` bytes (the type-specific limit is applied
     /// by the caller through `limit_for`). `first_wait` overrides the idle timeout for the
     /// first byte (ARTIM while waiting for the A-ASSOCIATE-RQ).
     pub fn read(
-        &self,
+        &mut self,
         sock: &mut TcpStream,
         limit_for: impl Fn(u8) -> u32,
         first_wait: Option<Duration>,
         buf: &mut Vec<u8>,
     ) -> Result<u8, PduError> {
-        let mut header = [0u8; PDU_HEADER_SIZE as usize];
-        let first = Instant::now() + first_wait.unwrap_or(self.idle);
-        match read_exact_by(sock, &mut header[..1], first) {
-            Err(PduError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(PduError::Closed)
+        if self.start == self.end {
+            let first = Instant::now() + first_wait.unwrap_or(self.idle);
+            match self.fill(sock, first) {
+                Err(PduError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(PduError::Closed)
+                }
+                other => other?,
             }
-            other => other?,
         }
         let deadline = Instant::now() + self.artim;
-        read_exact_by(sock, &mut header[1..], deadline)?;
+        while self.end - self.start < PDU_HEADER_SIZE as usize {
+            self.fill(sock, deadline)?;
+        }
+        let header = &self.ahead[self.start..self.start + PDU_HEADER_SIZE as usize];
         let pdu_type = header[0];
         if !(types::ASSOCIATE_RQ..=types::ABORT).contains(&pdu_type) {
             return Err(PduError::UnknownType(pdu_type));
@@ -163,40 +191,79 @@ impl PduReader {
         if length > limit {
             return Err(PduError::TooLarge { length, limit });
         }
+        self.start += PDU_HEADER_SIZE as usize;
+        let length = length as usize;
+        let take = length.min(self.end - self.start);
         buf.clear();
-        buf.resize(length as usize, 0);
-        read_exact_by(sock, buf, deadline)?;
+        buf.extend_from_slice(&self.ahead[self.start..self.start + take]);
+        self.start += take;
+        if take < length {
+            // The rest of a body goes straight into `buf`, however large the PDU.
+            buf.resize(length, 0);
+            let mut rest = &mut buf[take..];
+            while !rest.is_empty() {
+                self.arm(sock, deadline)?;
+                match sock.read(rest) {
+                    Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+                    Ok(n) => rest = &mut rest[n..],
+                    Err(e) => read_error(e)?,
+                }
+            }
+        }
         Ok(pdu_type)
     }
-}
 
-fn read_exact_by(
-    sock: &mut TcpStream,
-    mut buf: &mut [u8],
-    deadline: Instant,
-) -> Result<(), PduError> {
-    while !buf.is_empty() {
+    /// Read what the socket has (at least one byte) into the read-ahead buffer.
+    fn fill(&mut self, sock: &mut TcpStream, deadline: Instant) -> Result<(), PduError> {
+        if self.ahead.is_empty() {
+            self.ahead = vec![0; READ_CHUNK];
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.ahead.len() {
+            self.ahead.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        loop {
+            self.arm(sock, deadline)?;
+            match sock.read(&mut self.ahead[self.end..]) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(());
+                }
+                Err(e) => read_error(e)?,
+            }
+        }
+    }
+
+    /// Make the socket's read timeout end at `deadline` (within `TIMEOUT_SLACK`).
+    fn arm(&mut self, sock: &TcpStream, deadline: Instant) -> Result<(), PduError> {
         let now = Instant::now();
         if now >= deadline {
             return Err(PduError::Timeout);
         }
-        sock.set_read_timeout(Some(deadline - now))?;
-        match sock.read(buf) {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
-            Ok(n) => buf = &mut buf[n..],
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(PduError::Timeout)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
+        let left = deadline - now;
+        if !self
+            .timeout
+            .is_some_and(|t| t.abs_diff(left) <= TIMEOUT_SLACK)
+        {
+            sock.set_read_timeout(Some(left))?;
+            self.timeout = Some(left);
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// A failed `read`: a timeout becomes `PduError::Timeout`; an interrupted call is retried.
+fn read_error(e: io::Error) -> Result<(), PduError> {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Err(PduError::Timeout),
+        io::ErrorKind::Interrupted => Ok(()),
+        _ => Err(e.into()),
+    }
 }
 
 /// Decode an association-phase PDU (RQ, RELEASE, ABORT...) with dicom-ul's codec.
@@ -466,5 +533,67 @@ mod tests {
         b.extend_from_slice(&u32::MAX.to_be_bytes());
         b.extend_from_slice(&[1, 3]);
         assert!(split_pdvs(&b).is_err());
+    }
+
+    /// A P-DATA PDU of `body` bytes filled with `fill`.
+    fn pdata(body: usize, fill: u8) -> Vec<u8> {
+        let mut v = vec![types::P_DATA, 0];
+        v.extend_from_slice(&(body as u32).to_be_bytes());
+        v.extend(std::iter::repeat_n(fill, body));
+        v
+    }
+
+    #[test]
+    fn reads_pdus_that_share_a_read_or_outgrow_the_buffer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let big = READ_CHUNK * 3 + 5;
+        let sender = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            let mut all = pdata(10, 1);
+            all.extend(pdata(3, 2));
+            all.extend(pdata(big, 3));
+            all.extend(pdata(7, 4));
+            // one write for all four, then a PDU split across two writes
+            c.write_all(&all).unwrap();
+            let last = pdata(20, 5);
+            c.write_all(&last[..4]).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            c.write_all(&last[4..]).unwrap();
+        });
+        let (mut sock, _) = listener.accept().unwrap();
+        let mut reader = PduReader::new(Duration::from_secs(5), Duration::from_secs(5));
+        let mut buf = Vec::new();
+        for (len, fill) in [(10, 1u8), (3, 2), (big, 3), (7, 4), (20, 5)] {
+            let t = reader
+                .read(&mut sock, |_| u32::MAX, None, &mut buf)
+                .unwrap();
+            assert_eq!(t, types::P_DATA);
+            assert_eq!(buf.len(), len);
+            assert!(buf.iter().all(|b| *b == fill), "PDU of {len} bytes");
+        }
+        sender.join().unwrap();
+        assert!(matches!(
+            reader.read(&mut sock, |_| u32::MAX, None, &mut buf),
+            Err(PduError::Closed)
+        ));
+    }
+
+    #[test]
+    fn a_pdu_that_stops_halfway_times_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sender = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(&pdata(100, 1)[..50]).unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+        });
+        let (mut sock, _) = listener.accept().unwrap();
+        let mut reader = PduReader::new(Duration::from_millis(200), Duration::from_secs(5));
+        let mut buf = Vec::new();
+        // a timeout, not the close that comes after 1.5 s
+        let r = reader.read(&mut sock, |_| u32::MAX, None, &mut buf);
+        assert!(matches!(r, Err(PduError::Timeout)), "{r:?}");
+        sender.join().unwrap();
     }
 }

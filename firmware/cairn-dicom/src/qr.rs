@@ -739,7 +739,6 @@ impl Association<'_> {
             self.config.dicom.ae_title.as_str(),
             peer.ae.as_str(),
             &list,
-            &self.reader,
         ) {
             Ok(s) => s,
             Err(why) => {
@@ -959,7 +958,6 @@ impl SubAssociation {
         our_ae: &str,
         their_ae: &str,
         list: &[InstanceRef],
-        reader: &PduReader,
     ) -> Result<Self, String> {
         use dicom_ul::pdu::{AssociationRQ, Pdu, PresentationContextProposed, UserVariableItem};
         let addr: SocketAddr = (host, port)
@@ -1012,6 +1010,8 @@ impl SubAssociation {
         };
         pdu::send(&mut sock, &Pdu::AssociationRQ(rq)).map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
+        // This socket's own reader: it may read ahead past the answer.
+        let mut reader = PduReader::new(Duration::from_secs(30), Duration::from_secs(60));
         let t = reader
             .read(
                 &mut sock,
@@ -1043,7 +1043,7 @@ impl SubAssociation {
                     .unwrap_or(16384);
                 Ok(SubAssociation {
                     sock,
-                    reader: PduReader::new(Duration::from_secs(30), Duration::from_secs(60)),
+                    reader,
                     peer_max_pdu,
                     contexts,
                     next_id: 0,
@@ -1132,10 +1132,10 @@ impl SubAssociation {
         let rq = [types::RELEASE_RQ, 0, 0, 0, 0, 4, 0, 0, 0, 0];
         if self.sock.write_all(&rq).is_ok() {
             let mut buf = Vec::new();
-            let _ = PduReader::new(Duration::from_secs(5), Duration::from_secs(5)).read(
+            let _ = self.reader.read(
                 &mut self.sock,
                 |_| 1024,
-                None,
+                Some(Duration::from_secs(5)),
                 &mut buf,
             );
         }

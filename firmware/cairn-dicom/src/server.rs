@@ -236,7 +236,7 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) -> 
         config.dicom.artim_timeout_secs.max(30),
     )));
     let artim = Duration::from_secs(config.dicom.artim_timeout_secs);
-    let reader = PduReader::new(artim, Duration::from_secs(config.dicom.idle_timeout_secs));
+    let mut reader = PduReader::new(artim, Duration::from_secs(config.dicom.idle_timeout_secs));
     let span = tracing::info_span!("association", %peer);
     let _enter = span.enter();
 
