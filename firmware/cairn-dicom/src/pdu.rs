@@ -246,9 +246,9 @@ impl PduReader {
             return Err(PduError::Timeout);
         }
         let left = deadline - now;
-        if !self
+        if self
             .timeout
-            .is_some_and(|t| t.abs_diff(left) <= TIMEOUT_SLACK)
+            .is_none_or(|t| t.abs_diff(left) > TIMEOUT_SLACK)
         {
             sock.set_read_timeout(Some(left))?;
             self.timeout = Some(left);
