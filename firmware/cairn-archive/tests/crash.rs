@@ -3,9 +3,10 @@
 //! verified; nothing is lost.
 #![allow(clippy::unwrap_used)]
 
-use cairn_archive::engine::{Archiver, Drive, Policy, TargetSpec};
+mod common;
+
+use cairn_archive::engine::Archiver;
 use cairn_hal::tape::emulator::{self, CartridgeSpec};
-use cairn_hal::tape::EmulatedTape;
 use cairn_store::{DataDir, InstanceRecord, Store, StoreJob};
 use rusqlite::Connection;
 use std::path::Path;
@@ -14,22 +15,7 @@ use std::time::{Duration, Instant};
 const CHILD: &str = "CAIRN_ARCHIVE_CRASH_CHILD";
 
 fn archiver(store: &Store, drive: &Path) -> Archiver {
-    let d = drive.to_path_buf();
-    Archiver::new(
-        store.clone(),
-        Policy {
-            box_id: "CRASH".into(),
-            bundle_max_bytes: 1 << 30,
-            bundle_max_age: Duration::from_secs(3600),
-            bundle_max_members: 100_000,
-        },
-        vec![TargetSpec {
-            name: "tape0".into(),
-            kind: "tape".into(),
-            open: Box::new(move || Ok(Drive::Tape(Box::new(EmulatedTape::open(&d)?)))),
-        }],
-    )
-    .unwrap()
+    common::tape_archiver(store, drive, "CRASH", 1 << 30)
 }
 
 #[test]

@@ -3,55 +3,19 @@
 //! verify mismatch, catalog rebuilt by scanning, restore of deleted hot files.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{insert_blank as cartridge, put, q};
+
 use cairn_archive::catalog;
 use cairn_archive::engine::{Archiver, Drive, Outcome, Policy, TargetSpec};
-use cairn_hal::tape::emulator::{self, CartridgeSpec};
+use cairn_hal::tape::emulator::{self};
 use cairn_hal::tape::EmulatedTape;
-use cairn_store::{DataDir, InstanceRecord, Store, StoreJob};
+use cairn_store::{DataDir, Store};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-
-fn record(i: usize, study: &str) -> InstanceRecord {
-    let mut r = InstanceRecord {
-        sop_instance_uid: format!("{study}.1.{i}"),
-        sop_class_uid: "1.2.840.10008.5.1.4.1.1.7".into(),
-        transfer_syntax: "1.2.840.10008.1.2.1".into(),
-        instance_number: i.to_string(),
-        ..Default::default()
-    };
-    r.patient.id = "PID-1".into();
-    r.patient.name = "Test^Patient".into();
-    r.study.uid = study.into();
-    r.study.date = "20250101".into();
-    r.series.uid = format!("{study}.1");
-    r.series.modality = "OT".into();
-    r
-}
-
-/// Store `n` objects of `size` bytes (distinct contents) in `study`.
-fn put(store: &Store, n: usize, size: usize, study: &str, salt: u8) -> Vec<String> {
-    let mut shas = Vec::new();
-    for i in 0..n {
-        let mut w = store.spool().unwrap();
-        let bytes: Vec<u8> = (0..size)
-            .map(|k| (k as u8) ^ (i as u8).wrapping_mul(13) ^ salt)
-            .chain((i as u32).to_le_bytes())
-            .collect();
-        w.write(&bytes).unwrap();
-        let spool = w.finish().unwrap();
-        shas.push(spool.sha256.clone());
-        store
-            .commit(StoreJob {
-                spool,
-                record: record(i, study),
-                source_ae: "TEST".into(),
-            })
-            .unwrap();
-    }
-    shas
-}
 
 struct Rig {
     _tmp: tempfile::TempDir,
@@ -69,42 +33,6 @@ fn rig() -> Rig {
         data,
         drive,
     }
-}
-
-fn cartridge(drive: &Path, id: &str, capacity: u64, early: u64) {
-    emulator::insert_blank(
-        drive,
-        &CartridgeSpec {
-            id: id.into(),
-            capacity,
-            early_warning: early,
-        },
-    )
-    .unwrap();
-}
-
-fn archiver(store: &Store, drive: &Path, max_bytes: u64) -> Archiver {
-    let d = drive.to_path_buf();
-    Archiver::new(
-        store.clone(),
-        Policy {
-            box_id: "TESTBOX".into(),
-            bundle_max_bytes: max_bytes,
-            bundle_max_age: Duration::from_secs(3600),
-            bundle_max_members: 100_000,
-        },
-        vec![TargetSpec {
-            name: "tape0".into(),
-            kind: "tape".into(),
-            open: Box::new(move || Ok(Drive::Tape(Box::new(EmulatedTape::open(&d)?)))),
-        }],
-    )
-    .unwrap()
-}
-
-fn q(data: &DataDir, sql: &str) -> i64 {
-    let c = Connection::open(data.db()).unwrap();
-    c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 fn verified_instances(data: &DataDir) -> i64 {
@@ -531,4 +459,8 @@ fn a_missing_or_damaged_hot_copy_stays_queued_and_the_rest_is_archived() {
     assert!(st.targets[0].last_error.is_some());
     drop(a);
     store.close().unwrap();
+}
+
+fn archiver(store: &Store, drive: &Path, max_bytes: u64) -> Archiver {
+    common::tape_archiver(store, drive, "TESTBOX", max_bytes)
 }

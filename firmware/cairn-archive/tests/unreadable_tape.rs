@@ -5,51 +5,19 @@
 //! and never labelled that way when a label, foreign data or anything else was read.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::q;
+
 use cairn_archive::catalog;
-use cairn_archive::engine::{Archiver, Drive, Outcome, Policy, TargetSpec};
+use cairn_archive::engine::{Archiver, Outcome};
 use cairn_archive::Request;
-use cairn_hal::tape::emulator::{self, CartridgeSpec};
+use cairn_hal::tape::emulator::{self};
 use cairn_hal::tape::{EmulatedTape, TapeDrive};
-use cairn_store::{DataDir, InstanceRecord, Store, StoreJob};
+use cairn_store::{DataDir, Store};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
-
-fn record(i: usize, study: &str) -> InstanceRecord {
-    let mut r = InstanceRecord {
-        sop_instance_uid: format!("{study}.1.{i}"),
-        sop_class_uid: "1.2.840.10008.5.1.4.1.1.7".into(),
-        transfer_syntax: "1.2.840.10008.1.2.1".into(),
-        instance_number: i.to_string(),
-        ..Default::default()
-    };
-    r.patient.id = "PID-1".into();
-    r.patient.name = "Test^Patient".into();
-    r.study.uid = study.into();
-    r.study.date = "20250101".into();
-    r.series.uid = format!("{study}.1");
-    r.series.modality = "OT".into();
-    r
-}
-
-fn put(store: &Store, n: usize, size: usize, study: &str) {
-    for i in 0..n {
-        let mut w = store.spool().unwrap();
-        let bytes: Vec<u8> = (0..size)
-            .map(|k| (k as u8) ^ (i as u8).wrapping_mul(29))
-            .chain((i as u32).to_le_bytes())
-            .collect();
-        w.write(&bytes).unwrap();
-        store
-            .commit(StoreJob {
-                spool: w.finish().unwrap(),
-                record: record(i, study),
-                source_ae: "TEST".into(),
-            })
-            .unwrap();
-    }
-}
 
 struct Rig {
     _tmp: tempfile::TempDir,
@@ -73,39 +41,16 @@ fn rig() -> Rig {
 }
 
 fn insert(drive: &Path, id: &str) {
-    emulator::insert_blank(
-        drive,
-        &CartridgeSpec {
-            id: id.into(),
-            capacity: 1 << 30,
-            early_warning: (1 << 30) - (1 << 20),
-        },
-    )
-    .unwrap();
+    common::insert_blank(drive, id, 1 << 30, (1 << 30) - (1 << 20));
 }
 
 fn archiver(r: &Rig) -> Archiver {
-    let d = r.drive.clone();
-    Archiver::new(
-        r.store.clone(),
-        Policy {
-            box_id: "TESTBOX".into(),
-            bundle_max_bytes: 8 << 20,
-            bundle_max_age: Duration::from_secs(3600),
-            bundle_max_members: 100_000,
-        },
-        vec![TargetSpec {
-            name: "tape0".into(),
-            kind: "tape".into(),
-            open: Box::new(move || Ok(Drive::Tape(Box::new(EmulatedTape::open(&d)?)))),
-        }],
-    )
-    .unwrap()
+    common::tape_archiver(&r.store, &r.drive, "TESTBOX", 8 << 20)
 }
 
-fn q(data: &DataDir, sql: &str) -> i64 {
-    let c = Connection::open(data.db()).unwrap();
-    c.query_row(sql, [], |r| r.get(0)).unwrap()
+/// Store `n` objects of `size` (+4) bytes in `study`.
+fn put(store: &Store, n: usize, size: usize, study: &str) {
+    common::put(store, n, size, study, 0);
 }
 
 fn live(data: &DataDir) -> catalog::LiveTarget {
