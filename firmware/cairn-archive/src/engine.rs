@@ -953,16 +953,7 @@ impl Archiver {
             self.targets[i].drive = None;
             unreadable |= self.probe(i, by, false)? == Found::Unreadable;
             let t = &self.targets[i];
-            msgs.push(format!(
-                "{}: {}{}",
-                t.spec.name,
-                t.live.drive,
-                if t.live.message.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", t.live.message)
-                }
-            ));
+            msgs.push(format!("{}: {}", t.spec.name, drive_says(&t.live)));
         }
         self.publish();
         if unreadable {
@@ -1021,14 +1012,9 @@ impl Archiver {
                     ok = false;
                     msgs.push(format!(
                         "{}: not labelled: only a tape whose beginning cannot be read is \
-                         labelled this way, and this drive says: {}{}",
+                         labelled this way, and this drive says: {}",
                         t.spec.name,
-                        t.live.drive,
-                        if t.live.message.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({})", t.live.message)
-                        }
+                        drive_says(&t.live)
                     ));
                 }
             }
@@ -1509,4 +1495,13 @@ pub fn restore_from_dir(
         }
     }
     Ok(n)
+}
+
+/// The drive's state, with its message in brackets when it has one.
+fn drive_says(live: &LiveTarget) -> String {
+    if live.message.is_empty() {
+        live.drive.clone()
+    } else {
+        format!("{} ({})", live.drive, live.message)
+    }
 }
