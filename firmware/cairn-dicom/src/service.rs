@@ -536,7 +536,15 @@ impl Association<'_> {
         sop_instance: &str,
     ) -> Result<StoreOutcome, (u16, String)> {
         let enc = syntax::encoding(&context.transfer_syntax).unwrap_or(Encoding::ExplicitLe);
-        let file = std::fs::File::open(spool.path()).map_err(|e| {
+        // Everything received reaches the spool file here; it is then read back to validate.
+        let finished = spool.finish().map_err(|e| {
+            tracing::error!(error = %e, "cannot write the spool file");
+            (
+                status::OUT_OF_RESOURCES,
+                "the archive cannot write to its disk (full or failing)".to_string(),
+            )
+        })?;
+        let file = std::fs::File::open(finished.path()).map_err(|e| {
             tracing::error!(error = %e, "cannot reopen the spool file");
             (
                 status::OUT_OF_RESOURCES,
@@ -629,13 +637,6 @@ impl Association<'_> {
             instance_number: v(0x0020_0013),
             transfer_syntax: context.transfer_syntax.clone(),
         };
-        let finished = spool.finish().map_err(|e| {
-            tracing::error!(error = %e, "cannot fsync the spool file");
-            (
-                status::OUT_OF_RESOURCES,
-                "the archive cannot write to its disk (full or failing)".to_string(),
-            )
-        })?;
         self.store
             .commit(StoreJob {
                 spool: finished,
