@@ -20,6 +20,7 @@ pub mod find;
 mod fsck;
 mod index;
 mod layout;
+mod oneshot;
 mod query;
 mod spool;
 mod writer;

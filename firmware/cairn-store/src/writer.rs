@@ -2,10 +2,11 @@
 
 use crate::index::{self, Indexed, InstanceRecord};
 use crate::layout::{fsync_dir, is_sha256_hex, DataDir};
+use crate::oneshot;
 use crate::spool::{FinishedSpool, SpoolWriter};
 use crate::{now_rfc3339, StoreError};
 use cairn_audit::AuditEvent;
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Receiver, Sender};
 use rusqlite::Connection;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -45,7 +46,7 @@ pub enum StoreOutcome {
     NewVersion,
 }
 
-type Reply<T> = Sender<Result<T, StoreError>>;
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// Work run by the writer thread inside its next group commit (see [`Store::transact`]).
 type Work = Box<dyn FnOnce(&Connection, &str) -> Result<Vec<AuditEvent>, StoreError> + Send>;
@@ -134,7 +135,7 @@ impl Store {
             std::fs::create_dir_all(leaf)
                 .map_err(|e| StoreError::io("create object directory", e))?;
         }
-        let (rtx, rrx) = bounded(1);
+        let (rtx, rrx) = oneshot::channel();
         let from = std::thread::current().id();
         self.tx
             .send(Request::Store(Box::new(job), rtx, from))
@@ -144,7 +145,7 @@ impl Store {
 
     /// Record an audit event durably; returns once committed.
     pub fn audit(&self, event: AuditEvent) -> Result<(), StoreError> {
-        let (rtx, rrx) = bounded(1);
+        let (rtx, rrx) = oneshot::channel();
         self.tx
             .send(Request::Audit(event, Some(rtx)))
             .map_err(|_| StoreError::Closed)?;
@@ -174,7 +175,7 @@ impl Store {
             }
             Ok(events)
         });
-        let (rtx, rrx) = bounded(1);
+        let (rtx, rrx) = oneshot::channel();
         self.tx
             .send(Request::Exec(boxed, rtx))
             .map_err(|_| StoreError::Closed)?;
@@ -585,18 +586,18 @@ impl Writer {
                     self.flush_anchor();
                 }
                 for (p, o) in stores.into_iter().zip(outcomes) {
-                    let _ = p.reply.send(match p.failed {
+                    p.reply.send(match p.failed {
                         Some(e) => Err(e),
                         None => Ok(o),
                     });
                 }
                 for (_, reply) in audits {
                     if let Some(r) = reply {
-                        let _ = r.send(Ok(()));
+                        r.send(Ok(()));
                     }
                 }
                 for x in execs {
-                    let _ = x.reply.send(match x.failed {
+                    x.reply.send(match x.failed {
                         Some(e) => Err(e),
                         None => Ok(()),
                     });
@@ -761,7 +762,7 @@ impl Writer {
         e: &StoreError,
     ) {
         for x in execs {
-            let _ = x.reply.send(Err(x.failed.unwrap_or_else(|| replicate(e))));
+            x.reply.send(Err(x.failed.unwrap_or_else(|| replicate(e))));
         }
         let mut dirs = BTreeSet::new();
         for p in stores {
@@ -772,7 +773,7 @@ impl Writer {
                     }
                 }
             }
-            let _ = p.reply.send(Err(p.failed.unwrap_or_else(|| replicate(e))));
+            p.reply.send(Err(p.failed.unwrap_or_else(|| replicate(e))));
         }
         for d in dirs {
             let _ = fsync_dir(&d);
@@ -780,7 +781,7 @@ impl Writer {
         for (ev, reply) in audits {
             match reply {
                 Some(r) => {
-                    let _ = r.send(Err(replicate(e)));
+                    r.send(Err(replicate(e)));
                 }
                 None => {
                     tracing::error!(action = %ev.action, "audit event lost with a failed commit")
