@@ -19,6 +19,9 @@ Examples:
   tools/bench --repeat 3                    # full matrix, 3 repetitions
   tools/bench --quick --peers orthanc,dcmtk # without cairn (no cargo build)
   tools/bench --report FILE.jsonl           # tables from earlier records (all runs in FILE)
+  tools/bench --repeat 3 --floor --peers cairn,cairn-noflush,orthanc,dcmtk
+      # also: cairn with every flush a no-op (analysis only), and the one-association
+      # durability bound from the disk's own file+fsync rate
 """
 import argparse
 import importlib.util
@@ -70,6 +73,8 @@ def ensure_deps(peers):
         apt.append("strace")
     if not shutil.which("unshare"):
         apt.append("util-linux")
+    if "cairn-noflush" in peers and not os.path.exists("/usr/lib/x86_64-linux-gnu/libeatmydata.so"):
+        apt.append("eatmydata")
     if apt:
         if os.geteuid() != 0:
             sys.exit(f"missing Debian packages {apt}; run: sudo apt-get install -y {' '.join(apt)}")
@@ -145,6 +150,63 @@ def ratio_cell(a, b, target):
         return "n/a", None
     x = a / b
     return f"{x:.2f} ({'ok' if x >= target else 'MISS'} >= {target})", x >= target
+
+
+def disk_file(out, run_id):
+    """Where `--floor` keeps the disk measurement of one run."""
+    return f"{out}.{run_id}.disk.jsonl"
+
+
+def measure_disk(out, run_id, data, corpora):
+    """One thread writing each corpus's files with one fsync per file (dcmbench.py disk)."""
+    for c in corpora:
+        # each corpus in its own directory, left in place until the matrix is done: deleting
+        # files right before a peer runs would slow that peer (see README)
+        run([sys.executable, os.path.join(HERE, "dcmbench.py"), "disk", "--data", data,
+             "--work", f"{ROOT}/work/disk-{run_id}-{c}", "--corpus", c, "--modes", "fsync",
+             "--threads", "1", "--repeat", "1", "--leave", "--out", disk_file(out, run_id)],
+            check=True)
+
+
+def print_floor(recs, disk_recs):
+    """The single-association bound: storescu waits for each response, so a durable server
+    spends at least DCMTK's time per object plus one flush of that object."""
+    disk = {}
+    for r in disk_recs:
+        if r.get("mode") == "fsync" and r.get("threads") == 1:
+            disk.setdefault(r["corpus"], []).append(r["files"] / r["wall_s"])
+    # Only the small corpus: a large object's data can reach the disk while it is still being
+    # received (cairn writes it back as it arrives), so its write is not all on top of the
+    # client's time; a small object arrives in one PDU, and all of its write and flush is.
+    corpora = [c for c in sorted({r["corpus"] for r in recs if r["conc"] == 1}) if c == "small"]
+    peers = {r["peer"] for r in recs}
+    print()
+    print("### One association: the durability floor")
+    print()
+    print("A client with one association waits for each C-STORE-RSP, and a durable response waits "
+          "for a disk flush. A server doing exactly DCMTK's (non-durable) work plus one `fsync` of "
+          "each file (the cheapest durable write: no directory, no index) can reach at most "
+          "1 / (1/dcmtk + 1/disk). Small objects only: a large one can be written while it arrives.")
+    print()
+    head = "| load | dcmtk inst/s | disk: file + fsync /s (1 thread) | bound inst/s | bound/dcmtk |"
+    line = "|---|---|---|---|---|"
+    if "cairn-noflush" in peers:
+        head += " cairn without flushes inst/s | that/dcmtk |"
+        line += "---|---|"
+    print(head)
+    print(line)
+    for c in corpora:
+        d = summary(recs, "dcmtk", c, 1).get("ips")
+        k = statistics.median(disk[c]) if disk.get(c) else None
+        bound = 1 / (1 / d + 1 / k) if d and k else None
+        row = (f"| {c} x1 | {fmt(d)} | {fmt(k)} | {fmt(bound)} | "
+               f"{fmt(bound / d if bound else None, '{:.2f}')} "
+               f"({'below' if bound and bound / d < TARGETS['dcmtk'] else 'not below'} the "
+               f"{TARGETS['dcmtk']}x target) |")
+        if "cairn-noflush" in peers:
+            n = summary(recs, "cairn-noflush", c, 1).get("ips")
+            row += f" {fmt(n)} | {fmt(n / d if n and d else None, '{:.2f}')} |"
+        print(row)
 
 
 def print_tables(recs, quick):
@@ -268,6 +330,9 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep each peer's store under /tmp/dcmbench/work")
     ap.add_argument("--report", nargs="+", metavar="JSONL", help="only print the tables for these files")
     ap.add_argument("--run-id", help="with --report: only records of this run")
+    ap.add_argument("--floor", action="store_true",
+                    help="after the matrix, measure the disk (one fsync per file, one thread) and "
+                         "print the single-association durability bound against DCMTK")
     ap.add_argument("harness_args", nargs=argparse.REMAINDER,
                     help="after `--`: extra `dcmbench.py run` options, e.g. -- --storescu-opt=-pdu "
                          "--storescu-opt=131072")
@@ -278,6 +343,9 @@ def main():
     if a.report:
         recs = load(a.report, a.run_id)
         print_tables(recs, any(r.get("quick") == "1" for r in recs))
+        if a.run_id and os.path.exists(disk_file(a.report[0], a.run_id)):
+            with open(disk_file(a.report[0], a.run_id)) as f:
+                print_floor(recs, [json.loads(x) for x in f if x.strip()])
         print_problems(recs)
         return
 
@@ -287,7 +355,7 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if not a.no_install:
         ensure_deps(peers)
-    if "cairn" in peers and not a.no_build:
+    if ("cairn" in peers or "cairn-noflush" in peers) and not a.no_build:
         build_cairnd()
     data = ensure_corpora(a.quick, corpora)
     run_id = time.strftime("%Y%m%dT%H%M%S")
@@ -300,15 +368,25 @@ def main():
         cmd.append("--no-netns")
     if a.keep:
         cmd.append("--keep")
+    if a.floor:
+        # before the matrix: its stores are deleted at its end, and this ext4 is slower to
+        # create files right after a mass deletion (see README)
+        measure_disk(out, run_id, data, [c for c in corpora if c == "small"])
     r = run(cmd + extra)
+    for c in corpora:
+        shutil.rmtree(f"{ROOT}/work/disk-{run_id}-{c}", ignore_errors=True)
     recs = load([out], run_id)
     if not recs:
         sys.exit(f"no results recorded (harness exit {r.returncode})")
+
     print()
     print(f"## cairn ingest benchmark, run {run_id}{' (quick)' if a.quick else ''}: "
           f"{a.repeat} repetition(s), corpora in {data}")
     print()
     print_tables(recs, a.quick)
+    if a.floor:
+        with open(disk_file(out, run_id)) as f:
+            print_floor(recs, [json.loads(x) for x in f if x.strip()])
     print_problems(recs)
     print()
     print(f"results: {out} (run_id {run_id}); again: tools/bench --report {out} --run-id {run_id}")

@@ -544,7 +544,10 @@ def cmd_disk(args):
                     log(f"disk {mode:9s} {c:6s} t{th} rep{rep}: {rec['wall_s']:.2f}s "
                         f"{len(sizes)/rec['wall_s']:.0f} files/s {sum(sizes)/1e6/rec['wall_s']:.1f} MB/s "
                         f"flush {rec['flush_s']:.2f}s")
-                    shutil.rmtree(d, ignore_errors=True)
+                    last = (rep == args.repeat - 1 and mode == args.modes.split(",")[-1]
+                            and th == int(args.threads.split(",")[-1]))
+                    if not (args.leave and last):
+                        shutil.rmtree(d, ignore_errors=True)
 
 
 # ----------------------------------------------------------------- fsynccheck
@@ -648,6 +651,8 @@ def main():
     p.add_argument("--threads", default="1,4")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--out", default="results-disk.jsonl")
+    p.add_argument("--leave", action="store_true",
+                   help="leave the last run's files in WORK/disk (the caller removes them later)")
     p.set_defaults(fn=cmd_disk)
 
     p = sub.add_parser("fsynccheck")
