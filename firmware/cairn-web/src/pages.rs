@@ -740,8 +740,10 @@ fn person(pn: &str) -> String {
     }
 }
 
+/// A DICOM date `YYYYMMDD` as `YYYY-MM-DD`; anything else (received text need not be digits)
+/// is shown as received.
 fn date(d: &str) -> String {
-    if d.len() == 8 {
+    if d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()) {
         format!("{}-{}-{}", &d[0..4], &d[4..6], &d[6..8])
     } else {
         d.to_string()
@@ -1325,6 +1327,7 @@ mod tests {
         assert_eq!(person("DOE^JOHN^^^"), "DOE, JOHN");
         assert_eq!(person("DOE"), "DOE");
         assert_eq!(date("20240131"), "2024-01-31");
+        assert_eq!(date("123é567"), "123é567");
         assert_eq!(safe_back("//evil"), "/");
         assert_eq!(safe_back("/disks"), "/disks");
     }
