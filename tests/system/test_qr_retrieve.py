@@ -124,6 +124,17 @@ class Data:
         self.bulk_study = q.uid("qr-bulk", "study")
         self.bulk = q.tiny_instances(base / "bulk", N_BULK, "qr-bulk",
                                      study_uid=self.bulk_study, patient_id="QR-BULK")
+        # JLS: a JPEG-LS Lossless MR image (no JPEG-LS decoder in the box: not convertible)
+        ds = pydicom.dcmread(TEST_FILES / "MR_small_jpeg_ls_lossless.dcm")
+        self.jls_sop = q.uid("qr-jls", "sop")
+        self.jls_study = q.uid("qr-jls", "study")
+        ds.SOPInstanceUID = self.jls_sop
+        ds.file_meta.MediaStorageSOPInstanceUID = self.jls_sop
+        ds.StudyInstanceUID = self.jls_study
+        ds.SeriesInstanceUID = q.uid("qr-jls", "series")
+        ds.PatientID = "QR-JLS"
+        self.jls_file = base / "jls.dcm"
+        ds.save_as(self.jls_file, enforce_file_format=True)
         # ODD: pydicom's deflated file, whose data set has an odd length (4303 bytes)
         self.odd_file = TEST_FILES / "image_dfl.dcm"
         odd = pydicom.dcmread(self.odd_file)
@@ -151,7 +162,7 @@ def ports():
 def box(tmp_path_factory, data, ports):
     with managed(tmp_path_factory.mktemp("qr-retrieve-box"), peers=ports.peers()) as c:
         q.store_files(c.port, data.explicit_files + [data.j_files[2], data.impl_file,
-                                                     data.odd_file])
+                                                     data.odd_file, data.jls_file])
         q.storescu(c.port, [p for p, _ in data.bulk])
         yield c
         assert c.running, f"cairnd died during the retrieve tests\n{c.log_tail()}"
@@ -263,36 +274,45 @@ def test_get_getscu(box, data, tmp_path, level):
                      originals_of(data))
 
 
-@pytest.mark.parametrize("case", ["jpeg-not-proposed"])
-def test_get_unaccepted_transfer_syntax(box, data, case):
+def test_get_unaccepted_transfer_syntax(box, data):
     """An instance whose stored transfer syntax the requester did not accept, and that the box
-    cannot convert (compressed: no codec), is a failed sub-operation: final 0xB000 with
-    (0008,0058) listing it; the others arrive."""
+    cannot convert (JPEG-LS: no decoder in this build), is a failed sub-operation: final 0xB000
+    with (0008,0058) listing it."""
     seq = q.last_seq(box)
-    if case == "jpeg-not-proposed":
-        ident = q.query("STUDY", StudyInstanceUID=data.j_study)
-        storage = {q.CT_IMAGE: [ExplicitVRLittleEndian],
-                   q.SC_IMAGE: [ExplicitVRLittleEndian, ImplicitVRLittleEndian]}
-        ok, bad = set(data.j_ct), {data.j_jpeg}
-    else:
-        inst = data.corpus.study("D1").instances[0]
-        ident = q.query("IMAGE", StudyInstanceUID=data.corpus.study("D1").uid,
-                        SeriesInstanceUID=inst.series.uid, SOPInstanceUID=inst.sop_uid)
-        storage = {q.CT_IMAGE: [ImplicitVRLittleEndian]}
-        ok, bad = set(), {inst.sop_uid}
+    ident = q.query("STUDY", StudyInstanceUID=data.jls_study)
+    r = q.pn_get(box.port, ident, storage={q.MR_IMAGE: [ExplicitVRLittleEndian,
+                                                        ImplicitVRLittleEndian]})
+    assert r.final_status == 0xB000 and not r.received, (
+        f"final 0x{r.final_status:04X}, want 0xB000; received "
+        f"{[(x.sop_uid, x.transfer_syntax) for x in r.received]}")
+    assert r.count("NumberOfFailedSuboperations") == 1
+    assert r.count("NumberOfCompletedSuboperations") == 0
+    assert r.failed_uids() == [data.jls_sop], \
+        f"Failed SOP Instance UID List {r.failed_uids()}, want {data.jls_sop}"
+    audit_check(box, seq, "retrieve-get", set(), {data.jls_sop}, status=0xB000)
+
+
+def test_get_decompresses_jpeg_for_a_requester_without_it(box, data):
+    """Issue 20: the JPEG Baseline instance, whose syntax the requester did not propose, arrives
+    decompressed in Explicit VR LE (it used to be a failed sub-operation); the two Explicit VR LE
+    CT images arrive unchanged."""
+    seq = q.last_seq(box)
+    ident = q.query("STUDY", StudyInstanceUID=data.j_study)
+    storage = {q.CT_IMAGE: [ExplicitVRLittleEndian],
+               q.SC_IMAGE: [ExplicitVRLittleEndian, ImplicitVRLittleEndian]}
     r = q.pn_get(box.port, ident, storage=storage)
     got = {x.sop_uid: (x.transfer_syntax, x.dataset) for x in r.received}
-    assert r.final_status == 0xB000, (
-        f"{case}: final 0x{r.final_status:04X}, want 0xB000; received "
-        f"{[(x.sop_uid, x.transfer_syntax) for x in r.received]} (stored syntax "
-        f"{[q.stored_rows(box)[s]['transfer_syntax'] for s in bad]}: no transcoding yet)")
-    assert r.count("NumberOfFailedSuboperations") == len(bad), \
-        f"failed count {r.count('NumberOfFailedSuboperations')}"
-    assert r.count("NumberOfCompletedSuboperations") == len(ok)
-    assert set(r.failed_uids()) == bad, \
-        f"Failed SOP Instance UID List {r.failed_uids()}, want {sorted(bad)}"
-    assert_identical(box, got, ok, case, originals_of(data))
-    audit_check(box, seq, "retrieve-get", ok, bad, status=0xB000)
+    assert r.final_status == 0x0000, f"final 0x{r.final_status:04X}; received {sorted(got)}"
+    assert r.count("NumberOfCompletedSuboperations") == 3
+    jpeg = got.pop(data.j_jpeg)
+    assert jpeg[0] == ExplicitVRLittleEndian
+    import io
+    from pydicom.filereader import read_dataset
+    ds = read_dataset(io.BytesIO(jpeg[1]), is_implicit_VR=False, is_little_endian=True)
+    assert ds.PhotometricInterpretation == "RGB"
+    assert len(ds.PixelData) == ds.Rows * ds.Columns * 3, "native RGB pixel data expected"
+    assert_identical(box, got, set(data.j_ct), "JPEG study", originals_of(data))
+    audit_check(box, seq, "retrieve-get", set(data.j_ct) | {data.j_jpeg}, status=0)
 
 
 def test_get_converts_explicit_to_implicit(box, data):

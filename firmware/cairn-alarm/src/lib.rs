@@ -4,7 +4,8 @@
 //! sounds and with which pattern, and the state file that keeps the latch across restarts
 //! (written atomically: temp file, fsync, rename).
 //! Must never: talk to hardware (the caller plays [`Pattern`]s on a buzzer) or forget an
-//! unsilenced event: only a healthy array clears its events.
+//! unsilenced event: only a healthy array clears its events (a replaced or recovered disk its
+//! SMART event, a loaded medium its medium-needed event, a repaired study its damage event).
 
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -46,6 +47,9 @@ pub enum AlarmKind {
     ArrayFailed,
     /// An archive medium (tape, disc) is needed.
     MediumNeeded,
+    /// A stored image file of a study is missing or damaged (found when it was read): the
+    /// study needs restoring from a cold copy.
+    ObjectDamaged,
 }
 
 impl AlarmKind {
@@ -57,6 +61,7 @@ impl AlarmKind {
             AlarmKind::DiskFailed => 2,
             AlarmKind::DiskFailing => 2,
             AlarmKind::MediumNeeded => 1,
+            AlarmKind::ObjectDamaged => 2,
         }
     }
 
@@ -80,6 +85,8 @@ impl AlarmKind {
             AlarmKind::MediumNeeded => Pattern(&[(1000, 600), (0, 4000)]),
             // One short beep, a long pause.
             AlarmKind::DiskFailing => Pattern(&[(2000, 200), (0, 3000)]),
+            // A falling pair of tones, a long pause.
+            AlarmKind::ObjectDamaged => Pattern(&[(1600, 300), (1200, 300), (0, 3000)]),
         }
     }
 }
@@ -99,6 +106,9 @@ pub struct AlarmEvent {
     pub bay: Option<u32>,
     /// The array concerned, if one is.
     pub array: Option<String>,
+    /// The study concerned (its Study Instance UID), if one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub study: Option<String>,
     /// A sentence for people ("Disk in bay 3 failed").
     pub message: String,
     /// When it was raised (ms since the Unix epoch).
@@ -130,13 +140,42 @@ impl AlarmState {
         message: impl Into<String>,
         now_ms: u64,
     ) -> Option<u64> {
+        if self.events.iter().any(|e| {
+            e.kind == kind && e.bay == bay && e.array.as_deref() == array && e.study.is_none()
+        }) {
+            return None;
+        }
+        Some(self.push(kind, bay, array, None, message.into(), now_ms))
+    }
+
+    /// Raise an event about one study (e.g. [`AlarmKind::ObjectDamaged`]). One event per kind
+    /// and study stays latched: the study reported again is not raised again.
+    pub fn raise_for_study(
+        &mut self,
+        kind: AlarmKind,
+        study: &str,
+        message: impl Into<String>,
+        now_ms: u64,
+    ) -> Option<u64> {
         if self
             .events
             .iter()
-            .any(|e| e.kind == kind && e.bay == bay && e.array.as_deref() == array)
+            .any(|e| e.kind == kind && e.study.as_deref() == Some(study))
         {
             return None;
         }
+        Some(self.push(kind, None, None, Some(study), message.into(), now_ms))
+    }
+
+    fn push(
+        &mut self,
+        kind: AlarmKind,
+        bay: Option<u32>,
+        array: Option<&str>,
+        study: Option<&str>,
+        message: String,
+        now_ms: u64,
+    ) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
         self.events.push(AlarmEvent {
@@ -144,12 +183,22 @@ impl AlarmState {
             kind,
             bay,
             array: array.map(String::from),
-            message: message.into(),
+            study: study.map(String::from),
+            message,
             raised_at_ms: now_ms,
             silenced: false,
             silenced_by: None,
         });
-        Some(id)
+        id
+    }
+
+    /// The study was repaired (its files restored and verified): its events are cleared.
+    pub fn clear_study(&mut self, study: &str) -> Vec<AlarmEvent> {
+        let (gone, keep) = std::mem::take(&mut self.events)
+            .into_iter()
+            .partition(|e| e.study.as_deref() == Some(study));
+        self.events = keep;
+        gone
     }
 
     /// Silence one event (`Some(id)`) or every sounding one (`None`); returns the ids silenced.
@@ -174,11 +223,11 @@ impl AlarmState {
         gone
     }
 
-    /// Clear every event of one kind with no array (e.g. a medium was inserted).
+    /// Clear every event of one kind with no array and no study (e.g. a medium was inserted).
     pub fn clear_kind(&mut self, kind: AlarmKind) -> Vec<AlarmEvent> {
         let (gone, keep) = std::mem::take(&mut self.events)
             .into_iter()
-            .partition(|e| e.kind == kind && e.array.is_none());
+            .partition(|e| e.kind == kind && e.array.is_none() && e.study.is_none());
         self.events = keep;
         gone
     }
@@ -301,12 +350,45 @@ mod tests {
             AlarmKind::ArrayCritical,
             AlarmKind::ArrayFailed,
             AlarmKind::MediumNeeded,
+            AlarmKind::DiskFailing,
+            AlarmKind::ObjectDamaged,
         ];
         for (i, a) in kinds.iter().enumerate() {
             for b in &kinds[i + 1..] {
                 assert_ne!(a.pattern(), b.pattern());
             }
         }
+    }
+
+    #[test]
+    fn damaged_study_latches_once_per_study_and_clears_with_its_repair() {
+        let mut s = AlarmState::default();
+        let a = s.raise_for_study(AlarmKind::ObjectDamaged, "1.2.3", "study 1.2.3", 1);
+        assert!(a.is_some() && s.sounding());
+        assert_eq!(
+            s.raise_for_study(AlarmKind::ObjectDamaged, "1.2.3", "again", 2),
+            None
+        );
+        let b = s.raise_for_study(AlarmKind::ObjectDamaged, "1.2.4", "study 1.2.4", 3);
+        assert!(b.is_some());
+        // a kind-wide clear (medium loaded) leaves study events alone
+        assert!(s.clear_kind(AlarmKind::ObjectDamaged).is_empty());
+        s.silence(a, "cli");
+        assert!(s.sounding(), "the other study still sounds");
+        assert_eq!(s.pattern(), Some(AlarmKind::ObjectDamaged.pattern()));
+        let gone = s.clear_study("1.2.3");
+        assert_eq!(gone.len(), 1);
+        assert_eq!(s.events.len(), 1);
+        assert_eq!(s.events[0].study.as_deref(), Some("1.2.4"));
+        // the field round-trips, and an older state file without it still loads
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(text.contains("\"study\":\"1.2.4\""));
+        let back: AlarmState = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, s);
+        let old = r#"{"next_id":1,"events":[{"id":1,"kind":"disk-failed","bay":3,
+            "array":"md0","message":"m","raised_at_ms":1,"silenced":false,"silenced_by":null}]}"#;
+        let old: AlarmState = serde_json::from_str(old).unwrap();
+        assert_eq!(old.events[0].study, None);
     }
 
     #[test]

@@ -165,6 +165,28 @@ pub fn check_structure(rq: &AssociationRQ) -> Result<(), String> {
     Ok(())
 }
 
+/// The syntax to accept for a storage context where the peer is the SCP (a C-GET requester):
+/// the peer's first choice among the ones the box can send, before the query says which objects
+/// will go. A compressed syntax the box knows, proposed before any Little Endian one, is taken
+/// as is (objects stored in it go unchanged; others of that class only through another context
+/// of the peer's); otherwise Explicit VR Little Endian, the syntax most objects are stored in,
+/// or Implicit: the box converts or decompresses into both. `None`: the usual first known one.
+fn scp_role_syntax<'a>(offered: &[&'a str]) -> Option<&'a str> {
+    let little_endian = |t: &str| t == syntax::EXPLICIT_LE || t == syntax::IMPLICIT_LE;
+    let first = offered
+        .iter()
+        .copied()
+        .find(|t| little_endian(t) || syntax::is_compressed(t))?;
+    if !little_endian(first) {
+        return Some(first);
+    }
+    offered
+        .iter()
+        .copied()
+        .find(|t| *t == syntax::EXPLICIT_LE)
+        .or(Some(first))
+}
+
 /// Decide on an A-ASSOCIATE-RQ.
 pub fn negotiate(
     rq: &AssociationRQ,
@@ -247,10 +269,8 @@ pub fn negotiate(
             }
             Some(_) => {
                 let offered: Vec<&str> = pc.transfer_syntaxes.iter().map(|t| trim(t)).collect();
-                // A C-GET destination: prefer Explicit VR Little Endian, the syntax most objects
-                // are stored in and the one the box converts to and from for sending.
                 let preferred = if wants_scp {
-                    offered.iter().copied().find(|t| *t == syntax::EXPLICIT_LE)
+                    scp_role_syntax(&offered)
                 } else {
                     None
                 };
@@ -440,6 +460,41 @@ mod tests {
         let mut none = good;
         none.presentation_contexts.clear();
         assert!(check_structure(&none).is_err());
+    }
+
+    #[test]
+    fn get_destination_gets_its_first_sendable_syntax() {
+        const RLE: &str = "1.2.840.10008.1.2.5";
+        const BE: &str = "1.2.840.10008.1.2.2";
+        const ILE: &str = syntax::IMPLICIT_LE;
+        const ELE: &str = syntax::EXPLICIT_LE;
+        // getscu +xr: RLE first
+        assert_eq!(scp_role_syntax(&[RLE, ELE, BE, ILE]), Some(RLE));
+        // getscu's default and pynetdicom's list: Explicit VR LE is preferred among the
+        // uncompressed ones, whatever their order
+        assert_eq!(scp_role_syntax(&[ELE, BE, ILE]), Some(ELE));
+        assert_eq!(scp_role_syntax(&[ILE, ELE, BE, RLE]), Some(ELE));
+        assert_eq!(scp_role_syntax(&[BE, ILE]), Some(ILE));
+        // big endian first, then a compressed one: the compressed one
+        assert_eq!(scp_role_syntax(&[BE, RLE, ELE]), Some(RLE));
+        // nothing the rule knows: the caller's usual choice
+        assert_eq!(scp_role_syntax(&[BE, "1.2.3"]), None);
+
+        let mut r = rq("CT", "CAIRN", CT);
+        r.presentation_contexts[0].transfer_syntaxes = vec![RLE.into(), ELE.into()];
+        r.user_variables
+            .push(UserVariableItem::ScuScpRoleSelectionSubItem(
+                CT.into(),
+                RequestorRoles {
+                    scu: false,
+                    scp: true,
+                },
+            ));
+        let peers = "\n[[dicom.peers]]\nae = \"CT\"\nhost = \"127.0.0.1\"\nport = 104\n\
+            retrieve = true\n";
+        let n = negotiate(&r, &config(peers, false), 65536).unwrap();
+        assert_eq!(n.contexts[0].transfer_syntax, RLE);
+        assert!(n.peer_scp_classes.contains(CT));
     }
 
     #[test]

@@ -4,15 +4,19 @@
 //! (command sets, message assembly, fragmentation on send), the data set walker that validates
 //! what is received, and the verification and storage services.
 //!
-//! Invariants: memory per association is bounded by the PDU size, never the object size; a
+//! Invariants: memory per association is bounded by the PDU size, never the object size (one
+//! exception: decompressing a retrieved object, capped and one at a time: `decompress.rs`); a
 //! C-STORE success goes out only after the store says the object is durable and indexed; every
 //! length read from the wire is checked before it is used; nothing received names a file.
 //! Must never: write outside the store's spool, trust a UID, or panic on input.
 
 pub mod acceptor;
 mod commitment;
+pub mod damage;
 pub mod dataset;
+pub mod decompress;
 pub mod dimse;
+mod outgoing;
 pub mod pdu;
 mod qr;
 pub mod server;
@@ -20,6 +24,7 @@ mod service;
 pub mod syntax;
 pub mod transcode;
 
+pub use damage::{Damage, DamageSink, DamagedObject};
 pub use server::{Server, ServerHandle, ServerOptions};
 
 /// Our Implementation Class UID (a UUID-derived 2.25 UID, fixed for cairn).

@@ -369,6 +369,38 @@ pub fn send_message(
     sock.write_all(&out)
 }
 
+/// Like [`send_message`], but a command and a data set that fit in one PDU of the peer's
+/// maximum go out as two PDVs of one P-DATA-TF. For a retrieve's final response: DCMTK's
+/// getscu never reads the identifier after a C-GET-RSP, and a P-DATA PDU still in flight when
+/// it asks to release makes it fail the release; the rest of a PDU it did not read is dropped.
+pub fn send_message_packed(
+    sock: &mut TcpStream,
+    peer_max_pdu: u32,
+    context_id: u8,
+    command: &[u8],
+    dataset: &[u8],
+) -> io::Result<()> {
+    let padded = dataset.len() + dataset.len() % 2;
+    let body = command.len() + 6 + padded + 6;
+    let fits = peer_max_pdu == 0 || body <= peer_max_pdu as usize;
+    if !fits || body > 1 << 20 {
+        return send_message(sock, peer_max_pdu, context_id, command, Some(dataset));
+    }
+    let mut out = Vec::with_capacity(body + 6);
+    out.push(types::P_DATA);
+    out.push(0);
+    out.extend_from_slice(&(body as u32).to_be_bytes());
+    for (data, is_command) in [(command, true), (dataset, false)] {
+        let pad = if is_command { 0 } else { data.len() % 2 };
+        out.extend_from_slice(&((data.len() + pad + 2) as u32).to_be_bytes());
+        out.push(context_id);
+        out.push(u8::from(is_command) | 2);
+        out.extend_from_slice(data);
+        out.extend(std::iter::repeat_n(0u8, pad));
+    }
+    sock.write_all(&out)
+}
+
 fn push_pdv(out: &mut Vec<u8>, context_id: u8, is_command: bool, is_last: bool, chunk: &[u8]) {
     let pdv_len = chunk.len() as u32 + 2;
     out.push(types::P_DATA);

@@ -5,7 +5,9 @@
 //! are small, and stored objects are sent straight from their files in PDU-sized fragments.
 
 use crate::acceptor::printable;
+use crate::damage::{Damage, DamagedObject};
 use crate::dimse::{self, command, status, Command, CommandBuilder, NO_DATASET};
+use crate::outgoing::{self, Broken, Outgoing, Problem, Sent};
 use crate::pdu::{self, types, PduError, PduReader};
 use crate::service::Association;
 use crate::syntax::{self, QrService};
@@ -20,7 +22,6 @@ use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::BTreeMap;
-use std::io::{Read, Seek};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::ops::ControlFlow;
 use std::os::fd::AsFd;
@@ -232,32 +233,7 @@ impl Association<'_> {
         comment: &str,
         dataset: Option<&[u8]>,
     ) -> Result<(), crate::service::Ending> {
-        let data_set_type = if dataset.is_some() {
-            0x0000
-        } else {
-            NO_DATASET
-        };
-        let mut b = CommandBuilder::new()
-            .u16(0x0100, cmd.field() | command::RESPONSE)
-            .u16(0x0120, cmd.message_id())
-            .u16(0x0800, data_set_type)
-            .u16(0x0900, code);
-        if let Some((remaining, completed, failed, warning)) = counts {
-            b = b
-                .u16(0x1021, completed)
-                .u16(0x1022, failed)
-                .u16(0x1023, warning);
-            if code == PENDING || code == CANCEL {
-                b = b.u16(0x1020, remaining);
-            }
-        }
-        if let Some(c) = cmd.affected_sop_class() {
-            b = b.uid(0x0002, dimse::trim(&c));
-        }
-        if !comment.is_empty() && code != status::SUCCESS && code != PENDING {
-            b = b.text(0x0902, comment);
-        }
-        let rsp = b.encode();
+        let rsp = qr_rsp_command(cmd, code, counts, comment, dataset.is_some());
         pdu::send_message(
             &mut self.sock,
             self.neg.peer_max_pdu,
@@ -490,50 +466,60 @@ impl Association<'_> {
         let mut tally = Tally::default();
         let mut cancelled = false;
         let mut next_id: u16 = 1;
+        let data = self.store.data_dir().clone();
         for (k, inst) in list.iter().enumerate() {
-            let usable = |c: &&crate::acceptor::AcceptedContext| {
-                c.abstract_syntax == inst.sop_class_uid
-                    && self.neg.peer_scp_classes.contains(&c.abstract_syntax)
-            };
-            let ctx = self
-                .neg
-                .contexts
-                .iter()
-                .filter(usable)
-                .find(|c| c.transfer_syntax == inst.transfer_syntax)
-                .or_else(|| {
-                    self.neg
-                        .contexts
-                        .iter()
-                        .filter(usable)
-                        .find(|c| convertible(&inst.transfer_syntax, &c.transfer_syntax))
-                });
-            let ctx_ts = ctx.map(|c| c.transfer_syntax.clone()).unwrap_or_default();
-            let outcome = match ctx.map(|c| c.id) {
-                None => SubOp::Failed,
-                Some(pc) => {
+            let scp_classes = &self.neg.peer_scp_classes;
+            let picked = outgoing::pick_context(
+                &inst.transfer_syntax,
+                self.neg
+                    .contexts
+                    .iter()
+                    .filter(|c| {
+                        c.abstract_syntax == inst.sop_class_uid
+                            && scp_classes.contains(&c.abstract_syntax)
+                    })
+                    .map(|c| (c.transfer_syntax.as_str(), c.id)),
+            );
+            let outcome = match picked {
+                None => {
+                    let why = format!(
+                        "no accepted storage context can carry it (stored in {})",
+                        inst.transfer_syntax
+                    );
+                    self.sub_op_failed(inst, &Problem::Unconvertible(why), "retrieve-get");
+                    SubOp::Failed
+                }
+                Some((pc, ts)) => {
                     next_id = next_id.wrapping_add(1);
-                    let peer_max = self.neg.peer_max_pdu;
-                    let data = self.store.data_dir().clone();
-                    match send_store(
-                        &mut self.sock,
-                        peer_max,
-                        pc,
-                        &ctx_ts,
-                        next_id,
-                        inst,
-                        &data,
-                        None,
-                    ) {
-                        Err(e) => {
+                    let sent = Outgoing {
+                        sock: &mut self.sock,
+                        peer_max_pdu: self.neg.peer_max_pdu,
+                        context_id: pc,
+                        context_ts: &ts,
+                        message_id: next_id,
+                        move_origin: None,
+                    }
+                    .send(inst, &data);
+                    match sent {
+                        Err(Broken(why)) => {
                             return Err(crate::service::Ending::Aborted(format!(
-                                "C-GET sub-operation: {e}"
+                                "C-GET sub-operation: {why}"
                             )))
                         }
-                        Ok(()) => match self.await_store_rsp(next_id, message_id) {
+                        Ok(Sent::Withheld(problem)) => {
+                            self.sub_op_failed(inst, &problem, "retrieve-get");
+                            SubOp::Failed
+                        }
+                        Ok(sent) => match self.await_store_rsp(next_id, message_id) {
                             Ok((s, cancel)) => {
                                 cancelled |= cancel;
-                                s
+                                if sent == Sent::Damaged {
+                                    let p = Problem::Damaged(Damage::HashMismatch);
+                                    self.sub_op_failed(inst, &p, "retrieve-get");
+                                    SubOp::Failed
+                                } else {
+                                    s
+                                }
                             }
                             Err(why) => return Err(crate::service::Ending::Aborted(why)),
                         },
@@ -666,18 +652,63 @@ impl Association<'_> {
         }
         self.audit_qr(action, query, keys_text, &extra);
         tracing::info!(done, failed, warned, cancelled, "retrieve finished");
-        self.sub_rsp(
+        let comment = if failed > 0 {
+            "some instances could not be sent"
+        } else {
+            ""
+        };
+        let Some(dataset) = dataset else {
+            return self.sub_rsp(context_id, cmd, code, counts, comment, None);
+        };
+        let rsp = qr_rsp_command(cmd, code, Some(counts), comment, true);
+        pdu::send_message_packed(
+            &mut self.sock,
+            self.neg.peer_max_pdu,
             context_id,
-            cmd,
-            code,
-            counts,
-            if failed > 0 {
-                "some instances could not be sent"
-            } else {
-                ""
-            },
-            dataset.as_deref(),
+            &rsp,
+            &dataset,
         )
+        .map_err(|e| crate::service::Ending::Aborted(format!("cannot send response: {e}")))
+    }
+
+    /// A sub-operation that failed because of its object: the log names the instance (UID,
+    /// never patient data); a missing or damaged object is also audited and reported to the
+    /// alarm, naming its study.
+    fn sub_op_failed(&self, inst: &InstanceRef, problem: &Problem, during: &str) {
+        let damage = match problem {
+            Problem::Unconvertible(why) => {
+                tracing::warn!(sop_instance_uid = %inst.sop_instance_uid, reason = %why,
+                    "sub-operation failed: instance not sent");
+                return;
+            }
+            Problem::Damaged(d) => *d,
+        };
+        let study_uid = study_of(self.store.data_dir(), inst).unwrap_or_default();
+        tracing::error!(sop_instance_uid = %inst.sop_instance_uid, study_uid = %study_uid,
+            sha256 = %inst.sha256, problem = damage.as_str(),
+            "stored object missing or damaged: sub-operation failed");
+        self.store.audit_later(AuditEvent {
+            actor: "system".into(),
+            action: "object-damaged".into(),
+            object: study_uid.clone(),
+            detail: crate::service::json_obj(&[
+                ("study_uid", &study_uid),
+                ("sop_instance_uid", &inst.sop_instance_uid),
+                ("sha256", &inst.sha256),
+                ("problem", damage.as_str()),
+                ("during", during),
+                ("requested_by", &format!("ae:{}", self.neg.calling_ae)),
+            ]),
+        });
+        if let Some(sink) = &self.damage {
+            // no receiver (no alarm on this box): the audit row and the log line remain
+            let _ = sink.send(DamagedObject {
+                study_uid,
+                sop_instance_uid: inst.sop_instance_uid.clone(),
+                sha256: inst.sha256.clone(),
+                damage,
+            });
+        }
     }
 
     fn context_ts(&self, id: u8) -> Option<String> {
@@ -771,7 +802,11 @@ impl Association<'_> {
         for (k, inst) in list.iter().enumerate() {
             let outcome = sub.store(inst, &data, &calling, message_id);
             match outcome {
-                Ok(o) => tally.record(o, &inst.sop_instance_uid),
+                Ok(Ok(o)) => tally.record(o, &inst.sop_instance_uid),
+                Ok(Err(problem)) => {
+                    self.sub_op_failed(inst, &problem, "retrieve-move");
+                    tally.record(SubOp::Failed, &inst.sop_instance_uid);
+                }
                 Err(why) => {
                     tracing::warn!(%why, "move destination failed mid-transfer");
                     for rest in &list[k..] {
@@ -817,6 +852,38 @@ impl Association<'_> {
             Some(&dest),
         )
     }
+}
+
+/// The command set of a FIND/GET/MOVE response.
+fn qr_rsp_command(
+    cmd: &Command,
+    code: u16,
+    counts: Option<(u16, u16, u16, u16)>,
+    comment: &str,
+    with_dataset: bool,
+) -> Vec<u8> {
+    let data_set_type = if with_dataset { 0x0000 } else { NO_DATASET };
+    let mut b = CommandBuilder::new()
+        .u16(0x0100, cmd.field() | command::RESPONSE)
+        .u16(0x0120, cmd.message_id())
+        .u16(0x0800, data_set_type)
+        .u16(0x0900, code);
+    if let Some((remaining, completed, failed, warning)) = counts {
+        b = b
+            .u16(0x1021, completed)
+            .u16(0x1022, failed)
+            .u16(0x1023, warning);
+        if code == PENDING || code == CANCEL {
+            b = b.u16(0x1020, remaining);
+        }
+    }
+    if let Some(c) = cmd.affected_sop_class() {
+        b = b.uid(0x0002, dimse::trim(&c));
+    }
+    if !comment.is_empty() && code != status::SUCCESS && code != PENDING {
+        b = b.text(0x0902, comment);
+    }
+    b.encode()
 }
 
 /// Sub-operation counts and the instances sent or not, for one C-GET or C-MOVE.
@@ -877,68 +944,17 @@ fn encode_failed_list(uids: &[String], ts_uid: Option<&str>) -> Option<Vec<u8>> 
     Some(out)
 }
 
-/// Offset of the data set in one of our Part-10 files (after preamble, prefix and meta group).
-fn dataset_offset(file: &mut std::fs::File) -> std::io::Result<u64> {
-    let mut head = [0u8; 144];
-    file.read_exact(&mut head)?;
-    if &head[128..132] != b"DICM" || head[132..136] != [2, 0, 0, 0] {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not a Part-10 file",
-        ));
-    }
-    let group_len = u32::from_le_bytes([head[140], head[141], head[142], head[143]]) as u64;
-    Ok(144 + group_len)
-}
-
-/// True when an object stored in `stored` can be sent on a context using `offered`.
-fn convertible(stored: &str, offered: &str) -> bool {
-    let pair = [stored, offered];
-    pair.contains(&syntax::EXPLICIT_LE) && pair.contains(&syntax::IMPLICIT_LE)
-}
-
-/// Send one stored instance as a C-STORE-RQ on `sock`, converting between the two Little Endian
-/// syntaxes when the context's differs from the stored one.
-#[allow(clippy::too_many_arguments)]
-fn send_store(
-    sock: &mut TcpStream,
-    peer_max_pdu: u32,
-    context_id: u8,
-    context_ts: &str,
-    message_id: u16,
-    inst: &InstanceRef,
-    data: &cairn_store::DataDir,
-    move_origin: Option<(&str, u16)>,
-) -> std::io::Result<()> {
-    let mut file = std::fs::File::open(data.object_path(&inst.sha256))?;
-    let offset = dataset_offset(&mut file)?;
-    let len = file.metadata()?.len().saturating_sub(offset);
-    file.seek(std::io::SeekFrom::Start(offset))?;
-    let mut b = CommandBuilder::new()
-        .uid(0x0002, &inst.sop_class_uid)
-        .u16(0x0100, command::C_STORE_RQ)
-        .u16(0x0110, message_id)
-        .u16(0x0700, 0)
-        .u16(0x0800, 0x0000)
-        .uid(0x1000, &inst.sop_instance_uid);
-    if let Some((ae, id)) = move_origin {
-        b = b.text(0x1030, ae).u16(0x1031, id);
-    }
-    if context_ts != inst.transfer_syntax && !convertible(&inst.transfer_syntax, context_ts) {
-        return Err(std::io::Error::other("no usable transfer syntax"));
-    }
-    pdu::send_message(sock, peer_max_pdu, context_id, &b.encode(), None)?;
-    if context_ts == inst.transfer_syntax {
-        return pdu::send_stream(sock, peer_max_pdu, context_id, &mut file, len);
-    }
-    let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
-    let mut w = pdu::PdvWriter::new(sock, peer_max_pdu, context_id);
-    crate::transcode::convert(
-        &mut reader,
-        inst.transfer_syntax == syntax::EXPLICIT_LE,
-        &mut w,
-    )?;
-    w.finish()
+/// The study of a stored instance, from the index (for the alarm and the audit row).
+fn study_of(data: &cairn_store::DataDir, inst: &InstanceRef) -> Option<String> {
+    let conn = find::query_connection(data).ok()?;
+    conn.query_row(
+        "SELECT st.study_uid FROM instances i JOIN series se ON i.series_ref = se.id \
+         JOIN studies st ON se.study_ref = st.id \
+         WHERE i.sop_instance_uid = ?1 AND i.sha256 = ?2 LIMIT 1",
+        [&inst.sop_instance_uid, &inst.sha256],
+        |r| r.get(0),
+    )
+    .ok()
 }
 
 /// The association the box opens to a C-MOVE destination.
@@ -969,13 +985,14 @@ impl SubAssociation {
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let _ = sock.set_nodelay(true);
         let _ = sock.set_write_timeout(Some(Duration::from_secs(30)));
-        // One context per (SOP class, stored syntax), plus one offering the other Little Endian
-        // syntax where the box can convert, so the destination can take objects as stored.
+        // One context per (SOP class, stored syntax), plus one per Little Endian syntax the box
+        // can convert to (decompressing if need be), so the destination can take objects as
+        // stored, or else uncompressed.
         let mut pairs: Vec<(String, String)> = Vec::new();
         for i in list {
             let mut wanted = vec![(i.sop_class_uid.clone(), i.transfer_syntax.clone())];
             for alt in [syntax::EXPLICIT_LE, syntax::IMPLICIT_LE] {
-                if convertible(&i.transfer_syntax, alt) {
+                if alt != i.transfer_syntax && outgoing::can_convert(&i.transfer_syntax, alt) {
                     wanted.push((i.sop_class_uid.clone(), alt.to_string()));
                 }
             }
@@ -1054,39 +1071,54 @@ impl SubAssociation {
         }
     }
 
+    /// Send one instance and wait for its C-STORE-RSP. `Ok(Err(_))`: the instance could not be
+    /// delivered (the association goes on); `Err(_)`: the destination failed.
     fn store(
         &mut self,
         inst: &InstanceRef,
         data: &cairn_store::DataDir,
         origin_ae: &str,
         origin_id: u16,
-    ) -> Result<SubOp, String> {
-        let Some((pc, ts)) = self
-            .contexts
-            .iter()
-            .find(|(c, t, _)| *c == inst.sop_class_uid && *t == inst.transfer_syntax)
-            .or_else(|| {
-                self.contexts.iter().find(|(c, t, _)| {
-                    *c == inst.sop_class_uid && convertible(&inst.transfer_syntax, t)
-                })
-            })
-            .map(|(_, t, id)| (*id, t.clone()))
-        else {
-            return Ok(SubOp::Failed);
+    ) -> Result<Result<SubOp, Problem>, String> {
+        let picked = outgoing::pick_context(
+            &inst.transfer_syntax,
+            self.contexts
+                .iter()
+                .filter(|(c, _, _)| *c == inst.sop_class_uid)
+                .map(|(_, t, id)| (t.as_str(), *id)),
+        );
+        let Some((pc, ts)) = picked else {
+            return Ok(Err(Problem::Unconvertible(format!(
+                "the destination accepted no context that can carry it (stored in {})",
+                inst.transfer_syntax
+            ))));
         };
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
-        send_store(
-            &mut self.sock,
-            self.peer_max_pdu,
-            pc,
-            &ts,
-            id,
-            inst,
-            data,
-            Some((origin_ae, origin_id)),
-        )
-        .map_err(|e| e.to_string())?;
+        let sent = Outgoing {
+            sock: &mut self.sock,
+            peer_max_pdu: self.peer_max_pdu,
+            context_id: pc,
+            context_ts: &ts,
+            message_id: id,
+            move_origin: Some((origin_ae, origin_id)),
+        }
+        .send(inst, data)
+        .map_err(|Broken(why)| why)?;
+        let damaged = match sent {
+            Sent::Withheld(problem) => return Ok(Err(problem)),
+            Sent::Damaged => true,
+            Sent::Intact => false,
+        };
+        let status = self.await_rsp(id)?;
+        Ok(if damaged {
+            Err(Problem::Damaged(Damage::HashMismatch))
+        } else {
+            Ok(status)
+        })
+    }
+
+    fn await_rsp(&mut self, id: u16) -> Result<SubOp, String> {
         let mut buf = Vec::new();
         let mut cmd_buf = Vec::new();
         loop {

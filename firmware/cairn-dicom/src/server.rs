@@ -27,6 +27,8 @@ const GRACE: Duration = Duration::from_secs(10);
 pub struct ServerOptions {
     /// The validated configuration.
     pub config: Arc<Config>,
+    /// Where stored objects found missing or damaged are reported (the alarm), if anywhere.
+    pub damage: Option<crate::DamageSink>,
 }
 
 struct Conn {
@@ -36,6 +38,7 @@ struct Conn {
 
 struct Shared {
     config: Arc<Config>,
+    damage: Option<crate::DamageSink>,
     store: Store,
     shutdown: AtomicBool,
     active: AtomicUsize,
@@ -74,6 +77,7 @@ impl Server {
             listener,
             shared: Arc::new(Shared {
                 config: opts.config,
+                damage: opts.damage,
                 store,
                 shutdown: AtomicBool::new(false),
                 active: AtomicUsize::new(0),
@@ -371,6 +375,7 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) -> 
         shutdown: &shared.shutdown,
         idle,
         commit: shared.commitments.attach(id),
+        damage: shared.damage.clone(),
     }
     .run();
     if let Ok(mut reg) = shared.registry.lock() {

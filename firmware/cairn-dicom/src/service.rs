@@ -36,6 +36,8 @@ pub(crate) struct Association<'a> {
     pub idle: Arc<AtomicBool>,
     /// Storage commitment reports for this association.
     pub commit: crate::commitment::AssocCommit,
+    /// Where a stored object found missing or damaged is reported.
+    pub damage: Option<crate::DamageSink>,
 }
 
 enum State {

@@ -81,6 +81,16 @@ pub fn encoding(ts: &str) -> Option<Encoding> {
     }
 }
 
+/// True for a syntax with encapsulated (compressed) pixel data that cairn knows: JPEG, JPEG-LS,
+/// JPEG 2000, RLE and the other `1.2.840.10008.1.2.4.*` ones; not the deflated or uncompressed
+/// syntaxes.
+pub fn is_compressed(ts: &str) -> bool {
+    ts == "1.2.840.10008.1.2.5"
+        || (ts.starts_with("1.2.840.10008.1.2.4.")
+            && ts != "1.2.840.10008.1.2.4.95"
+            && encoding(ts) == Some(Encoding::ExplicitLe))
+}
+
 /// True when the UID is a storage SOP class of the standard dictionary.
 pub fn is_storage_class(uid: &str) -> bool {
     let Some(e) = StandardSopClassDictionary.by_uid(uid) else {
@@ -106,6 +116,19 @@ mod tests {
         assert!(!is_storage_class("1.2.840.10008.1.3.10")); // DICOMDIR
         assert!(!is_storage_class(VERIFICATION));
         assert!(!is_storage_class("1.2.3.4"));
+    }
+
+    #[test]
+    fn compressed_syntaxes() {
+        assert!(is_compressed("1.2.840.10008.1.2.5"));
+        assert!(is_compressed("1.2.840.10008.1.2.4.50"));
+        assert!(is_compressed("1.2.840.10008.1.2.4.90"));
+        assert!(!is_compressed(EXPLICIT_LE));
+        assert!(!is_compressed(IMPLICIT_LE));
+        assert!(!is_compressed("1.2.840.10008.1.2.1.99"));
+        assert!(!is_compressed("1.2.840.10008.1.2.4.95"));
+        assert!(!is_compressed("1.2.840.10008.1.2.2"));
+        assert!(!is_compressed("1.2.840.10008.1.2.4.x"));
     }
 
     #[test]

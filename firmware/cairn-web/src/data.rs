@@ -249,6 +249,10 @@ pub fn health(raid: Option<&Raid>, alarm: &AlarmState) -> Health {
         let (action, page) = match e.kind {
             AlarmKind::MediumNeeded => ("Load a new tape or disc.", "/archive"),
             AlarmKind::DiskFailing => ("Replace that disk soon.", "/disks"),
+            AlarmKind::ObjectDamaged => (
+                "Restore that study from its tape or disc copy (Archive page).",
+                "/archive",
+            ),
             _ => ("See the Disks page.", "/disks"),
         };
         return h(alarm_state, e.message.clone(), action, page);
@@ -899,6 +903,22 @@ mod tests {
         let h = health(Some(&Raid::default()), &a);
         assert_eq!(h.headline, "Tape full: load a new one");
         assert_eq!(h.state, "alarm");
+        assert_eq!(h.action_page, "/archive");
+    }
+
+    #[test]
+    fn damaged_study_is_not_all_good() {
+        let mut a = AlarmState::default();
+        a.raise_for_study(
+            cairn_alarm::AlarmKind::ObjectDamaged,
+            "1.2.3",
+            "An image file of study 1.2.3 is missing",
+            1,
+        );
+        a.silence(None, "cli");
+        let h = health(Some(&Raid::default()), &a);
+        assert_eq!(h.headline, "An image file of study 1.2.3 is missing");
+        assert_eq!(h.state, "attention");
         assert_eq!(h.action_page, "/archive");
     }
 

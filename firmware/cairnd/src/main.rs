@@ -159,9 +159,12 @@ fn run(
         .with_context(|| format!("cannot open the store in {}", data.root().display()))?;
     // before the DICOM node accepts: every image stored from now on is queued for each target
     let archive = archive::start(&config, store.clone()).context("archive")?;
+    // stored objects the DICOM node finds missing or damaged reach the monitor's alarm
+    let (damage_tx, damage_rx) = std::sync::mpsc::channel();
     let server = Server::bind(
         ServerOptions {
             config: config.clone(),
+            damage: Some(damage_tx),
         },
         store.clone(),
     )
@@ -175,8 +178,13 @@ fn run(
     let monitor = match hw {
         // the archive's "medium needed" sounds through the monitor's alarm
         Some(setup) => Some(
-            monitor::start(setup, store.clone(), archive.as_ref().map(|a| a.medium()))
-                .context("RAID monitor")?,
+            monitor::start(
+                setup,
+                store.clone(),
+                archive.as_ref().map(|a| a.medium()),
+                damage_rx,
+            )
+            .context("RAID monitor")?,
         ),
         None => None,
     };

@@ -1,12 +1,15 @@
 //! Wiring of the RAID monitor and the alarm: probe -> events -> alarm -> buzzer, audit rows,
 //! the published status file, requests from `cairnctl` and the panel. The logic lives in
 //! `cairn-raid` and `cairn-alarm`; the hardware in `cairn-hal`. The archive's "medium needed"
-//! reaches the alarm here too, through the in-process [`MediumSignal`] the archive thread sets.
+//! reaches the alarm here too, through the in-process [`MediumSignal`] the archive thread sets,
+//! and so do the stored objects the DICOM node finds missing or damaged (a channel of
+//! [`DamagedObject`]s, one latched `object-damaged` event per study).
 
 use crate::archive::MediumSignal;
 use anyhow::{Context, Result};
 use cairn_alarm::{AlarmFile, AlarmKind, AlarmState};
 use cairn_audit::AuditEvent;
+use cairn_dicom::DamagedObject;
 use cairn_hal::board::{Board, BuzzerConfig};
 use cairn_hal::disks::{Contents, Disks};
 use cairn_hal::emulator::{Emulator, NewDisk};
@@ -21,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -88,11 +92,13 @@ pub fn demo_setup(dir: &Path) -> Result<MonitorSetup> {
 
 /// Start the monitor, the buzzer player and (if the board has one) the button reader.
 /// `medium` is the archive thread's "medium needed" state (`None`: no cold target, so a
-/// `medium-needed` event left latched from an earlier configuration is cleared).
+/// `medium-needed` event left latched from an earlier configuration is cleared); `damaged`
+/// brings the DICOM node's reports of missing or damaged stored objects.
 pub fn start(
     setup: MonitorSetup,
     store: Store,
     medium: Option<MediumSignal>,
+    damaged: Receiver<DamagedObject>,
 ) -> Result<MonitorHandle> {
     let emulated = setup.emulator.is_some();
     std::fs::create_dir_all(setup.data_dir.join(REQUEST_DIR))?;
@@ -145,6 +151,7 @@ pub fn start(
         },
         smart: BTreeMap::new(),
         medium,
+        damaged,
     };
     if m.setup.emulator.is_none() {
         match UeventWatcher::open() {
@@ -292,6 +299,8 @@ struct Monitor {
     smart: BTreeMap<u32, (String, SmartReport, u64)>,
     /// The archive's "medium needed", or none without cold targets.
     medium: Option<MediumSignal>,
+    /// Stored objects the DICOM node found missing or damaged.
+    damaged: Receiver<DamagedObject>,
 }
 
 fn audit(store: &Store, action: &str, object: &str, detail: serde_json::Value) {
@@ -339,6 +348,7 @@ impl Monitor {
                 tracing::warn!(error = %e, "RAID monitor");
             }
             self.medium_alarm();
+            self.damage_alarm();
             if self.setup.emulator.is_some() {
                 std::thread::sleep(tick);
             } else {
@@ -462,6 +472,46 @@ impl Monitor {
                 }
             }
             None => {}
+        }
+    }
+
+    /// Raise `object-damaged` for each study the DICOM node reported (once per study while it
+    /// stays latched). It clears when the study is repaired (issue 17's self-healing).
+    fn damage_alarm(&self) {
+        while let Ok(d) = self.damaged.try_recv() {
+            let study = if d.study_uid.is_empty() {
+                "(unknown study)".to_string()
+            } else {
+                d.study_uid.clone()
+            };
+            let message = format!(
+                "An image file of study {study} is {}: restore the study from its tape or disc \
+                 copy",
+                match d.damage {
+                    cairn_dicom::Damage::Missing => "missing",
+                    cairn_dicom::Damage::Unreadable => "unreadable",
+                    cairn_dicom::Damage::HashMismatch => "damaged",
+                }
+            );
+            let id = self.with_alarm(|a| {
+                a.raise_for_study(
+                    AlarmKind::ObjectDamaged,
+                    &study,
+                    &message,
+                    cairn_hal::now_ms(),
+                )
+            });
+            if let Some(id) = id {
+                tracing::warn!(%message, id, "alarm");
+                audit(
+                    &self.store,
+                    "alarm-raise",
+                    &study,
+                    serde_json::json!({"id": id, "kind": AlarmKind::ObjectDamaged,
+                        "study": study, "sop_instance_uid": d.sop_instance_uid,
+                        "problem": d.damage.as_str(), "message": message}),
+                );
+            }
         }
     }
 
