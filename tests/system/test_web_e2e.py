@@ -100,12 +100,15 @@ def test_web_panel_end_to_end(tmp_path):
                    CAIRN_AE="CAIRN", CAIRN_DICOM_FILE=str(image), CAIRN_PATIENT_ID="E2E-4711",
                    CAIRN_ACCESSION="ACC4711", SCREENSHOTS=str(shots), CHROMIUM=CHROMIUM)
         r = subprocess.run([node, "--test", "--test-reporter=spec", "e2e.test.mjs"], cwd=WEB,
-                           env=env, capture_output=True, text=True, timeout=400)
+                           env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, f"browser tests failed:\n{r.stdout}\n{r.stderr}"
-        for name in ("desktop-overview", "desktop-disks", "desktop-archive", "desktop-studies",
+        for name in ("desktop-overview", "desktop-overview-rebuild", "desktop-disks", "desktop-archive", "desktop-studies",
                      "desktop-audit", "desktop-settings", "phone-overview", "phone-disks",
                      "phone-archive", "phone-studies", "phone-audit", "phone-settings"):
             assert (shots / f"{name}.png").stat().st_size > 1000, name
+        # The Restart button of the Settings page started cairnd again, in the same process.
+        ready = [line for line in demo.lines if line.startswith("cairn ready")]
+        assert len(ready) == 2, demo.lines
     finally:
         rc = demo.stop()
     assert rc == 0, f"demo exit {rc}"

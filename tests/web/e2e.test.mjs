@@ -4,8 +4,9 @@
 //
 // First-boot setup, login, the overview, a disk failed in the emulated array (banner, Silence
 // stops the recorded buzzer), a study stored with /usr/bin/storescu found by search (its
-// markup-laden patient name shown as text), a tape ejected and its location set, audit CSV,
-// settings, logout. Screenshots of every page at 1024x600 and on a phone go to SCREENSHOTS.
+// markup-laden patient name shown as text), the rebuild after a new disk, a tape ejected and
+// its location set, audit in local time with pages and CSV, settings, a restart from the panel,
+// logout. Screenshots of every page at 1024x600 and on a phone go to SCREENSHOTS.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -62,7 +63,7 @@ async function shot(page, name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
 }
 
-test('the web panel, end to end', { timeout: 240000 }, async (t) => {
+test('the web panel, end to end', { timeout: 420000 }, async (t) => {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -75,6 +76,9 @@ test('the web panel, end to end', { timeout: 240000 }, async (t) => {
       await page.goto(`${URL_}/`);
       assert.match(page.url(), /\/setup$/, 'a box without accounts sends people to setup');
       await shot(page, 'desktop-setup');
+      // The whole form, its button included, fits the 1024x600 screen without scrolling.
+      const button = await page.locator('button[type=submit]').boundingBox();
+      assert.ok(button.y + button.height <= 600, `the setup button ends at ${button.y + button.height}px, below the 600px screen`);
       // No default account: the usual guesses do not log in.
       const r = await page.request.post(`${URL_}/api/v1/session`, { data: { username: 'admin', password: 'admin' } });
       assert.equal(r.status(), 401);
@@ -113,6 +117,10 @@ test('the web panel, end to end', { timeout: 240000 }, async (t) => {
       assert.equal((await page.textContent('#verdict h1')).trim(), 'All good');
       assert.ok(await page.isVisible('text=Storage'));
       assert.ok(await page.isVisible('text=Last verified archive copy'));
+      // Each number says what it counts.
+      assert.match(await page.locator('.tile', { hasText: 'Storage' }).locator('.progress span').textContent(), /^\d+\.\d % used$/);
+      assert.ok(await page.isVisible('text=Images received today'));
+      assert.match(await page.textContent('#images-stored'), /^\d+ images? stored in all, in \d+ stud(y|ies)$/);
       await shot(page, 'desktop-overview');
     });
 
@@ -178,6 +186,23 @@ test('the web panel, end to end', { timeout: 240000 }, async (t) => {
       assert.ok(al.events.every((e) => e.silenced && e.silenced_by === 'user:admin'));
     });
 
+    await t.test('during the rebuild the overview shows a bar with the time left, in plain words', async () => {
+      ctl('demo', 'insert-disk', '3');
+      // The demo's rebuild takes about 7 s.
+      await waitFor(async () => {
+        await page.goto(`${URL_}/`);
+        return page.isVisible('#rebuild');
+      }, 6000, 'the rebuild bar on the overview');
+      assert.match(await page.textContent('#verdict h1'), /^Rebuilding the disks: \d+ % done$/);
+      assert.match(await page.textContent('#rebuild'), /about .* left/);
+      assert.ok(!(await page.textContent('main')).includes('md0'), 'the overview names the array');
+      await shot(page, 'desktop-overview-rebuild');
+      await waitFor(async () => {
+        await page.goto(`${URL_}/`);
+        return !(await page.isVisible('#rebuild'));
+      }, 30000, 'the rebuild to end');
+    });
+
     await t.test('a tape is ejected and its location set', async () => {
       // The stored image goes into a bundle on the demo tape, read back and verified.
       const tape = await waitFor(async () => {
@@ -188,6 +213,11 @@ test('the web panel, end to end', { timeout: 240000 }, async (t) => {
       }, 90000, 'a verified bundle on the demo tape');
       const vol = tape.volume.volume_id;
       await page.click('nav >> text=Archive');
+      // Words staff use: no engine terms.
+      const words = (await page.textContent('main')).toLowerCase();
+      for (const jargon of ['append', 'bundle', 'cold cop', 'objects', 'queued']) {
+        assert.ok(!words.includes(jargon), `the Archive page says "${jargon}"`);
+      }
       await shot(page, 'desktop-archive');
       const card = page.locator(`section.target[data-target="${tape.name}"]`);
       await card.locator('select[name=location]').selectOption('onsite_shelf');
@@ -195,6 +225,7 @@ test('the web panel, end to end', { timeout: 240000 }, async (t) => {
       await page.waitForSelector('#archive-message', { timeout: 120000 });
       const row = page.locator(`#volumes tr[data-volume="${vol}"]`);
       assert.equal((await row.locator('td.location').textContent()).trim(), 'onsite shelf');
+      assert.equal((await row.locator('td.state').textContent()).trim(), 'taken out');
       await row.locator('select[name=location]').selectOption('offsite_vault');
       await row.locator('button[value=location]').click();
       await page.waitForSelector('#archive-message');
@@ -208,19 +239,42 @@ test('the web panel, end to end', { timeout: 240000 }, async (t) => {
       assert.notEqual((await page.locator('.tile', { hasText: 'Last verified archive copy' }).locator('.big').textContent()).trim(), 'none yet');
     });
 
-    await t.test('audit: filter and CSV export', async () => {
+    await t.test('audit: local time, details in words, pages, filters in the URL, CSV export', async () => {
+      // The box's time zone is a setting that applies at once.
+      await page.click('nav >> text=Settings');
+      await page.fill('input[name=time_zone]', 'Asia/Kolkata');
+      await page.locator('form', { has: page.locator('input[name=op][value=dicom]') }).locator('button[type=submit]').click();
+      assert.match(await page.textContent('#settings-message'), /in use now/);
       await page.click('nav >> text=Audit');
       await page.selectOption('select[name=action]', 'login');
       await page.click('form.search button[type=submit]');
+      assert.match(page.url(), /[?&]action=login(&|$)/, 'the filter is in the URL');
+      assert.match(await page.getAttribute('#csv', 'href'), /action=login/);
       const actions = await page.locator('#audit tbody tr td:nth-child(4)').allTextContents();
       assert.ok(actions.length >= 2, 'two logins and a failed one');
       assert.ok(actions.every((a) => a === 'login'));
+      // Times in Asia/Kolkata (UTC+05:30), the same instants as the API's UTC ones.
+      assert.match(await page.textContent('#audit thead'), /When \(Asia\/Kolkata\)/);
+      const api = await (await page.request.get(`${URL_}/api/v1/audit?action=login`)).json();
+      const local = (at) => new Date(at).toLocaleString('sv-SE', { timeZone: 'Asia/Kolkata' });
+      assert.equal((await page.locator('#audit tbody tr td.when').first().textContent()).trim(), local(api.rows[0].at));
+      assert.match(await page.locator('#audit tbody tr td.detail').first().textContent(), /^(logged in|wrong password) from /);
+      // Every action on every page, none with raw JSON for details.
       await page.goto(`${URL_}/audit`);
-      const all = await page.locator('#audit tbody tr td:nth-child(4)').allTextContents();
-      for (const want of ['user-create', 'login', 'logout', 'alarm-silence', 'volume-location']) {
+      const all = [];
+      for (;;) {
+        all.push(...await page.locator('#audit tbody tr td:nth-child(4)').allTextContents());
+        for (const d of await page.locator('#audit tbody tr td.detail').allTextContents()) {
+          assert.ok(!d.trim().startsWith('{'), `raw JSON in the audit details: ${d}`);
+        }
+        if (all.length <= 50) await shot(page, 'desktop-audit');
+        if (!(await page.isVisible('#older'))) break;
+        await page.click('#older');
+        assert.match(page.url(), /[?&]page=\d+/);
+      }
+      for (const want of ['user-create', 'login', 'logout', 'alarm-silence', 'volume-location', 'setting-change']) {
         assert.ok(all.includes(want), `audit lacks ${want}: ${[...new Set(all)]}`);
       }
-      await shot(page, 'desktop-audit');
       const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#csv')]);
       const csv = readFileSync(await dl.path(), 'utf8');
       assert.equal(csv.split('\r\n')[0], 'seq,at,actor,action,object,detail');
@@ -240,6 +294,28 @@ test('the web panel, end to end', { timeout: 240000 }, async (t) => {
       assert.match(await page.textContent('#settings-message'), /User tech1 added/);
       assert.ok((await page.locator('#users').textContent()).includes('tech1'));
       await shot(page, 'desktop-settings');
+    });
+
+    await t.test('a setting that needs a restart: the admin restarts the box from the panel', async () => {
+      await page.click('nav >> text=Settings');
+      assert.equal(await page.locator('#restart').count(), 0, 'no restart offered before a change needs one');
+      await page.fill('input[name=session_idle_secs]', '1800');
+      await page.locator('form', { has: page.locator('input[name=op][value=dicom]') }).locator('button[type=submit]').click();
+      assert.match(await page.textContent('#settings-message'), /after its next start/);
+      await shot(page, 'desktop-settings-restart');
+      await page.click('#restart');
+      assert.match(await page.textContent('#restarting h1'), /Restarting the box/);
+      assert.equal(await page.getAttribute('meta[http-equiv=refresh]', 'content'), '15; url=/settings');
+      // Back once cairnd started again: the new process has no restart waiting.
+      await waitFor(async () => {
+        try {
+          const r = await page.goto(`${URL_}/settings`);
+          return r.status() === 200 && (await page.locator('#restart').count()) === 0;
+        } catch { return false; }
+      }, 60000, 'the panel after the restart');
+      assert.equal(await page.inputValue('input[name=session_idle_secs]'), '1800');
+      const r = await page.request.get(`${URL_}/api/v1/audit?action=restart`);
+      assert.equal((await r.json()).rows[0].actor, 'user:admin');
     });
 
     await t.test('a technician sees disks but no patient data', async () => {

@@ -42,6 +42,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "system"))
+sys.path.insert(0, str(ROOT / "tools"))
+
+# What the harness imports and runs, installed first on a machine that lacks it.
+import deps  # noqa: E402
+
+deps.ensure_debian({"/usr/bin/storescu": "dcmtk", "/usr/bin/sqlite3": "sqlite3"})
+deps.ensure_python({"pydicom": "pydicom>=3", "pynetdicom": "pynetdicom"})
 
 from archivelib import MIB, ArchiveCairn  # noqa: E402
 from datagen import make_big  # noqa: E402

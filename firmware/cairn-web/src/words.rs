@@ -1,0 +1,330 @@
+//! What the pages say instead of the engine's terms: the archive thread's activity and
+//! messages, volume states, audit rows in sentences, and times in the box's time zone.
+//! Pure functions of their input; the pages escape what they return.
+
+use serde_json::Value;
+
+/// The archive thread is writing, checking or reading a medium (the page shows a bar and
+/// refreshes itself meanwhile).
+pub(crate) fn archive_busy(activity: &str) -> bool {
+    ["writing", "verifying", "scanning", "restoring", "labelling"]
+        .iter()
+        .any(|w| activity.starts_with(w))
+}
+
+/// "tape" or "disc" for a target kind.
+pub(crate) fn medium(kind: &str) -> &'static str {
+    if kind == "optical" {
+        "disc"
+    } else {
+        "tape"
+    }
+}
+
+/// The number in "writing bundle X (12 objects)" or "collecting (12 queued)".
+fn count_in(s: &str) -> Option<u64> {
+    let open = s.rfind('(')?;
+    s[open + 1..].split_whitespace().next()?.parse().ok()
+}
+
+fn images(n: u64) -> String {
+    count(n as i64, "image", "images")
+}
+
+/// "1 study", "3 studies".
+pub(crate) fn count(n: i64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// What the archive thread does, for people (`kind`: the target's `tape` or `optical`;
+/// `queued`: the images the catalog says wait, which wins over the count in the thread's last
+/// published activity).
+pub(crate) fn archive_activity(activity: &str, kind: &str, queued: i64) -> String {
+    let m = medium(kind);
+    let a = activity.trim();
+    if a == "idle" || (a.starts_with("collecting") && queued == 0) {
+        "Nothing to write now.".into()
+    } else if a.starts_with("idle (queued instances skipped") {
+        "Waiting: some images on the disks are damaged and cannot be copied.".into()
+    } else if a.starts_with("collecting") {
+        format!(
+            "Gathering images to copy: {} waiting.",
+            images(queued.max(0) as u64)
+        )
+    } else if a.starts_with("writing") {
+        match count_in(a) {
+            Some(n) => format!("Writing {} to the {m}.", images(n)),
+            None => format!("Writing images to the {m}."),
+        }
+    } else if a.starts_with("verifying") {
+        format!("Reading back what was written to the {m} and checking every image.")
+    } else if a.starts_with("waiting for a writable medium") {
+        format!("Waiting for a new {m}.")
+    } else if a.starts_with("scanning") {
+        format!("Reading the {m} to list what is on it.")
+    } else if a.starts_with("restoring") {
+        format!("Bringing images back from the {m}.")
+    } else if a.starts_with("labelling") {
+        format!("Preparing the new {m}.")
+    } else if a == "starting" {
+        "Starting.".into()
+    } else if a.contains("not running") || a.contains("stopped") {
+        "The box's archive is not running.".into()
+    } else {
+        plain(a)
+    }
+}
+
+/// The engine's terms replaced by staff words in any other sentence.
+fn plain(s: &str) -> String {
+    s.replace("bundles", "batches of images")
+        .replace("bundle", "batch of images")
+        .replace("objects", "images")
+        .replace("instances", "images")
+}
+
+/// The drive's last message, for people.
+pub(crate) fn archive_message(message: &str, kind: &str) -> String {
+    let m = message.trim();
+    if m.starts_with("bundle ") && m.contains(" verified (") {
+        return match count_in(m) {
+            Some(n) => format!("{} written to the {} and checked.", images(n), medium(kind)),
+            None => format!("Images written to the {} and checked.", medium(kind)),
+        };
+    }
+    if let Some(rest) = m.strip_prefix("volume ") {
+        if let Some(name) = rest.strip_suffix(" labelled and in use") {
+            return format!("{name} is ready and in use.");
+        }
+    }
+    plain(m)
+}
+
+/// A volume's state, for people.
+pub(crate) fn volume_state(state: &str) -> String {
+    match state {
+        "blank" => "blank".into(),
+        "labelled" => "ready, empty".into(),
+        "append" => "in use".into(),
+        "full" => "full".into(),
+        "ejected" => "taken out".into(),
+        "error" => "error".into(),
+        other => plain(other),
+    }
+}
+
+/// A drive's state (`ready`, `no medium`, `foreign medium`...) for people.
+pub(crate) fn plain_state(drive: &str) -> String {
+    match drive {
+        "no medium" => "empty".into(),
+        "write protected" => "the medium in it is write-protected".into(),
+        "foreign medium" => "holds a medium this box did not write".into(),
+        "unreadable medium" => "cannot read the medium in it".into(),
+        "unknown" => "not known yet".into(),
+        other => plain(other),
+    }
+}
+
+/// A place or state word from the API (`onsite_shelf`) for people (`onsite shelf`).
+fn spaced(v: &Value) -> String {
+    match v {
+        Value::String(s) => volume_state(s).replace('_', " "),
+        Value::Null => "nothing".into(),
+        other => other.to_string(),
+    }
+}
+
+/// An audit row's details in words (never raw JSON): one renderer per action, the rest as
+/// "key: value" pairs.
+pub(crate) fn audit_detail(action: &str, object: &str, detail: &str) -> String {
+    let d: Value = match serde_json::from_str(detail) {
+        Ok(v) => v,
+        Err(_) => return detail.to_string(),
+    };
+    let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
+    match action {
+        "login" => {
+            let at = s("address");
+            let from = if at.is_empty() {
+                String::new()
+            } else {
+                format!(" from {at}")
+            };
+            if d["ok"] == Value::Bool(false) {
+                format!("wrong password{from}")
+            } else {
+                format!("logged in{from}")
+            }
+        }
+        "logout" => "logged out".into(),
+        "user-create" if d["first_boot"] == Value::Bool(true) => {
+            format!(
+                "first administrator, made with the setup code from {}",
+                s("address")
+            )
+        }
+        "user-create" => format!("new account with the role {}", s("role")),
+        "setting-change" => {
+            let when = if s("applies") == "now" {
+                "in use at once"
+            } else {
+                "in use after the next start"
+            };
+            format!(
+                "{object} changed from {} to {} ({when})",
+                or_none(&s("old")),
+                or_none(&s("new"))
+            )
+        }
+        "restart" => "restart of the box asked from the panel".into(),
+        "volume-location" | "volume-state" => {
+            let mut out = format!("moved from {} to {}", spaced(&d["from"]), spaced(&d["to"]));
+            if action == "volume-state" {
+                out = format!("now {} (was {})", spaced(&d["to"]), spaced(&d["from"]));
+                if let Some(w) = d["why"].as_str().filter(|w| !w.is_empty()) {
+                    out.push_str(&format!(": {}", plain(w)));
+                }
+            }
+            out
+        }
+        "bundle" => {
+            let n = d["verified_copies"].as_i64().unwrap_or(0);
+            let v = s("volume");
+            match s("state").as_str() {
+                "verified" => format!("{} copied to {v} and checked", images(n.max(0) as u64)),
+                st => format!("copy to {v}: {}", plain(st)),
+            }
+        }
+        "alarm-silence" => "alarm silenced".into(),
+        "alarm-raise" => {
+            let m = s("message");
+            if m.is_empty() {
+                "alarm raised".into()
+            } else {
+                format!("alarm: {m}")
+            }
+        }
+        "alarm-clear" => "alarm cleared: the cause is fixed".into(),
+        _ => pairs(&d),
+    }
+}
+
+fn or_none(s: &str) -> &str {
+    if s.is_empty() {
+        "(empty)"
+    } else {
+        s
+    }
+}
+
+/// `{"a_b": 1, "c": "x_y"}` as `a b: 1; c: x y`.
+fn pairs(d: &Value) -> String {
+    match d {
+        Value::Object(m) if m.is_empty() => String::new(),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::Array(a) => a.iter().map(spaced).collect::<Vec<_>>().join(", "),
+                    Value::Object(_) => pairs(v),
+                    v => spaced(v),
+                };
+                format!("{}: {v}", k.replace('_', " "))
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Value::Null => String::new(),
+        v => spaced(v),
+    }
+}
+
+/// An RFC 3339 UTC time (`2026-01-31T23:10:05.123Z`) in the time zone `tz` as
+/// `2026-02-01 00:10:05`; the text as it is when it is not such a time.
+pub(crate) fn local_time(at: &str, tz: &jiff::tz::TimeZone) -> String {
+    match at.parse::<jiff::Timestamp>() {
+        Ok(t) => t
+            .to_zoned_datetime(tz.clone())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        Err(_) => at.get(0..19).unwrap_or(at).replace('T', " "),
+    }
+}
+
+/// The time zone of a name from the settings (UTC when it is unknown).
+pub(crate) fn time_zone(name: &str) -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get(name).unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_in_staff_words() {
+        let w = archive_activity("writing bundle DEMO01.3 (3 objects)", "tape", 3);
+        assert_eq!(w, "Writing 3 images to the tape.");
+        assert!(archive_busy("verifying bundle DEMO01.3"));
+        assert!(!archive_busy("collecting (2 queued)"));
+        assert_eq!(
+            archive_activity("collecting (1 queued)", "optical", 1),
+            "Gathering images to copy: 1 image waiting."
+        );
+        assert_eq!(
+            archive_activity("collecting (1 queued)", "tape", 0),
+            "Nothing to write now."
+        );
+        assert_eq!(
+            archive_message("bundle X.2 verified (2 objects)", "optical"),
+            "2 images written to the disc and checked."
+        );
+        assert_eq!(volume_state("append"), "in use");
+    }
+
+    #[test]
+    fn audit_rows_in_words() {
+        assert_eq!(
+            audit_detail(
+                "volume-location",
+                "T1",
+                r#"{"from":"in_drive","to":"onsite_shelf"}"#
+            ),
+            "moved from in drive to onsite shelf"
+        );
+        assert_eq!(
+            audit_detail(
+                "volume-state",
+                "T1",
+                r#"{"from":"append","to":"ejected","why":"ejected"}"#
+            ),
+            "now taken out (was in use): ejected"
+        );
+        assert_eq!(
+            audit_detail("login", "user:a", r#"{"ok":false,"address":"10.0.0.2"}"#),
+            "wrong password from 10.0.0.2"
+        );
+        assert_eq!(
+            audit_detail("association", "", r#"{"peer":"CT1","stored_count":3}"#),
+            "peer: CT1; stored count: 3"
+        );
+        assert_eq!(audit_detail("x", "", "not json"), "not json");
+    }
+
+    #[test]
+    fn local_times() {
+        let paris = time_zone("Europe/Paris");
+        assert_eq!(
+            local_time("2026-01-31T23:10:05Z", &paris),
+            "2026-02-01 00:10:05"
+        );
+        assert_eq!(
+            local_time("2026-07-01T10:00:00.5Z", &paris),
+            "2026-07-01 12:00:00"
+        );
+        assert_eq!(local_time("garbage", &paris), "garbage");
+        assert_eq!(time_zone("Nowhere/Else"), jiff::tz::TimeZone::UTC);
+    }
+}
