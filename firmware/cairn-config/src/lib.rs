@@ -75,6 +75,10 @@ pub struct ArchiveConfig {
     /// At most this many images per bundle.
     #[serde(default = "default_bundle_max_members")]
     pub bundle_max_members: usize,
+    /// A new tape or disc whose printed name the drive cannot read is named by the box with
+    /// this prefix and the next free number (`CAIRN01`); 1 to 12 of `A-Z 0-9`.
+    #[serde(default = "default_volume_name_prefix")]
+    pub volume_name_prefix: String,
     /// The cold targets; every stored image is queued for each.
     #[serde(default)]
     pub targets: Vec<ColdTarget>,
@@ -87,6 +91,7 @@ impl Default for ArchiveConfig {
             bundle_max_bytes: default_bundle_max_bytes(),
             bundle_max_age_secs: default_bundle_max_age(),
             bundle_max_members: default_bundle_max_members(),
+            volume_name_prefix: default_volume_name_prefix(),
             targets: Vec::new(),
         }
     }
@@ -144,6 +149,9 @@ fn default_bundle_max_age() -> u64 {
 fn default_bundle_max_members() -> usize {
     50_000
 }
+fn default_volume_name_prefix() -> String {
+    "CAIRN".into()
+}
 
 /// `[hardware]`: which board this is and where the RAID monitor and alarm look.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -191,6 +199,24 @@ pub struct DicomConfig {
     /// Seconds of silence before an association is aborted.
     #[serde(default = "default_idle")]
     pub idle_timeout_secs: u64,
+    /// At most this many associations from one IP address at once (and at most this many of
+    /// its connections waiting to send their association request).
+    #[serde(default = "default_max_per_peer")]
+    pub max_associations_per_address: usize,
+    /// At most this many associations with one calling AE title at once.
+    #[serde(default = "default_max_per_peer")]
+    pub max_associations_per_ae: usize,
+    /// Of `max_associations`, this many are kept for AE titles listed under `[[dicom.peers]]`
+    /// (AEs let in by `accept_unknown_peers` cannot take them); at most `max_associations - 1`.
+    #[serde(default = "default_reserved_for_peers")]
+    pub reserved_associations_for_peers: usize,
+    /// A message (C-STORE data set, identifier, command) must arrive at least this fast,
+    /// measured over `transfer_rate_window_secs`; slower, the association is aborted. 0: off.
+    #[serde(default = "default_min_transfer_rate")]
+    pub min_transfer_bytes_per_sec: u64,
+    /// The window over which `min_transfer_bytes_per_sec` is measured (1 to 3600 seconds).
+    #[serde(default = "default_transfer_rate_window")]
+    pub transfer_rate_window_secs: u64,
     /// Largest single object accepted.
     #[serde(default = "default_max_object")]
     pub max_object_bytes: u64,
@@ -254,6 +280,27 @@ pub struct HttpConfig {
     /// Its private key (PEM); default `<data_dir>/tls/key.pem`, made at first start.
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// Panel connections open at once, in all (1 to 65536; default 256). `cairnd` lowers it
+    /// when its descriptor limit would otherwise let the panel take what the DICOM node, the
+    /// monitor and the archive need.
+    #[serde(default = "default_http_max_connections")]
+    pub max_connections: usize,
+    /// Panel connections open at once from one address (1 to `max_connections`; default 32).
+    #[serde(default = "default_http_max_per_address")]
+    pub max_connections_per_address: usize,
+    /// A request's head (and a TLS handshake) must arrive within this many seconds of the
+    /// connection opening or of the previous answer (1 to 300; default 10).
+    #[serde(default = "default_http_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// A connection that moves no bytes for this many seconds while the panel waits on the
+    /// client (a request, the rest of its body, taking the answer) is closed (1 to 3600;
+    /// default 60).
+    #[serde(default = "default_http_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// The time zone the panel shows times in (an IANA name such as `Europe/Paris`; default
+    /// `UTC`). The database is compiled in; the box's own clock stays UTC.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
 }
 
 impl Default for HttpConfig {
@@ -264,12 +311,42 @@ impl Default for HttpConfig {
             session_idle_secs: default_session_idle(),
             tls_cert: None,
             tls_key: None,
+            max_connections: default_http_max_connections(),
+            max_connections_per_address: default_http_max_per_address(),
+            header_timeout_secs: default_http_header_timeout(),
+            idle_timeout_secs: default_http_idle_timeout(),
+            time_zone: default_time_zone(),
         }
     }
 }
 
 fn default_session_idle() -> u64 {
     900
+}
+
+fn default_http_max_connections() -> usize {
+    256
+}
+
+fn default_http_max_per_address() -> usize {
+    32
+}
+
+fn default_http_header_timeout() -> u64 {
+    10
+}
+
+fn default_http_idle_timeout() -> u64 {
+    60
+}
+
+fn default_time_zone() -> String {
+    "UTC".into()
+}
+
+/// Whether `name` is a time zone of the compiled-in database (`UTC`, `Europe/Paris`...).
+pub fn valid_time_zone(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && jiff::tz::TimeZone::get(name).is_ok()
 }
 
 fn default_bind() -> IpAddr {
@@ -291,7 +368,19 @@ fn default_artim() -> u64 {
     30
 }
 fn default_idle() -> u64 {
-    300
+    60
+}
+fn default_max_per_peer() -> usize {
+    8
+}
+fn default_reserved_for_peers() -> usize {
+    2
+}
+fn default_min_transfer_rate() -> u64 {
+    1024
+}
+fn default_transfer_rate_window() -> u64 {
+    10
 }
 fn default_commitment_timeout() -> u64 {
     86_400
@@ -368,6 +457,18 @@ impl Config {
         if d.artim_timeout_secs == 0 || d.idle_timeout_secs == 0 {
             return Err(invalid("dicom.*_timeout_secs", "must be at least 1 second"));
         }
+        if d.max_associations_per_address == 0 || d.max_associations_per_ae == 0 {
+            return Err(invalid(
+                "dicom.max_associations_per_*",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=3600).contains(&d.transfer_rate_window_secs) {
+            return Err(invalid(
+                "dicom.transfer_rate_window_secs",
+                "must be 1 to 3600",
+            ));
+        }
         if d.max_query_results == 0 {
             return Err(invalid("dicom.max_query_results", "must be at least 1"));
         }
@@ -385,6 +486,28 @@ impl Config {
         }
         if !(60..=86_400).contains(&self.http.session_idle_secs) {
             return Err(invalid("http.session_idle_secs", "must be 60 to 86400"));
+        }
+        if !valid_time_zone(&self.http.time_zone) {
+            return Err(invalid(
+                "http.time_zone",
+                "must be a time zone name such as UTC or Europe/Paris",
+            ));
+        }
+        let h = &self.http;
+        if !(1..=65_536).contains(&h.max_connections) {
+            return Err(invalid("http.max_connections", "must be 1 to 65536"));
+        }
+        if !(1..=h.max_connections).contains(&h.max_connections_per_address) {
+            return Err(invalid(
+                "http.max_connections_per_address",
+                "must be 1 to max_connections",
+            ));
+        }
+        if !(1..=300).contains(&h.header_timeout_secs) {
+            return Err(invalid("http.header_timeout_secs", "must be 1 to 300"));
+        }
+        if !(1..=3600).contains(&h.idle_timeout_secs) {
+            return Err(invalid("http.idle_timeout_secs", "must be 1 to 3600"));
         }
         if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
             return Err(invalid(
@@ -413,6 +536,18 @@ impl Config {
         }
         if a.bundle_max_members == 0 {
             return Err(invalid("archive.bundle_max_members", "must be at least 1"));
+        }
+        if a.volume_name_prefix.is_empty()
+            || a.volume_name_prefix.len() > 12
+            || !a
+                .volume_name_prefix
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
+            return Err(invalid(
+                "archive.volume_name_prefix",
+                "must be 1 to 12 of A-Z 0-9",
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for t in &a.targets {
@@ -484,6 +619,85 @@ mod tests {
     }
 
     #[test]
+    fn dicom_lockout_limits_default_and_check() {
+        // the shipped file and the built-in defaults agree, and no peer may take every slot
+        let base = "[dicom]\nae_title = \"CAIRN\"\n[store]\ndata_dir = \"/d\"\n";
+        let built_in = Config::parse(base, Path::new("t")).unwrap().dicom;
+        let shipped = Config::parse(&default_toml(&defaults()), Path::new("t"))
+            .unwrap()
+            .dicom;
+        for d in [&built_in, &shipped] {
+            assert!(
+                d.idle_timeout_secs <= 60,
+                "idle timeout {}",
+                d.idle_timeout_secs
+            );
+            assert!(d.max_associations_per_address < d.max_associations);
+            assert!(d.max_associations_per_ae < d.max_associations);
+            assert!(d.reserved_associations_for_peers >= 1);
+            assert!(d.min_transfer_bytes_per_sec > 0);
+            assert_eq!(d.transfer_rate_window_secs, 10);
+        }
+        for bad in [
+            "max_associations_per_address = 0",
+            "max_associations_per_ae = 0",
+            "transfer_rate_window_secs = 0",
+            "transfer_rate_window_secs = 3601",
+            "max_associations_per_adress = 2",
+        ] {
+            let text = base.replace("[store]", &format!("{bad}\n[store]"));
+            assert!(Config::parse(&text, Path::new("t")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn panel_connection_limits_default_and_check() {
+        let base = "[dicom]\nae_title = \"CAIRN\"\n[store]\ndata_dir = \"/d\"\n[http]\n";
+        let built_in = Config::parse(base, Path::new("t")).unwrap().http;
+        let shipped = Config::parse(&default_toml(&defaults()), Path::new("t"))
+            .unwrap()
+            .http;
+        for h in [&built_in, &shipped] {
+            assert_eq!(h.max_connections, 256);
+            assert_eq!(h.max_connections_per_address, 32);
+            assert_eq!(h.header_timeout_secs, 10);
+            assert_eq!(h.idle_timeout_secs, 60);
+        }
+        for bad in [
+            "max_connections = 0",
+            "max_connections = 65537",
+            "max_connections = 4\nmax_connections_per_address = 5",
+            "max_connections_per_address = 0",
+            "header_timeout_secs = 0",
+            "header_timeout_secs = 301",
+            "idle_timeout_secs = 0",
+            "idle_timeout_secs = 3601",
+        ] {
+            let text = format!("{base}{bad}\n");
+            assert!(Config::parse(&text, Path::new("t")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn panel_time_zone_is_a_known_zone() {
+        let base = "[dicom]\nae_title = \"CAIRN\"\n[store]\ndata_dir = \"/d\"\n[http]\n";
+        let c = Config::parse(base, Path::new("t")).unwrap();
+        assert_eq!(c.http.time_zone, "UTC");
+        let shipped = Config::parse(&default_toml(&defaults()), Path::new("t")).unwrap();
+        assert_eq!(shipped.http.time_zone, "UTC");
+        let paris = format!("{base}time_zone = \"Europe/Paris\"\n");
+        assert_eq!(
+            Config::parse(&paris, Path::new("t")).unwrap().http.time_zone,
+            "Europe/Paris"
+        );
+        for bad in ["Mars/Olympus", "", "../../etc/passwd"] {
+            let text = format!("{base}time_zone = \"{bad}\"\n");
+            let e = Config::parse(&text, Path::new("t")).unwrap_err().to_string();
+            assert!(e.contains("http.time_zone"), "{e}");
+        }
+    }
+
+    #[test]
     fn unknown_key_is_refused() {
         let text = default_toml(&defaults()).replace("[store]", "[store]\ndata_dri = \"x\"");
         let e = Config::parse(&text, Path::new("t"))
@@ -550,6 +764,8 @@ mod shipped {
             "[[archive.targets]]\nname = \"t\"\nkind = \"tape\"\ndevice = \"/dev/nst0\"\ncapacity_bytes = 1\n",
             "[[archive.targets]]\nname = \"t\"\nkind = \"tape\"\ndevice = \"/a\"\n[[archive.targets]]\nname = \"t\"\nkind = \"tape\"\ndevice = \"/b\"\n",
             "[archive]\nbundel_max_bytes = 5000000\n",
+            "[archive]\nvolume_name_prefix = \"cairn\"\n",
+            "[archive]\nvolume_name_prefix = \"\"\n",
         ] {
             assert!(Config::parse(&format!("{base}{bad}"), Path::new("t")).is_err(), "{bad}");
         }

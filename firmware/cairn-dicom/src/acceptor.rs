@@ -76,6 +76,19 @@ pub fn congestion() -> Refusal {
     }
 }
 
+/// The A-ASSOCIATE-RJ for a per-address or per-AE cap (transient, local limit exceeded).
+pub fn local_limit(why: &str) -> Refusal {
+    Refusal {
+        rj: AssociationRJ {
+            result: AssociationRJResult::Transient,
+            source: AssociationRJSource::ServiceProviderPresentation(
+                AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
+            ),
+        },
+        why: why.into(),
+    }
+}
+
 fn user_reject(reason: AssociationRJServiceUserReason, why: String) -> Refusal {
     Refusal {
         rj: AssociationRJ {

@@ -168,8 +168,32 @@ impl PduReader {
         first_wait: Option<Duration>,
         buf: &mut Vec<u8>,
     ) -> Result<u8, PduError> {
+        let first = Instant::now() + first_wait.unwrap_or(self.idle);
+        self.read_until(sock, limit_for, first, None, buf)
+    }
+
+    /// Read one PDU that must have arrived whole by `deadline`, however it is paced (the
+    /// association request: a peer trickling it cannot hold a connection longer than that).
+    pub fn read_by(
+        &mut self,
+        sock: &mut TcpStream,
+        limit_for: impl Fn(u8) -> u32,
+        deadline: Instant,
+        buf: &mut Vec<u8>,
+    ) -> Result<u8, PduError> {
+        self.read_until(sock, limit_for, deadline, Some(deadline), buf)
+    }
+
+    /// The first byte by `first`; the rest by `whole`, or within ARTIM of the first byte.
+    fn read_until(
+        &mut self,
+        sock: &mut TcpStream,
+        limit_for: impl Fn(u8) -> u32,
+        first: Instant,
+        whole: Option<Instant>,
+        buf: &mut Vec<u8>,
+    ) -> Result<u8, PduError> {
         if self.start == self.end {
-            let first = Instant::now() + first_wait.unwrap_or(self.idle);
             match self.fill(sock, first) {
                 Err(PduError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     return Err(PduError::Closed)
@@ -177,7 +201,7 @@ impl PduReader {
                 other => other?,
             }
         }
-        let deadline = Instant::now() + self.artim;
+        let deadline = whole.unwrap_or_else(|| Instant::now() + self.artim);
         while self.end - self.start < PDU_HEADER_SIZE as usize {
             self.fill(sock, deadline)?;
         }
@@ -609,6 +633,40 @@ mod tests {
             reader.read(&mut sock, |_| u32::MAX, None, &mut buf),
             Err(PduError::Closed)
         ));
+    }
+
+    #[test]
+    fn a_trickled_pdu_misses_its_whole_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sender = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            // one byte every 100 ms: each read is quick, the PDU takes 4 s
+            for b in pdata(34, 1) {
+                if c.write_all(&[b]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let (mut sock, _) = listener.accept().unwrap();
+        let mut reader = PduReader::new(Duration::from_secs(10), Duration::from_secs(10));
+        let mut buf = Vec::new();
+        let t0 = Instant::now();
+        let r = reader.read_by(
+            &mut sock,
+            |_| u32::MAX,
+            t0 + Duration::from_millis(800),
+            &mut buf,
+        );
+        assert!(matches!(r, Err(PduError::Timeout)), "{r:?}");
+        assert!(
+            t0.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            t0.elapsed()
+        );
+        drop(sock);
+        sender.join().unwrap();
     }
 
     #[test]

@@ -178,6 +178,13 @@ impl Association<'_> {
                 None,
             );
         };
+        // A key longer than its VR allows is the client's error (and would only make the
+        // index's matcher fail): refused before any query runs.
+        for (tag, vr, value) in &id.keys {
+            if let Err(e) = find::check_key(*tag, dictionary_vr(*tag, *vr).to_string(), value) {
+                return self.final_rsp(context_id, cmd, IDENTIFIER_MISMATCH, &e.to_string(), None);
+            }
+        }
         let limit = self.config.dicom.max_query_results;
         let pairs: Vec<(u32, String)> = id.keys.iter().map(|(t, _, v)| (*t, v.clone())).collect();
         let query = Query {
@@ -401,7 +408,7 @@ impl Association<'_> {
                 format!("more than {} matches: refine the query", query.limit),
                 n,
             ),
-            Ok(Err(e)) => (IDENTIFIER_MISMATCH, format!("{e:?}"), 0),
+            Ok(Err(e)) => (IDENTIFIER_MISMATCH, e.to_string(), 0),
             Err(e) => {
                 tracing::error!(error = %e, "query failed");
                 (status::OUT_OF_RESOURCES, "the query failed".to_string(), 0)

@@ -1,5 +1,14 @@
 //! The listener: accepts connections, negotiates associations within the configured limits,
 //! runs each association on its own thread, and stops cleanly.
+//!
+//! No single peer can take every slot: connections still waiting to send their association
+//! request are counted per address, and the whole request must arrive within ARTIM;
+//! associations are counted per address and per calling AE title, and some slots are kept
+//! for the AEs listed under `[[dicom.peers]]` (see `slots`). Refusals are audited through a
+//! coalescer (see `refusals`), so a peer cannot grow the audit table without limit.
+
+pub(crate) mod refusals;
+mod slots;
 
 use crate::acceptor::{self, printable, Refusal};
 use crate::pdu::{self, types, PduError, PduReader, MAX_ASSOCIATE_RQ};
@@ -9,16 +18,20 @@ use cairn_config::Config;
 use cairn_store::Store;
 use dicom_ul::pdu::Pdu;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use refusals::{kind_of, RefusalAudit, RefusalEvent};
+use slots::{Limits, NoSlot, Slots};
 use std::collections::HashMap;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Connections allowed beyond `max_associations` just long enough to be told "congested".
-const EXTRA_CONNECTIONS: usize = 8;
+/// Connections allowed beyond `max_associations`: those waiting to send their association
+/// request (at most `max_associations_per_address` from one address) and those being told
+/// "congested".
+const EXTRA_CONNECTIONS: usize = 64;
 /// Time given to busy associations to finish their message at shutdown.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -41,7 +54,9 @@ struct Shared {
     damage: Option<crate::DamageSink>,
     store: Store,
     shutdown: AtomicBool,
-    active: AtomicUsize,
+    limits: Limits,
+    slots: Mutex<Slots>,
+    refusals: RefusalAudit,
     connections: AtomicUsize,
     lingering: AtomicUsize,
     next_id: AtomicU64,
@@ -76,11 +91,13 @@ impl Server {
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
+                limits: Limits::from_config(&opts.config.dicom),
                 config: opts.config,
                 damage: opts.damage,
                 store,
                 shutdown: AtomicBool::new(false),
-                active: AtomicUsize::new(0),
+                slots: Mutex::new(Slots::default()),
+                refusals: RefusalAudit::default(),
                 connections: AtomicUsize::new(0),
                 lingering: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
@@ -126,6 +143,7 @@ impl Server {
                 poll(&mut fds, PollTimeout::from(200u16)).unwrap_or(0)
             };
             threads.retain(|t| !t.is_finished());
+            self.shared.refusals.tick(&self.shared.store);
             if ready == 0 {
                 continue;
             }
@@ -140,6 +158,29 @@ impl Server {
             if self.shared.connections.load(Ordering::SeqCst) >= max + EXTRA_CONNECTIONS {
                 tracing::warn!(%peer, "connection refused: far too many connections");
                 drop(sock);
+                audit_refusal(
+                    &self.shared,
+                    "?",
+                    peer,
+                    "connections",
+                    "connection closed at once: far too many connections",
+                );
+                continue;
+            }
+            if !self
+                .shared
+                .slots()
+                .begin_waiting(&self.shared.limits, peer.ip())
+            {
+                tracing::warn!(%peer, "connection refused: too many from this address waiting to associate");
+                drop(sock);
+                audit_refusal(
+                    &self.shared,
+                    "?",
+                    peer,
+                    "waiting connections",
+                    "connection closed at once: too many from this address waiting to associate",
+                );
                 continue;
             }
             self.shared.connections.fetch_add(1, Ordering::SeqCst);
@@ -161,6 +202,7 @@ impl Server {
                 Ok(t) => threads.push(t),
                 Err(e) => {
                     self.shared.connections.fetch_sub(1, Ordering::SeqCst);
+                    self.shared.slots().end_waiting(peer.ip());
                     tracing::error!(error = %e, "cannot start an association thread");
                 }
             }
@@ -173,6 +215,7 @@ impl Server {
         if let Some(w) = worker {
             let _ = w.join();
         }
+        self.shared.refusals.flush(&self.shared.store);
         Ok(())
     }
 }
@@ -205,13 +248,63 @@ fn drain(shared: &Shared) {
     }
 }
 
-fn audit_refusal(store: &Store, calling: &str, peer: SocketAddr, why: &str) {
-    store.audit_later(AuditEvent {
-        actor: format!("ae:{}", printable(calling)),
-        action: "association-rejected".into(),
-        object: "association".into(),
-        detail: json_obj(&[("peer", &peer.to_string()), ("reason", why)]),
-    });
+impl Shared {
+    fn slots(&self) -> MutexGuard<'_, Slots> {
+        match self.slots.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+/// Audit a refused association (coalesced: see `refusals`); `kind` must not be text the peer
+/// chose.
+fn audit_refusal(shared: &Shared, calling: &str, peer: SocketAddr, kind: &str, why: &str) {
+    shared.refusals.record(
+        &shared.store,
+        RefusalEvent {
+            action: "association-rejected",
+            actor: format!("ae:{}", printable(calling)),
+            peer,
+            kind: kind.to_string(),
+            reason: why.to_string(),
+        },
+    );
+}
+
+/// Marks a connection from `ip` as waiting for its association request until `end` or drop.
+struct Waiting<'a> {
+    shared: &'a Shared,
+    ip: IpAddr,
+    done: bool,
+}
+
+impl Waiting<'_> {
+    fn end(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.shared.slots().end_waiting(self.ip);
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// An association slot, given back on drop.
+struct Slot<'a> {
+    shared: &'a Shared,
+    ip: IpAddr,
+    ae: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.shared.slots().release(self.ip, &self.ae);
+    }
 }
 
 /// Send the A-ASSOCIATE-RJ. The caller then lingers (outside the connection count) until the
@@ -243,9 +336,16 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) -> 
     let mut reader = PduReader::new(artim, Duration::from_secs(config.dicom.idle_timeout_secs));
     let span = tracing::info_span!("association", %peer);
     let _enter = span.enter();
+    // counted since `accept`; ends once the request is in (or the connection is gone)
+    let mut waiting = Waiting {
+        shared,
+        ip: peer.ip(),
+        done: false,
+    };
 
     let mut buf = Vec::new();
-    let first = reader.read(
+    // the whole request within ARTIM, however it is paced
+    let first = reader.read_by(
         &mut sock,
         |t| {
             if t == types::ASSOCIATE_RQ {
@@ -254,27 +354,30 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) -> 
                 1024
             }
         },
-        Some(artim),
+        Instant::now() + artim,
         &mut buf,
     );
+    waiting.end();
     let rq = match first {
         Ok(types::ASSOCIATE_RQ) => match pdu::decode(types::ASSOCIATE_RQ, &buf) {
             Ok(Pdu::AssociationRQ(rq)) => rq,
             Ok(_) | Err(_) => {
                 pdu::send_abort(&mut sock, 6);
-                audit_refusal(&shared.store, "?", peer, "malformed association request");
+                audit_refusal(
+                    shared,
+                    "?",
+                    peer,
+                    "malformed request",
+                    "malformed association request",
+                );
                 tracing::warn!("malformed A-ASSOCIATE-RQ: aborted");
                 return None;
             }
         },
         Ok(other) => {
             pdu::send_abort(&mut sock, 2);
-            audit_refusal(
-                &shared.store,
-                "?",
-                peer,
-                &format!("PDU type 0x{other:02x} before association"),
-            );
+            let why = format!("PDU type 0x{other:02x} before association");
+            audit_refusal(shared, "?", peer, &why, &why);
             return None;
         }
         Err(PduError::Closed) => return None,
@@ -287,7 +390,8 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) -> 
                     6
                 },
             );
-            audit_refusal(&shared.store, "?", peer, &e.to_string());
+            let why = e.to_string();
+            audit_refusal(shared, "?", peer, &kind_of(&why), &why);
             tracing::warn!(error = %e, "bad association request: aborted");
             return None;
         }
@@ -297,9 +401,10 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) -> 
         pdu::send_abort(&mut sock, 6);
         tracing::warn!(calling = %calling, %why, "malformed association request: aborted");
         audit_refusal(
-            &shared.store,
+            shared,
             &calling,
             peer,
+            "malformed request",
             &format!("malformed request: {why}"),
         );
         return None;
@@ -309,35 +414,35 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) -> 
         Err(refusal) => {
             tracing::warn!(calling = %calling, why = %refusal.why, "association rejected");
             let sent = reject(&mut sock, &refusal);
-            audit_refusal(&shared.store, &calling, peer, &refusal.why);
+            let kind = format!("{:?}", refusal.rj.source);
+            audit_refusal(shared, &calling, peer, &kind, &refusal.why);
             return sent.then_some(sock);
         }
     };
-    // Take a slot, or refuse as temporarily congested.
-    let max = config.dicom.max_associations;
-    let took = shared
-        .active
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
-            (a < max).then_some(a + 1)
-        })
-        .is_ok();
-    if !took || shared.shutdown.load(Ordering::SeqCst) {
-        if took {
-            shared.active.fetch_sub(1, Ordering::SeqCst);
-        }
-        let refusal = acceptor::congestion();
-        tracing::warn!(calling = %calling, "association rejected: too many at once");
+    // Take a slot, or refuse: congested, or this address or AE holds its share already.
+    let listed = config.peer(&neg.calling_ae).is_some();
+    let admitted = if shared.shutdown.load(Ordering::SeqCst) {
+        Err(NoSlot::Full)
+    } else {
+        shared
+            .slots()
+            .admit(&shared.limits, peer.ip(), &neg.calling_ae, listed)
+    };
+    if let Err(no_slot) = admitted {
+        let refusal = match no_slot {
+            NoSlot::Full => acceptor::congestion(),
+            NoSlot::Address | NoSlot::Ae => acceptor::local_limit(no_slot.why()),
+        };
+        tracing::warn!(calling = %calling, why = no_slot.why(), "association rejected");
         let sent = reject(&mut sock, &refusal);
-        audit_refusal(&shared.store, &calling, peer, &refusal.why);
+        audit_refusal(shared, &calling, peer, no_slot.why(), &refusal.why);
         return sent.then_some(sock);
     }
-    struct Slot<'a>(&'a AtomicUsize);
-    impl Drop for Slot<'_> {
-        fn drop(&mut self) {
-            self.0.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-    let _slot = Slot(&shared.active);
+    let _slot = Slot {
+        shared,
+        ip: peer.ip(),
+        ae: neg.calling_ae.clone(),
+    };
 
     if let Err(e) = pdu::send(&mut sock, &Pdu::AssociationAC(neg.ac.clone())) {
         tracing::warn!(error = %e, "cannot send A-ASSOCIATE-AC");
@@ -373,6 +478,7 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) -> 
         config,
         reader,
         shutdown: &shared.shutdown,
+        refusals: &shared.refusals,
         idle,
         commit: shared.commitments.attach(id),
         damage: shared.damage.clone(),

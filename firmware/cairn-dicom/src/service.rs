@@ -33,6 +33,8 @@ pub(crate) struct Association<'a> {
     pub config: &'a Config,
     pub reader: PduReader,
     pub shutdown: &'a AtomicBool,
+    /// Where refused and aborted associations are audited (coalesced).
+    pub refusals: &'a crate::server::refusals::RefusalAudit,
     pub idle: Arc<AtomicBool>,
     /// Storage commitment reports for this association.
     pub commit: crate::commitment::AssocCommit,
@@ -91,12 +93,20 @@ impl Association<'_> {
         };
         if level_warn {
             tracing::warn!(%outcome, "association ended");
-            self.store.audit_later(AuditEvent {
-                actor: format!("ae:{}", self.neg.calling_ae),
-                action: "abort".into(),
-                object: "association".into(),
-                detail: json_obj(&[("peer", &self.peer.to_string()), ("reason", &outcome)]),
-            });
+            let why = match &ending {
+                Ending::Aborted(why) => why.as_str(),
+                _ => outcome.as_str(),
+            };
+            self.refusals.record(
+                self.store,
+                crate::server::refusals::RefusalEvent {
+                    action: "abort",
+                    actor: format!("ae:{}", self.neg.calling_ae),
+                    peer: self.peer,
+                    kind: crate::server::refusals::kind_of(why),
+                    reason: outcome.clone(),
+                },
+            );
         } else {
             tracing::info!(%outcome, "association ended");
         }
@@ -113,19 +123,22 @@ impl Association<'_> {
         let mut state = State::Idle;
         let idle_limit = std::time::Duration::from_secs(self.config.dicom.idle_timeout_secs);
         let mut idle_since = std::time::Instant::now();
+        let mut rate = RateWindow::new(self.config);
         loop {
             let idle_now = matches!(state, State::Idle);
             if idle_now {
+                rate.stop();
                 if let Err(ending) = self.commitment_tick() {
                     return ending;
                 }
             }
-            // With storage commitments open, wake up now and then to send decided reports.
+            // With storage commitments open, wake up now and then to send decided reports;
+            // in the middle of a message, when the transfer rate is next measured.
             let wait = if idle_now {
                 self.commitment_idle_wait()
                     .map(|w| w.min(idle_limit.saturating_sub(idle_since.elapsed())))
             } else {
-                None
+                rate.time_left().map(|w| w.min(idle_limit))
             };
             if idle_now && self.shutdown.load(Ordering::SeqCst) {
                 return self.abort(abort_reason::NOT_SPECIFIED, "the box is shutting down");
@@ -141,6 +154,14 @@ impl Association<'_> {
                 &mut buf,
             );
             self.idle.store(false, Ordering::SeqCst);
+            if !idle_now {
+                if let Ok(types::P_DATA) = read {
+                    rate.received(buf.len());
+                }
+                if let Err(why) = rate.check() {
+                    return self.abort(abort_reason::NOT_SPECIFIED, why);
+                }
+            }
             if matches!(read, Err(PduError::Timeout))
                 && wait.is_some()
                 && idle_since.elapsed() < idle_limit
@@ -656,6 +677,68 @@ impl Association<'_> {
     }
 }
 
+/// The transfer rate of the message being received, measured over windows of
+/// `transfer_rate_window_secs`: a peer that trickles a message (a few bytes now and then, each
+/// PDU well within ARTIM) is aborted at the end of the first window that brought less than
+/// `min_transfer_bytes_per_sec` on average.
+struct RateWindow {
+    min_per_sec: u64,
+    length: std::time::Duration,
+    /// Start of the current window and the bytes received in it, while a message arrives.
+    current: Option<(std::time::Instant, u64)>,
+}
+
+impl RateWindow {
+    fn new(config: &Config) -> Self {
+        Self {
+            min_per_sec: config.dicom.min_transfer_bytes_per_sec,
+            length: std::time::Duration::from_secs(config.dicom.transfer_rate_window_secs.max(1)),
+            current: None,
+        }
+    }
+
+    /// No message in progress.
+    fn stop(&mut self) {
+        self.current = None;
+    }
+
+    /// Time left in the current window (one starts now if none runs); None when off.
+    fn time_left(&mut self) -> Option<std::time::Duration> {
+        if self.min_per_sec == 0 {
+            return None;
+        }
+        let (start, _) = *self
+            .current
+            .get_or_insert_with(|| (std::time::Instant::now(), 0));
+        Some(self.length.saturating_sub(start.elapsed()))
+    }
+
+    fn received(&mut self, bytes: usize) {
+        if let Some((_, n)) = &mut self.current {
+            *n += bytes as u64;
+        }
+    }
+
+    /// At the end of a window: too slow is an error; else the next window starts.
+    fn check(&mut self) -> Result<(), String> {
+        let Some((start, bytes)) = self.current else {
+            return Ok(());
+        };
+        if start.elapsed() < self.length {
+            return Ok(());
+        }
+        let wanted = self.min_per_sec.saturating_mul(self.length.as_secs());
+        if bytes < wanted {
+            return Err(format!(
+                "message arrives slower than min_transfer_bytes_per_sec ({bytes} bytes in {} s)",
+                self.length.as_secs()
+            ));
+        }
+        self.current = Some((std::time::Instant::now(), 0));
+        Ok(())
+    }
+}
+
 /// Top-level attributes the index needs.
 fn is_wanted(tag: u32) -> bool {
     matches!(
@@ -772,6 +855,40 @@ mod tests {
         let group_len = u32::from_le_bytes([a[140], a[141], a[142], a[143]]) as usize;
         assert_eq!(group_len, a.len() - 144);
         assert_eq!(a.len() % 2, 0);
+    }
+
+    #[test]
+    fn a_trickle_fails_its_window_and_a_steady_stream_passes() {
+        let text = "[dicom]\nae_title = \"CAIRN\"\nmin_transfer_bytes_per_sec = 100\n\
+                    transfer_rate_window_secs = 1\n[store]\ndata_dir = \"/d\"\n";
+        let config = Config::parse(text, std::path::Path::new("t")).unwrap();
+        let mut rate = RateWindow::new(&config);
+        let left = rate.time_left().unwrap();
+        assert!(left <= std::time::Duration::from_secs(1));
+        rate.received(10);
+        assert!(rate.check().is_ok(), "a window still open");
+        // the window closes with 10 of 100 bytes
+        rate.current = rate
+            .current
+            .map(|(t, n)| (t - std::time::Duration::from_secs(2), n));
+        let e = rate.check().unwrap_err();
+        assert!(e.contains("10 bytes in 1 s"), "{e}");
+        // enough bytes: the next window starts
+        rate.stop();
+        rate.time_left();
+        rate.received(100);
+        rate.current = rate
+            .current
+            .map(|(t, n)| (t - std::time::Duration::from_secs(2), n));
+        assert!(rate.check().is_ok());
+        assert_eq!(rate.current.map(|(_, n)| n), Some(0));
+        // off
+        let mut off = RateWindow {
+            min_per_sec: 0,
+            ..RateWindow::new(&config)
+        };
+        assert_eq!(off.time_left(), None);
+        assert!(off.check().is_ok());
     }
 
     #[test]

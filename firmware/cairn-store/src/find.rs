@@ -145,6 +145,82 @@ pub enum QueryError {
     BadKey(String),
 }
 
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryError::BadLevel(m) | QueryError::BadKey(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+/// At most this many values in one key (a list of UIDs, of modalities).
+pub const MAX_KEY_VALUES: usize = 4096;
+/// Longest wildcard pattern matched (the VR limits are far below it).
+const MAX_PATTERN_CHARS: usize = 1024;
+
+/// The most characters one value of this VR may hold (PS3.5 table 6.2-1; PN: per component
+/// group), or None when unbounded or not text.
+fn vr_max_chars(vr: &str) -> Option<usize> {
+    Some(match vr {
+        "AE" | "CS" | "DS" | "SH" | "TM" => 16,
+        "AS" => 4,
+        "DA" => 8,
+        "DT" => 26,
+        "IS" => 12,
+        "LO" | "PN" | "UI" => 64,
+        "ST" => 1024,
+        "LT" => 10240,
+        _ => return None,
+    })
+}
+
+/// Refuse a key value longer than its VR allows (`vr` as the dictionary gives it, e.g. "PN"),
+/// or with more than `MAX_KEY_VALUES` values: such a key is the client's error, not ours.
+/// Ranges (`a-b`) of DA, DT and TM are checked per end.
+pub fn check_key(tag: u32, vr: &str, value: &str) -> Result<(), QueryError> {
+    let Some(max) = vr_max_chars(vr) else {
+        return Ok(());
+    };
+    let name = || format!("({:04X},{:04X})", tag >> 16, tag & 0xFFFF);
+    let value = value.trim_end_matches(['\0', ' ']);
+    let single_valued = matches!(vr, "LT" | "ST");
+    let values: Vec<&str> = if single_valued {
+        vec![value]
+    } else {
+        value.split('\\').collect()
+    };
+    if values.len() > MAX_KEY_VALUES {
+        return Err(QueryError::BadKey(format!(
+            "{} has {} values (at most {MAX_KEY_VALUES})",
+            name(),
+            values.len()
+        )));
+    }
+    for v in values {
+        let parts: Vec<&str> = match vr {
+            "DA" | "DT" | "TM" => v.splitn(2, '-').collect(),
+            "PN" => v.split('=').collect(),
+            _ => vec![v],
+        };
+        if vr == "PN" && parts.len() > 3 {
+            return Err(QueryError::BadKey(format!(
+                "{} has more than 3 component groups (PN)",
+                name()
+            )));
+        }
+        if let Some(long) = parts.iter().find(|p| p.trim().chars().count() > max) {
+            return Err(QueryError::BadKey(format!(
+                "{} value of {} characters is longer than {vr} allows ({max})",
+                name(),
+                long.trim().chars().count()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// How a find ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FindEnd {
@@ -241,6 +317,19 @@ fn where_clause(q: &Query, level: Level) -> Result<(String, Vec<Value>), QueryEr
     let mut args = Vec::new();
     for (tag, m) in &q.keys {
         let Some(a) = attr(*tag) else { continue };
+        let too_big = match m {
+            Matcher::Wildcard(p) => p.chars().count() > MAX_PATTERN_CHARS,
+            Matcher::List(l) => l.len() > MAX_KEY_VALUES,
+            Matcher::Single(v) => v.split('\\').count() > MAX_KEY_VALUES,
+            _ => false,
+        };
+        if too_big {
+            return Err(QueryError::BadKey(format!(
+                "({:04X},{:04X}) is too long or has too many values to match",
+                tag >> 16,
+                tag & 0xFFFF
+            )));
+        }
         if a.level > level {
             continue;
         }
@@ -317,6 +406,19 @@ fn where_clause(q: &Query, level: Level) -> Result<(String, Vec<Value>), QueryEr
         }
     }
     Ok((sql, args))
+}
+
+/// The WHERE clause (from ` WHERE`) and its arguments that `keys` select at STUDY level, over
+/// the aliases `st` (studies) and `p` (patients): the CLI's study listing matches exactly as
+/// C-FIND and the panel do.
+pub(crate) fn study_where(keys: &[(u32, Matcher)]) -> Result<(String, Vec<Value>), QueryError> {
+    let q = Query {
+        level: Level::Study,
+        study_root: true,
+        keys: keys.to_vec(),
+        limit: 0,
+    };
+    where_clause(&q, Level::Study)
 }
 
 fn check_level(q: &Query) -> Result<(), QueryError> {
@@ -482,6 +584,47 @@ mod tests {
             matcher_for(Kind::Uid, "1.2\0"),
             Matcher::Single("1.2".into())
         );
+    }
+
+    #[test]
+    fn keys_longer_than_their_vr_are_refused() {
+        let pn = 0x0010_0010;
+        assert!(check_key(pn, "PN", &"*".repeat(65534)).is_err());
+        assert!(check_key(pn, "PN", &"A".repeat(64)).is_ok());
+        assert!(check_key(pn, "PN", &format!("{}={}", "A".repeat(64), "B".repeat(64))).is_ok());
+        assert!(check_key(pn, "PN", "a=b=c=d").is_err());
+        assert!(check_key(0x0010_0020, "LO", &"X".repeat(65)).is_err());
+        assert!(check_key(0x0010_0020, "LO", &format!("{}  ", "X".repeat(64))).is_ok());
+        assert!(check_key(0x0008_0060, "CS", &"M".repeat(17)).is_err());
+        assert!(check_key(0x0008_0020, "DA", "20200101-20201231").is_ok());
+        assert!(check_key(0x0008_0020, "DA", "202001011-").is_err());
+        let uids = vec!["1.2.3"; MAX_KEY_VALUES + 1].join("\\");
+        assert!(check_key(0x0020_000D, "UI", &uids).is_err());
+        assert!(check_key(0x0020_000D, "UI", &uids[6..]).is_ok());
+        assert!(check_key(0x0009_0010, "UN", &"x".repeat(100_000)).is_ok());
+        let e = check_key(pn, "PN", &"*".repeat(100))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("(0010,0010)") && e.contains("PN"), "{e}");
+    }
+
+    #[test]
+    fn over_long_patterns_and_lists_are_refused_before_sqlite() {
+        let q = |m: Matcher, tag: u32| Query {
+            level: Level::Study,
+            study_root: true,
+            keys: vec![(tag, m)],
+            limit: 10,
+        };
+        let long = Matcher::Wildcard("*".repeat(65534));
+        assert!(matches!(
+            where_clause(&q(long, 0x0010_0010), Level::Study),
+            Err(QueryError::BadKey(_))
+        ));
+        let many = Matcher::List(vec!["1".into(); MAX_KEY_VALUES + 1]);
+        assert!(where_clause(&q(many, 0x0020_000D), Level::Study).is_err());
+        let fine = Matcher::Wildcard("DOE*".into());
+        assert!(where_clause(&q(fine, 0x0010_0010), Level::Study).is_ok());
     }
 
     #[test]
