@@ -36,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             bundle_max_bytes: 1 << 30,
             bundle_max_age: Duration::from_secs(3600),
             bundle_max_members: 1_000_000,
+            volume_name_prefix: "CAIRN".into(),
         },
         vec![TargetSpec {
             name: "tape".into(),

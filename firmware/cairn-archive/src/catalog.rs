@@ -117,7 +117,10 @@ impl Location {
 /// One volume as the catalog knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeRow {
-    /// Volume id (from its label).
+    /// Its short name, printed on the cartridge or disc: what people read and type
+    /// (the volume id for volumes labelled before names existed).
+    pub name: String,
+    /// Volume id (from its label): unique, internal.
     pub volume_id: String,
     /// `tape` or `optical`.
     pub kind: String,
@@ -148,7 +151,9 @@ pub struct VolumeRow {
 /// A bundle as the catalog knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleRow {
-    /// `<volume id>.<file number>`.
+    /// What people call it: `<volume name>.<file number>` (`DEMO01.3`).
+    pub name: String,
+    /// `<volume id>.<file number>`: unique, internal.
     pub bundle_id: String,
     /// Its volume.
     pub volume_id: String,
@@ -259,7 +264,13 @@ pub fn open_read(data: &DataDir) -> Result<Connection, ArchiveError> {
     )?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version < 4 {
+    let named: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table'
+           AND name = 'volume_names')",
+        [],
+        |r| r.get(0),
+    )?;
+    if version < 4 || !named {
         return Err(ArchiveError::Refused(format!(
             "{} has no archive catalog yet (start this version of cairnd on it once)",
             data.root().display()
@@ -281,13 +292,19 @@ const VOLUME_SELECT: &str = "SELECT v.volume_id, v.kind, v.box_id, t.name, v.sta
     (SELECT count(*) FROM bundles b WHERE b.volume_ref = v.id AND b.state = 'verified'),
     (SELECT count(*) FROM copies c JOIN bundles b ON b.id = c.bundle_ref
        WHERE b.volume_ref = v.id AND c.verified = 1),
-    v.labelled_at, v.updated_at, v.updated_by
-    FROM volumes v LEFT JOIN cold_targets t ON t.id = v.target_ref";
+    v.labelled_at, v.updated_at, v.updated_by, coalesce(n.name, v.volume_id)
+    FROM volumes v LEFT JOIN cold_targets t ON t.id = v.target_ref
+    LEFT JOIN volume_names n ON n.volume_ref = v.id";
+
+/// A volume's short name in SQL (`v` the volumes row): its name, else its id.
+const NAME_OF_V: &str =
+    "coalesce((SELECT n.name FROM volume_names n WHERE n.volume_ref = v.id), v.volume_id)";
 
 fn volume_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VolumeRow> {
     let state: String = r.get(4)?;
     let loc: String = r.get(5)?;
     Ok(VolumeRow {
+        name: r.get(13)?,
         volume_id: r.get(0)?,
         kind: r.get(1)?,
         box_id: r.get(2)?,
@@ -310,9 +327,11 @@ pub fn list_volumes(data: &DataDir) -> Result<Vec<VolumeRow>, ArchiveError> {
     volumes(&conn)
 }
 
-/// Every volume, on an open connection.
+/// Every volume, on an open connection, by name.
 pub fn volumes(conn: &Connection) -> Result<Vec<VolumeRow>, ArchiveError> {
-    let mut stmt = conn.prepare(&format!("{VOLUME_SELECT} ORDER BY v.volume_id"))?;
+    let mut stmt = conn.prepare(&format!(
+        "{VOLUME_SELECT} ORDER BY coalesce(n.name, v.volume_id)"
+    ))?;
     let rows = stmt.query_map([], volume_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -326,6 +345,27 @@ pub fn volume(conn: &Connection, volume_id: &str) -> Result<Option<VolumeRow>, A
             volume_row,
         )
         .optional()?)
+}
+
+/// One volume by its short name (or, as typed by someone who has it, its volume id).
+pub fn volume_named(conn: &Connection, name: &str) -> Result<Option<VolumeRow>, ArchiveError> {
+    Ok(conn
+        .query_row(
+            &format!(
+                "{VOLUME_SELECT} WHERE n.name = ?1 OR v.volume_id = ?1
+                 ORDER BY n.name = ?1 DESC LIMIT 1"
+            ),
+            [name],
+            volume_row,
+        )
+        .optional()?)
+}
+
+/// Every short name in use (to choose a new one).
+pub fn names_in_use(conn: &Connection) -> Result<Vec<String>, ArchiveError> {
+    let mut stmt = conn.prepare(&format!("SELECT {NAME_OF_V} FROM volumes v"))?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The volume in a target's drive, as the catalog says.
@@ -344,22 +384,11 @@ pub fn volume_in_drive(conn: &Connection, target: &str) -> Result<Option<VolumeR
 
 /// Every bundle, in volume and file order.
 pub fn bundles(conn: &Connection) -> Result<Vec<BundleRow>, ArchiveError> {
-    let mut stmt = conn.prepare(
-        "SELECT b.bundle_id, v.volume_id, b.file_number, b.state, b.members, b.bytes,
-           b.verified_at FROM bundles b JOIN volumes v ON v.id = b.volume_ref
-         ORDER BY v.volume_id, b.file_number",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(BundleRow {
-            bundle_id: r.get(0)?,
-            volume_id: r.get(1)?,
-            file_number: r.get(2)?,
-            state: r.get(3)?,
-            members: r.get(4)?,
-            bytes: r.get(5)?,
-            verified_at: r.get(6)?,
-        })
-    })?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {BUNDLE_COLUMNS} FROM bundles b JOIN volumes v ON v.id = b.volume_ref
+         ORDER BY v.volume_id, b.file_number"
+    ))?;
+    let rows = stmt.query_map([], bundle_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -380,26 +409,37 @@ pub fn queue_status(conn: &Connection, target: &str) -> Result<QueueStatus, Arch
     )?)
 }
 
+/// The columns [`bundle_row`] reads (`b` the bundle, `v` its volume).
+const BUNDLE_COLUMNS: &str = "b.bundle_id, v.volume_id, b.file_number, b.state, b.members,
+    b.bytes, b.verified_at,
+    coalesce((SELECT n.name FROM volume_names n WHERE n.volume_ref = v.id), v.volume_id)";
+
+fn bundle_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BundleRow> {
+    let volume_name: String = r.get(7)?;
+    let file_number: i64 = r.get(2)?;
+    Ok(BundleRow {
+        name: format!("{volume_name}.{file_number}"),
+        bundle_id: r.get(0)?,
+        volume_id: r.get(1)?,
+        file_number,
+        state: r.get(3)?,
+        members: r.get(4)?,
+        bytes: r.get(5)?,
+        verified_at: r.get(6)?,
+    })
+}
+
 fn last_verified(conn: &Connection, target: &str) -> Result<Option<BundleRow>, ArchiveError> {
     Ok(conn
         .query_row(
-            "SELECT b.bundle_id, v.volume_id, b.file_number, b.state, b.members, b.bytes,
-               b.verified_at FROM bundles b JOIN volumes v ON v.id = b.volume_ref
-             JOIN cold_targets t ON t.id = v.target_ref
-             WHERE t.name = ?1 AND b.state = 'verified'
-             ORDER BY b.verified_at DESC, b.id DESC LIMIT 1",
+            &format!(
+                "SELECT {BUNDLE_COLUMNS} FROM bundles b JOIN volumes v ON v.id = b.volume_ref
+                 JOIN cold_targets t ON t.id = v.target_ref
+                 WHERE t.name = ?1 AND b.state = 'verified'
+                 ORDER BY b.verified_at DESC, b.id DESC LIMIT 1"
+            ),
             [target],
-            |r| {
-                Ok(BundleRow {
-                    bundle_id: r.get(0)?,
-                    volume_id: r.get(1)?,
-                    file_number: r.get(2)?,
-                    state: r.get(3)?,
-                    members: r.get(4)?,
-                    bytes: r.get(5)?,
-                    verified_at: r.get(6)?,
-                })
-            },
+            bundle_row,
         )
         .optional()?)
 }
@@ -417,7 +457,8 @@ pub fn archive_status(data: &DataDir) -> Result<ArchiveStatus, ArchiveError> {
     for (name, kind) in targets {
         let l = live.targets.iter().find(|t| t.name == name);
         let queue = queue_status(&conn, &name)?;
-        let medium_needed = l.is_some_and(|l| l.medium_needed);
+        // needed only while images wait, whatever a slightly older live status says
+        let medium_needed = l.is_some_and(|l| l.medium_needed) && queue.instances > 0;
         out.push(TargetStatus {
             volume: volume_in_drive(&conn, &name)?,
             last_verified: last_verified(&conn, &name)?,
@@ -455,6 +496,36 @@ pub fn archive_status(data: &DataDir) -> Result<ArchiveStatus, ArchiveError> {
     })
 }
 
+/// The one sentence every screen uses while a medium is needed (the alarm, the overview's
+/// headline): which medium, in which drive, and the short name of a full one still in it.
+/// `None` when no target needs one.
+pub fn medium_needed_message(status: &ArchiveStatus) -> Option<String> {
+    let waiting: Vec<&TargetStatus> = status.targets.iter().filter(|t| t.medium_needed).collect();
+    let word = |kind: &str| if kind == "optical" { "disc" } else { "tape" };
+    let why = "(images are waiting for their cold copy)";
+    Some(match waiting.as_slice() {
+        [] => return None,
+        [t] => {
+            let w = word(&t.kind);
+            let mut cap = w.to_string();
+            cap[..1].make_ascii_uppercase();
+            let what = match &t.volume {
+                Some(v) if v.state == VolumeState::Full => format!("{cap} {} is full", v.name),
+                Some(v) => format!("{cap} {} cannot be written", v.name),
+                None => format!("{cap} full or missing"),
+            };
+            format!("{what}: load a new {w} in the {} drive {why}", t.name)
+        }
+        many => format!(
+            "Media needed: load a new one in the {} drives {why}",
+            many.iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+    })
+}
+
 /// Is this instance on the store with at least one verified cold copy? (Storage commitment.)
 pub fn has_verified_copy(
     conn: &Connection,
@@ -484,11 +555,12 @@ fn audit(actor: &str, action: &str, object: &str, detail: serde_json::Value) -> 
     }
 }
 
-/// Record where a volume is now (audited with who). Refuses `in_drive` (only loading puts a
-/// volume there) and a volume that is in a drive (eject it first).
+/// Record where a volume is now (audited with who). `volume` is its short name (or its volume
+/// id). Refuses `in_drive` (only loading puts a volume there) and a volume that is in a drive
+/// (eject it first).
 pub fn set_location(
     store: &Store,
-    volume_id: &str,
+    volume: &str,
     location: Location,
     by: &str,
 ) -> Result<(), ArchiveError> {
@@ -497,20 +569,25 @@ pub fn set_location(
             "a volume goes into a drive by loading it, not by a location change".into(),
         ));
     }
-    let (vid, by) = (volume_id.to_string(), by.to_string());
+    let (typed, by) = (volume.to_string(), by.to_string());
     let r = store.transact(move |c, now| {
-        let cur: Option<String> = c
+        let cur: Option<(String, String, String)> = c
             .query_row(
-                "SELECT location FROM volumes WHERE volume_id = ?1",
-                [&vid],
-                |r| r.get(0),
+                &format!(
+                    "SELECT v.volume_id, {NAME_OF_V}, v.location FROM volumes v
+                     WHERE v.volume_id = ?1 OR v.id IN
+                       (SELECT volume_ref FROM volume_names WHERE name = ?1)
+                     ORDER BY v.volume_id = ?1 LIMIT 1"
+                ),
+                [&typed],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some(cur) = cur else {
-            return Ok((Err(format!("no volume {vid} in the catalog")), vec![]));
+        let Some((vid, name, cur)) = cur else {
+            return Ok((Err(format!("no volume {typed} in the catalog")), vec![]));
         };
         if cur == "in_drive" {
-            return Ok((Err(format!("{vid} is in a drive: eject it first")), vec![]));
+            return Ok((Err(format!("{name} is in a drive: eject it first")), vec![]));
         }
         if cur == location.as_str() {
             return Ok((Ok(()), vec![]));
@@ -526,7 +603,7 @@ pub fn set_location(
                 &by,
                 "volume-location",
                 &vid,
-                serde_json::json!({"from": cur, "to": location.as_str()}),
+                serde_json::json!({"from": cur, "to": location.as_str(), "name": name}),
             )],
         ))
     })?;
@@ -715,11 +792,20 @@ pub fn register_volume(
                         by
                     ],
                 )?;
+                if !l.name.is_empty() {
+                    // a name another volume of the catalog already has stays with that one:
+                    // this volume is then called by its id
+                    c.execute(
+                        "INSERT OR IGNORE INTO volume_names (volume_ref, name) VALUES (?1, ?2)",
+                        params![c.last_insert_rowid(), l.name],
+                    )?;
+                }
                 events.push(audit(
                     &by,
                     "volume-state",
                     &l.volume_id,
-                    serde_json::json!({"from": "blank", "to": state.as_str(), "kind": l.kind}),
+                    serde_json::json!({"from": "blank", "to": state.as_str(), "kind": l.kind,
+                        "name": l.short_name()}),
                 ));
                 events.push(audit(
                     &by,
@@ -734,6 +820,13 @@ pub fn register_volume(
                        updated_at = ?4, updated_by = ?5 WHERE volume_id = ?1",
                     params![l.volume_id, state.as_str(), target_id, now, by],
                 )?;
+                if !l.name.is_empty() {
+                    c.execute(
+                        "INSERT OR IGNORE INTO volume_names (volume_ref, name)
+                         SELECT id, ?2 FROM volumes WHERE volume_id = ?1",
+                        params![l.volume_id, l.name],
+                    )?;
+                }
                 if cs != state.as_str() {
                     events.push(audit(
                         &by,
@@ -978,21 +1071,42 @@ pub fn next_batch(
     Ok(out)
 }
 
-/// One verified copy: (sha256, volume id, kind, bundle file number, volume location).
-pub type CopyRow = (String, String, String, i64, String);
+/// One verified copy of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyRow {
+    /// The object.
+    pub sha256: String,
+    /// Its volume's id (internal).
+    pub volume_id: String,
+    /// Its volume's short name (what people read and type).
+    pub volume_name: String,
+    /// `tape` or `optical`.
+    pub kind: String,
+    /// The bundle's tape file or disc session number.
+    pub file_number: i64,
+    /// Where the volume is (`in_drive`, `onsite_shelf`...).
+    pub location: String,
+}
 
 /// Where the verified copies of a study's current instances are, one row per copy.
 pub fn study_copies(conn: &Connection, study_uid: &str) -> Result<Vec<CopyRow>, ArchiveError> {
-    let mut stmt = conn.prepare(
-        "SELECT i.sha256, v.volume_id, v.kind, b.file_number, v.location
+    let mut stmt = conn.prepare(&format!(
+        "SELECT i.sha256, v.volume_id, {NAME_OF_V}, v.kind, b.file_number, v.location
          FROM studies st JOIN series se ON se.study_ref = st.id
          JOIN instances i ON i.series_ref = se.id AND i.current = 1
          JOIN copies c ON c.sha256 = i.sha256 AND c.verified = 1
          JOIN bundles b ON b.id = c.bundle_ref JOIN volumes v ON v.id = b.volume_ref
-         WHERE st.study_uid = ?1 ORDER BY v.volume_id, b.file_number",
-    )?;
+         WHERE st.study_uid = ?1 ORDER BY v.volume_id, b.file_number"
+    ))?;
     let rows = stmt.query_map([study_uid], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        Ok(CopyRow {
+            sha256: r.get(0)?,
+            volume_id: r.get(1)?,
+            volume_name: r.get(2)?,
+            kind: r.get(3)?,
+            file_number: r.get(4)?,
+            location: r.get(5)?,
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -55,6 +55,9 @@ pub struct Policy {
     pub bundle_max_age: Duration,
     /// At most this many objects per bundle.
     pub bundle_max_members: usize,
+    /// Short names the box gives new volumes whose printed name it cannot read start with
+    /// this (`CAIRN` gives `CAIRN01`, `CAIRN02`...).
+    pub volume_name_prefix: String,
 }
 
 struct Target {
@@ -113,15 +116,34 @@ enum Found {
     Other,
 }
 
-/// A new label whose volume id the catalog does not know yet.
+/// The short name for a volume about to be labelled: the name printed on it when the drive
+/// can read one that is valid and free, else the next free `<prefix>NN`. The second value is
+/// true when the box chose it (the person must write it on the cartridge).
+fn choose_name(
+    conn: &rusqlite::Connection,
+    printed: Option<String>,
+    prefix: &str,
+) -> Result<(String, bool), ArchiveError> {
+    let taken = catalog::names_in_use(conn)?;
+    if let Some(p) = printed {
+        if crate::label::valid_name(&p) && !taken.contains(&p) {
+            return Ok((p, false));
+        }
+    }
+    let name = crate::label::next_name(prefix, taken.iter().map(String::as_str));
+    Ok((name, true))
+}
+
+/// A new label, called `name`, whose volume id the catalog does not know yet.
 fn fresh_label(
     conn: &rusqlite::Connection,
     box_id: &str,
     kind: &str,
     block: u32,
+    name: &str,
 ) -> Result<Label, ArchiveError> {
     loop {
-        let l = Label::new(box_id, kind, block);
+        let l = Label::new(box_id, kind, block, name);
         if catalog::volume(conn, &l.volume_id)?.is_none() {
             return Ok(l);
         }
@@ -311,6 +333,7 @@ impl Archiver {
         }
         let data = self.data.clone();
         let box_id = self.policy.box_id.clone();
+        let prefix = self.policy.volume_name_prefix.clone();
         let several = self.targets.len() > 1;
         let t = &mut self.targets[i];
         t.probed = true;
@@ -347,6 +370,12 @@ impl Archiver {
             }
             None => Seen::None,
         };
+        // the name printed on the medium, when the drive can read it (a changer, the emulator)
+        let printed = match t.drive.as_mut() {
+            Some(Drive::Tape(d)) => d.cartridge_name(),
+            Some(Drive::Optical(d)) => d.disc_name(),
+            None => None,
+        };
         let mut found = Found::Other;
         match seen {
             Seen::None => {
@@ -374,7 +403,8 @@ impl Archiver {
                     return Ok(Found::Unreadable);
                 }
                 let conn = catalog::open_read(&self.data)?;
-                let label = fresh_label(&conn, &box_id, "tape", RECORD_SIZE as u32)?;
+                let (name, chosen) = choose_name(&conn, printed, &prefix)?;
+                let label = fresh_label(&conn, &box_id, "tape", RECORD_SIZE as u32, &name)?;
                 drop(conn);
                 // the decision is on record before the tape is touched
                 self.store
@@ -383,6 +413,7 @@ impl Archiver {
                         action: "volume-label-unreadable".into(),
                         object: label.volume_id.clone(),
                         detail: serde_json::json!({
+                            "name": label.name,
                             "target": t.spec.name,
                             "read_error": err,
                             "why": "the tape could not be read at its beginning; labelled on \
@@ -415,14 +446,16 @@ impl Archiver {
                     None,
                     by,
                 )?;
-                tracing::info!(volume = %label.volume_id, target = %t.spec.name, %by,
+                tracing::info!(volume = %label.volume_id, name = %label.name,
+                    target = %t.spec.name, %by,
                     "labelled a tape that could not be read at its beginning");
                 t.live.drive = "ready".into();
                 t.live.last_error = None;
                 t.live.message = format!(
                     "volume {} labelled (the tape could not be read at its beginning; labelled \
-                     on request by {by}) and in use",
-                    label.volume_id
+                     on request by {by}) and in use{}",
+                    label.name,
+                    write_it_on(&label.name, "tape", chosen)
                 );
                 t.volume = Some(label);
                 t.writable = true;
@@ -440,7 +473,9 @@ impl Archiver {
             }
             Seen::Blank { protected: false } => {
                 let conn = catalog::open_read(&self.data)?;
-                let fresh = |kind: &str, block: u32| fresh_label(&conn, &box_id, kind, block);
+                let (name, chosen) = choose_name(&conn, printed, &prefix)?;
+                let fresh =
+                    |kind: &str, block: u32| fresh_label(&conn, &box_id, kind, block, &name);
                 let (label, cap) = match t.drive.as_mut() {
                     Some(Drive::Tape(d)) => {
                         let l = fresh("tape", RECORD_SIZE as u32)?;
@@ -462,9 +497,14 @@ impl Archiver {
                     cap,
                     by,
                 )?;
-                tracing::info!(volume = %label.volume_id, target = %t.spec.name, "labelled a blank volume");
+                tracing::info!(volume = %label.volume_id, name = %label.name,
+                    target = %t.spec.name, "labelled a blank volume");
                 t.live.drive = "ready".into();
-                t.live.message = format!("volume {} labelled and in use", label.volume_id);
+                t.live.message = format!(
+                    "volume {} labelled and in use{}",
+                    label.name,
+                    write_it_on(&label.name, &label.kind, chosen)
+                );
                 t.volume = Some(label);
                 t.writable = true;
                 found = Found::BlankLabelled;
@@ -478,7 +518,7 @@ impl Archiver {
                         t.live.message = format!(
                             "volume {} is not in the catalog: run `cairnctl archive scan` to \
                              read it in; nothing is written to it until then",
-                            label.volume_id
+                            label.short_name()
                         );
                     }
                     Some(v) => {
@@ -501,7 +541,7 @@ impl Archiver {
                         };
                         t.live.message = format!(
                             "volume {} ({}){}",
-                            label.volume_id,
+                            v.name,
                             state.as_str(),
                             if t.writable { "" } else { ": not written to" }
                         );
@@ -621,6 +661,8 @@ impl Archiver {
             None => return Ok(Outcome::MediumNeeded),
         };
         let bundle_id = format!("{}.{}", label.volume_id, file_number);
+        // what people read: the volume's short name and the file (`DEMO01.3`)
+        let shown = format!("{}.{}", label.short_name(), file_number);
         let bhead = BundleHead {
             format: "cairn-bundle".into(),
             format_version: crate::bundle::FORMAT_VERSION,
@@ -636,7 +678,7 @@ impl Archiver {
         let manifest_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&small.manifest));
         let row =
             catalog::begin_bundle(&store, &label.volume_id, file_number, &bundle_id, &members)?;
-        t.live.activity = format!("writing bundle {bundle_id} ({} objects)", members.len());
+        t.live.activity = format!("writing bundle {shown} ({} objects)", members.len());
         tracing::info!(bundle = %bundle_id, members = members.len(), "writing a bundle");
         let started = Instant::now();
         let src = StoreObjects { data: data.clone() };
@@ -668,6 +710,7 @@ impl Archiver {
             Ok(b) => b,
             Err((kind, e)) => {
                 let vid = label.volume_id.clone();
+                let vname = label.short_name().to_string();
                 match kind {
                     ErrorKind::EarlyWarning => {
                         catalog::end_bundle_unverified(
@@ -687,7 +730,7 @@ impl Archiver {
                         )?;
                         t.writable = false;
                         t.live.message = format!(
-                            "volume {vid} is full: bundle {bundle_id} will be written whole on \
+                            "volume {vname} is full: bundle {shown} will be written whole on \
                              the next volume; eject it and load another"
                         );
                     }
@@ -719,7 +762,7 @@ impl Archiver {
                         )?;
                         t.writable = false;
                         t.live.message = format!(
-                            "writing to volume {vid} failed ({e}); its instances stay queued. \
+                            "writing to volume {vname} failed ({e}); its instances stay queued. \
                              Eject it and load another"
                         );
                     }
@@ -735,7 +778,7 @@ impl Archiver {
             }
         };
         // read back
-        t.live.activity = format!("verifying bundle {bundle_id}");
+        t.live.activity = format!("verifying bundle {shown}");
         let rb: Result<ReadBack, ArchiveError> = match t.drive.as_mut() {
             Some(Drive::Tape(d)) => tape::verify_last(d.as_mut()),
             Some(Drive::Optical(d)) => optical::verify_bundle(d.as_mut(), &data, &bundle_id),
@@ -777,11 +820,11 @@ impl Archiver {
                 &format!("verify failed: {why}"),
             )?;
             t.writable = false;
-            t.live.last_error = Some(format!("bundle {bundle_id}: {why}"));
+            t.live.last_error = Some(format!("bundle {shown}: {why}"));
             t.live.message = format!(
-                "bundle {bundle_id} did not verify ({why}); volume {} is set aside, its \
+                "bundle {shown} did not verify ({why}); volume {} is set aside, its \
                  instances stay queued",
-                label.volume_id
+                label.short_name()
             );
             t.live.medium_needed = true;
             t.live.activity = "waiting for a writable medium".into();
@@ -817,7 +860,7 @@ impl Archiver {
                 t.exclude.len()
             )
         });
-        t.live.message = format!("bundle {bundle_id} verified ({n} objects)");
+        t.live.message = format!("bundle {shown} verified ({n} objects)");
         Ok(Outcome::Verified(n))
     }
 
@@ -909,6 +952,8 @@ impl Archiver {
         t.writable = false;
         t.probed = false;
         t.live.drive = "no medium".into();
+        self.settle_need(i);
+        let t = &mut self.targets[i];
         let Some(label) = vol else {
             t.live.message = "the medium was ejected".into();
             self.publish();
@@ -931,7 +976,7 @@ impl Archiver {
         )?;
         t.live.message = format!(
             "volume {} ejected; recorded as {}",
-            label.volume_id,
+            label.short_name(),
             location.words()
         );
         self.publish();
@@ -939,9 +984,28 @@ impl Archiver {
             "{}{}volume {} ejected and recorded at {}",
             flushed,
             if flushed.is_empty() { "" } else { "; " },
-            label.volume_id,
+            label.short_name(),
             location.as_str()
         ))
+    }
+
+    /// Say at once whether target `i` needs a medium (images wait and it cannot write), as
+    /// the next pass would: a load or eject is reflected before its answer, so no screen
+    /// still asks for a medium the person has just loaded.
+    fn settle_need(&mut self, i: usize) {
+        let queued = catalog::open_read(&self.data)
+            .and_then(|c| catalog::queue_status(&c, &self.targets[i].spec.name))
+            .map(|q| q.instances);
+        let Ok(queued) = queued else { return };
+        let t = &mut self.targets[i];
+        t.live.medium_needed = queued > 0 && !t.writable;
+        t.live.activity = if t.live.medium_needed {
+            format!("waiting for a writable medium ({queued} queued)")
+        } else if queued > 0 {
+            format!("collecting ({queued} queued)")
+        } else {
+            "idle".into()
+        };
     }
 
     /// Take the medium now in the drive(s) into use. Refused (with what to do) when a tape
@@ -952,6 +1016,7 @@ impl Archiver {
         for i in self.index(target)? {
             self.targets[i].drive = None;
             unreadable |= self.probe(i, by, false)? == Found::Unreadable;
+            self.settle_need(i);
             let t = &self.targets[i];
             msgs.push(format!("{}: {}", t.spec.name, drive_says(&t.live)));
         }
@@ -1003,6 +1068,7 @@ impl Archiver {
                     return Err(e);
                 }
             };
+            self.settle_need(i);
             let t = &self.targets[i];
             match found {
                 Found::UnreadableLabelled | Found::BlankLabelled => {
@@ -1191,7 +1257,10 @@ impl Archiver {
             t.live.activity = "idle".into();
             msgs.push(format!(
                 "{}: volume {}: {} bundle(s), {} verified",
-                t.spec.name, label.volume_id, n, verified
+                t.spec.name,
+                label.short_name(),
+                n,
+                verified
             ));
         }
         self.publish();
@@ -1210,7 +1279,8 @@ impl Archiver {
         }
         // only what the store lacks (missing or damaged hot files) is read from a volume
         let mut wanted: HashSet<String> = HashSet::new();
-        for (sha, ..) in &copies {
+        for c in &copies {
+            let sha = &c.sha256;
             let path = self.data.object_path(sha);
             let intact = std::fs::File::open(&path).ok().is_some_and(|mut f| {
                 let mut h = <sha2::Sha256 as sha2::Digest>::new();
@@ -1230,10 +1300,10 @@ impl Archiver {
         let mut restored = 0usize;
         // bundles by volume, in file order
         let mut plan: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
-        for (_, vol, _, file, _) in &copies {
-            let v = plan.entry(vol.clone()).or_default();
-            if !v.contains(file) {
-                v.push(*file);
+        for c in &copies {
+            let v = plan.entry(c.volume_id.clone()).or_default();
+            if !v.contains(&c.file_number) {
+                v.push(c.file_number);
             }
         }
         let mut missing_volumes = Vec::new();
@@ -1246,16 +1316,15 @@ impl Archiver {
                 .iter()
                 .position(|t| t.volume.as_ref().is_some_and(|l| l.volume_id == vol))
             else {
-                let loc = copies
-                    .iter()
-                    .find(|c| c.1 == vol)
-                    .map(|c| c.4.clone())
-                    .unwrap_or_default();
-                missing_volumes.push(format!("{vol} (now at {loc})"));
+                if let Some(c) = copies.iter().find(|c| c.volume_id == vol) {
+                    let loc =
+                        Location::parse(&c.location).map_or(c.location.as_str(), |l| l.words());
+                    missing_volumes.push(format!("{} ({loc})", c.volume_name));
+                }
                 continue;
             };
             for file in files {
-                restored += self.restore_bundle(i, &vol, file, &mut wanted)?;
+                restored += self.restore_bundle(i, &vol, file, &mut wanted, by)?;
             }
         }
         self.store
@@ -1288,11 +1357,13 @@ impl Archiver {
         volume: &str,
         file: i64,
         wanted: &mut HashSet<String>,
+        by: &str,
     ) -> Result<usize, ArchiveError> {
         let store = self.store.clone();
         let data = self.data.clone();
         let t = &mut self.targets[i];
-        t.live.activity = format!("restoring from {volume}.{file}");
+        let shown = t.volume.as_ref().map_or(volume, |l| l.short_name());
+        t.live.activity = format!("restoring from {shown}.{file}");
         let mut n = 0usize;
         match t.drive.as_mut() {
             Some(Drive::Tape(d)) => {
@@ -1300,7 +1371,7 @@ impl Archiver {
                 d.rewind()?;
                 d.space_filemarks(file as i32)?;
                 let mut r = tape::FileReader::new(d.as_mut());
-                n += restore_from_tar(&store, &data, &mut r, wanted)?;
+                n += restore_from_tar(&store, &data, &mut r, wanted, by)?;
                 let _ = r.drain();
                 // the next append seeks the end of data again
             }
@@ -1311,7 +1382,7 @@ impl Archiver {
                 std::fs::create_dir_all(optical::scratch(&data))
                     .map_err(|e| ArchiveError::Io(e.to_string()))?;
                 d.extract(&format!("/{bundle_id}"), &dir)?;
-                let r = restore_from_dir(&store, &dir, wanted);
+                let r = restore_from_dir(&store, &dir, wanted, by);
                 let _ = std::fs::remove_dir_all(&dir);
                 n += r?;
             }
@@ -1327,16 +1398,19 @@ impl Archiver {
     pub fn run(mut self, on_medium_needed: &dyn Fn(bool)) {
         let mut last_tick = Instant::now() - Duration::from_secs(10);
         let mut was_needed: Option<bool> = None;
+        let mut passed = false;
         while !self.stopping() {
             self.handle_requests();
             if last_tick.elapsed() >= Duration::from_secs(1) {
                 self.tick(false);
                 last_tick = Instant::now();
-                let needed = self.medium_needed();
-                if was_needed != Some(needed) {
-                    on_medium_needed(needed);
-                    was_needed = Some(needed);
-                }
+                passed = true;
+            }
+            // after the first pass, every change is told at once (a load or eject too)
+            let needed = self.medium_needed();
+            if passed && was_needed != Some(needed) {
+                on_medium_needed(needed);
+                was_needed = Some(needed);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -1346,6 +1420,20 @@ impl Archiver {
         }
         self.publish();
     }
+}
+
+/// When the box chose a volume's name (its drive cannot read a printed one), the words that
+/// ask the person to write it on the cartridge or disc; nothing otherwise.
+fn write_it_on(name: &str, kind: &str, chosen: bool) -> String {
+    if !chosen {
+        return String::new();
+    }
+    let what = if kind == "optical" {
+        "the disc"
+    } else {
+        "the cartridge's label"
+    };
+    format!(": write {name} on {what}")
 }
 
 /// What the status and a refused load tell a person about a tape that cannot be read at its
@@ -1378,34 +1466,41 @@ fn records_by_sha(members: &[Member]) -> std::collections::HashMap<String, Membe
         .collect()
 }
 
+/// Hand one restored object to the store's writer, audited as a restore `by` the requester.
 fn commit_restored(
     store: &Store,
     spool: cairn_store::SpoolWriter,
     m: &Member,
+    by: &str,
 ) -> Result<bool, ArchiveError> {
     let finished = spool.finish()?;
     if finished.sha256 != m.sha256 {
         tracing::error!(sha256 = %m.sha256, "restored bytes do not match their SHA-256; not stored");
         return Ok(false);
     }
-    store.commit(StoreJob {
-        spool: finished,
-        record: m.record.clone(),
-        source_ae: if m.source_ae.is_empty() {
-            "RESTORE".into()
-        } else {
-            m.source_ae.clone()
+    store.commit_restored(
+        StoreJob {
+            spool: finished,
+            record: m.record.clone(),
+            source_ae: if m.source_ae.is_empty() {
+                "RESTORE".into()
+            } else {
+                m.source_ae.clone()
+            },
         },
-    })?;
+        by,
+    )?;
     Ok(true)
 }
 
-/// Restore the wanted objects from a bundle's tar stream.
+/// Restore the wanted objects from a bundle's tar stream (audited as a restore `by` the
+/// requester).
 pub fn restore_from_tar(
     store: &Store,
     data: &DataDir,
     r: &mut dyn std::io::Read,
     wanted: &mut HashSet<String>,
+    by: &str,
 ) -> Result<usize, ArchiveError> {
     let _ = data;
     let mut tar = crate::pax::Reader::new(r);
@@ -1453,7 +1548,7 @@ pub fn restore_from_tar(
             }
             spool.write(&buf[..k])?;
         }
-        if commit_restored(store, spool, m)? {
+        if commit_restored(store, spool, m, by)? {
             wanted.remove(sha);
             n += 1;
         }
@@ -1461,11 +1556,13 @@ pub fn restore_from_tar(
     Ok(n)
 }
 
-/// Restore the wanted objects from an extracted bundle directory (optical).
+/// Restore the wanted objects from an extracted bundle directory (optical), audited as a
+/// restore `by` the requester.
 pub fn restore_from_dir(
     store: &Store,
     dir: &std::path::Path,
     wanted: &mut HashSet<String>,
+    by: &str,
 ) -> Result<usize, ArchiveError> {
     let text = std::fs::read_to_string(dir.join(crate::bundle::INDEX_CSV))
         .map_err(|e| ArchiveError::Format(format!("index.csv: {e}")))?;
@@ -1489,7 +1586,7 @@ pub fn restore_from_dir(
             }
             spool.write(&buf[..k])?;
         }
-        if commit_restored(store, spool, &m)? {
+        if commit_restored(store, spool, &m, by)? {
             wanted.remove(&m.sha256);
             n += 1;
         }

@@ -68,6 +68,7 @@ fn sessions_verify_fill_a_disc_and_scan_and_restore() {
             bundle_max_bytes: 3 << 20,
             bundle_max_age: Duration::from_secs(3600),
             bundle_max_members: 100_000,
+            volume_name_prefix: "CAIRN".into(),
         },
         vec![TargetSpec {
             name: "disc0".into(),
@@ -185,6 +186,7 @@ fn sessions_verify_fill_a_disc_and_scan_and_restore() {
         .find(|v| v.location == catalog::Location::OnsiteShelf)
         .unwrap();
     let e = a.restore("1.2.3.700", "user:test").unwrap_err().to_string();
-    assert!(e.contains(&d1.volume_id), "{e}");
+    // by the short name people read on the disc (issue 20 item 6), not the internal id
+    assert!(e.contains(&d1.name) && !e.contains(&d1.volume_id), "{e}");
     store.close().unwrap();
 }

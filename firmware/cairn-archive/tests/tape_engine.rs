@@ -390,6 +390,7 @@ fn a_verify_mismatch_is_detected_and_nothing_is_marked_verified() {
             bundle_max_bytes: 64 << 20,
             bundle_max_age: Duration::from_secs(3600),
             bundle_max_members: 1000,
+            volume_name_prefix: "CAIRN".into(),
         },
         vec![TargetSpec {
             name: "tape0".into(),

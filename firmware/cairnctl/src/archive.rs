@@ -59,7 +59,7 @@ pub enum ArchiveCommand {
     },
     /// Record where a volume that is not in a drive is now.
     SetLocation {
-        /// The volume id.
+        /// The volume's name (as printed on it, e.g. DEMO01).
         volume: String,
         /// onsite_shelf, offsite_vault, returned or retired.
         location: String,
@@ -80,7 +80,8 @@ pub enum ArchiveCommand {
 pub enum DemoMediaCommand {
     /// Put a new blank cartridge into the emulated tape drive (it must be empty).
     TapeInsert {
-        /// Cartridge id (barcode); default TAPEnn.
+        /// The name printed on the cartridge (its barcode: 1 to 16 of A-Z 0-9); default
+        /// TAPEnn. The box adopts it as the volume's name.
         #[arg(long)]
         id: Option<String>,
         /// Capacity in bytes.
@@ -106,7 +107,8 @@ pub enum DemoMediaCommand {
     TapeList,
     /// Put a new blank disc into the emulated tray (it must be empty).
     DiscInsert {
-        /// Disc id; default DISCnn.
+        /// The name written on the disc (1 to 16 of A-Z 0-9); default DISCnn. The box adopts
+        /// it as the volume's name.
         #[arg(long)]
         id: Option<String>,
         /// Capacity in bytes (default 700 MiB).
@@ -151,7 +153,7 @@ fn print_status(s: &ArchiveStatus) {
         match &t.volume {
             Some(v) => println!(
                 "  volume    {} ({}), {} bundle(s), {} verified image copies, {} written",
-                v.volume_id,
+                v.name,
                 v.state.as_str(),
                 v.verified_bundles,
                 v.verified_copies,
@@ -172,7 +174,7 @@ fn print_status(s: &ArchiveStatus) {
         match &t.last_verified {
             Some(b) => println!(
                 "  last verified bundle {} ({} images, {}) at {}",
-                b.bundle_id,
+                b.name,
                 b.members,
                 human(b.bytes),
                 b.verified_at.as_deref().unwrap_or("?")
@@ -210,13 +212,13 @@ fn print_volumes(v: &[VolumeRow]) {
         return;
     }
     println!(
-        "{:<28} {:<8} {:<9} {:<14} {:<8} {:>8} {:>8} {:>10}  UPDATED BY",
+        "{:<16} {:<8} {:<9} {:<14} {:<8} {:>8} {:>8} {:>10}  UPDATED BY",
         "VOLUME", "KIND", "STATE", "LOCATION", "TARGET", "BUNDLES", "COPIES", "WRITTEN"
     );
     for r in v {
         println!(
-            "{:<28} {:<8} {:<9} {:<14} {:<8} {:>8} {:>8} {:>10}  {} {}",
-            r.volume_id,
+            "{:<16} {:<8} {:<9} {:<14} {:<8} {:>8} {:>8} {:>10}  {} {}",
+            r.name,
             r.kind,
             r.state.as_str(),
             r.location.as_str(),
@@ -333,6 +335,28 @@ fn emulator_dir(data: &Path, kind: cairn_config::ColdKind) -> PathBuf {
     })
 }
 
+/// A demo cartridge or disc carries the name the box adopts for it: refuse one it could not.
+fn printed_name(id: &str) -> Result<()> {
+    if !cairn_archive::label::valid_name(id) {
+        bail!(
+            "{id:?} cannot be a volume's name: use 1 to {} of A-Z 0-9 (as printed on a \
+             cartridge's barcode label, e.g. TAPE03)",
+            cairn_archive::label::NAME_MAX
+        );
+    }
+    Ok(())
+}
+
+/// The short name in a cartridge's label (tape file 0), when it holds a cairn label.
+fn label_name(dir: &Path, id: &str) -> Option<String> {
+    let path = cairn_hal::tape::emulator::tape_file_path(dir, id, 0).ok()?;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut head = vec![0u8; 64 * 1024];
+    let n = std::io::Read::read(&mut f, &mut head).ok()?;
+    let l = cairn_archive::label::Label::parse(&head[..n])?;
+    Some(l.short_name().to_string())
+}
+
 /// Run a demo media command (the hands of a person at the drives).
 pub fn demo(data: &Path, cmd: DemoMediaCommand) -> Result<i32> {
     use cairn_hal::optical::emulator as disc;
@@ -346,6 +370,7 @@ pub fn demo(data: &Path, cmd: DemoMediaCommand) -> Result<i32> {
             let dir = emulator_dir(data, cairn_config::ColdKind::Tape);
             let n = tape::list_cartridges(&dir).map(|v| v.len()).unwrap_or(0);
             let id = id.unwrap_or_else(|| format!("TAPE{:02}", n + 1));
+            printed_name(&id)?;
             let ew = early_warning.unwrap_or(capacity.saturating_sub(64 << 20).max(capacity / 2));
             tape::insert_blank(
                 &dir,
@@ -384,8 +409,12 @@ pub fn demo(data: &Path, cmd: DemoMediaCommand) -> Result<i32> {
         DemoMediaCommand::TapeList => {
             let dir = emulator_dir(data, cairn_config::ColdKind::Tape);
             for c in tape::list_cartridges(&dir)? {
+                let labelled = label_name(&dir, &c.id)
+                    .filter(|n| *n != c.id)
+                    .map(|n| format!(", labelled {n}"))
+                    .unwrap_or_default();
                 println!(
-                    "{:<10} {:>10} used of {:>10}{}{}",
+                    "{:<10} {:>10} used of {:>10}{labelled}{}{}",
                     c.id,
                     human(c.bytes_used as i64),
                     human(c.capacity as i64),
@@ -404,6 +433,7 @@ pub fn demo(data: &Path, cmd: DemoMediaCommand) -> Result<i32> {
             let dir = emulator_dir(data, cairn_config::ColdKind::Optical);
             let n = disc::list_discs(&dir).map(|v| v.len()).unwrap_or(0);
             let id = id.unwrap_or_else(|| format!("DISC{:02}", n + 1));
+            printed_name(&id)?;
             disc::insert_blank(&dir, &id, capacity)?;
             println!(
                 "blank disc {id} is in the tray; cairnd labels it: cairnctl --data {} archive load",

@@ -212,7 +212,10 @@ fn print_raid(s: &Value) {
         }
         for m in a["members"].as_array().unwrap_or(&empty) {
             let smart = &m["smart"];
+            let failed = matches!(m["state"].as_str(), Some("faulty" | "missing"));
             let verdict = match smart["verdict"].as_str() {
+                // md has failed it: whatever SMART last said, it is not ok
+                _ if failed => "FAILED: replace this disk".to_string(),
                 Some("ok") => "SMART ok".to_string(),
                 Some("warning") => "SMART WARNING".to_string(),
                 Some("failing") => "SMART FAILING: replace this disk".to_string(),

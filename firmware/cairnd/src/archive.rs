@@ -155,6 +155,7 @@ pub fn start(config: &Config, store: Store) -> Result<Option<ArchiveHandle>> {
             bundle_max_bytes: a.bundle_max_bytes,
             bundle_max_age: Duration::from_secs(a.bundle_max_age_secs),
             bundle_max_members: a.bundle_max_members,
+            volume_name_prefix: a.volume_name_prefix.clone(),
         },
         specs,
     )

@@ -515,38 +515,17 @@ impl Monitor {
         }
     }
 
-    /// The sentence for the panel's headline: which medium, in which drive.
+    /// The sentence for the panel's headline: which medium, in which drive (the archive's
+    /// own words, the same the overview shows).
     fn medium_message(&self) -> String {
         let data = cairn_store::DataDir::new(&self.setup.data_dir);
-        let waiting: Vec<(String, String)> = cairn_archive::archive_status(&data)
-            .map(|s| {
-                s.targets
-                    .into_iter()
-                    .filter(|t| t.medium_needed)
-                    .map(|t| (t.name, t.kind))
-                    .collect()
+        cairn_archive::archive_status(&data)
+            .ok()
+            .and_then(|s| cairn_archive::catalog::medium_needed_message(&s))
+            .unwrap_or_else(|| {
+                "Tape or disc needed: load a new one (images are waiting for their cold copy)"
+                    .into()
             })
-            .unwrap_or_default();
-        let word = |kind: &str| if kind == "optical" { "disc" } else { "tape" };
-        match waiting.as_slice() {
-            [(name, kind)] => {
-                let w = word(kind);
-                let mut cap = w.to_string();
-                cap[..1].make_ascii_uppercase();
-                format!(
-                    "{cap} full or missing: load a new {w} in the {name} drive                      (images are waiting for their cold copy)"
-                )
-            }
-            [] => "Tape or disc needed: load a new one (images are waiting for their cold copy)"
-                .into(),
-            many => format!(
-                "Media needed: load a new one in the {} drives (images are waiting for their                  cold copy)",
-                many.iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" and ")
-            ),
-        }
     }
 
     fn led(&self, bay: u32, fault: bool, on: bool) {

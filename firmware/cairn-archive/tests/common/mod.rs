@@ -62,6 +62,7 @@ pub fn tape_archiver(store: &Store, drive: &Path, box_id: &str, bundle_max_bytes
             bundle_max_bytes,
             bundle_max_age: Duration::from_secs(3600),
             bundle_max_members: 100_000,
+            volume_name_prefix: "CAIRN".into(),
         },
         vec![TargetSpec {
             name: "tape0".into(),

@@ -184,4 +184,10 @@ pub trait OpticalDrive: Send {
 
     /// Ejects the disc.
     fn eject(&mut self) -> Result<(), OpticalError>;
+
+    /// The name printed on the disc in the drive, when the drive can tell (a lone burner
+    /// cannot: `None`, the default). The disc emulator answers with the disc's id.
+    fn disc_name(&mut self) -> Option<String> {
+        None
+    }
 }

@@ -570,6 +570,13 @@ impl OpticalDrive for XorrisoDrive {
             }
         }
     }
+
+    fn disc_name(&mut self) -> Option<String> {
+        match &self.target {
+            OpticalTarget::Emulated(tray) => emulator::loaded(tray).ok().flatten().map(|d| d.id),
+            OpticalTarget::Device(_) => None,
+        }
+    }
 }
 
 #[cfg(test)]

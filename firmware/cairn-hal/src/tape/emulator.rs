@@ -1166,6 +1166,11 @@ impl TapeDrive for EmulatedTape {
         Ok(())
     }
 
+    fn cartridge_name(&mut self) -> Option<String> {
+        self.refresh().ok()?;
+        self.mount.as_ref().map(|m| m.id.clone())
+    }
+
     fn unload(&mut self) -> Result<(), TapeError> {
         self.mounted()?;
         self.filemark_if_written()?;

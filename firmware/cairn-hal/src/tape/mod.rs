@@ -194,4 +194,11 @@ pub trait TapeDrive: Send {
 
     /// Rewinds and ejects the cartridge (MTOFFL).
     fn unload(&mut self) -> Result<(), TapeError>;
+
+    /// The name printed on the loaded cartridge's label (its barcode), when the drive can read
+    /// it: a changer's barcode reader can, a lone drive cannot (`None`, the default). The
+    /// emulator answers with the cartridge's id.
+    fn cartridge_name(&mut self) -> Option<String> {
+        None
+    }
 }
