@@ -83,6 +83,25 @@ def test_3_bare_connections_from_one_address_do_not_lock_out_others(cairn):
     cairn.assert_serving()
 
 
+def test_3_silent_connections_from_many_addresses_make_room(cairn):
+    """Ten addresses each keep as many silent connections as they may (8): together they
+    fill every connection the node takes (max_associations + 64); a new peer still gets in,
+    because the address waiting most gives up its oldest connection."""
+    held = []
+    try:
+        for k in range(10):
+            for _ in range(8):
+                try:
+                    held.append(wire_from(cairn.port, f"127.0.0.{50 + k}"))
+                except OSError:
+                    break
+        time.sleep(0.3)
+        assert time.monotonic() - held[0].t0 < cairn.artim - 1, "too slow to fill before ARTIM"
+        assert_echo_gets_in(cairn, f"{len(held)} silent connections from 10 addresses")
+    finally:
+        close_all(held)
+
+
 def test_3_idle_associations_from_one_address_are_capped(cairn):
     """One address opening 16 associations and saying nothing gets at most
     max_associations_per_address of them; the honest peer still gets in."""

@@ -49,6 +49,13 @@ struct Conn {
     idle: Arc<AtomicBool>,
 }
 
+/// A connection that has not yet sent its A-ASSOCIATE-RQ.
+struct WaitingConn {
+    ip: IpAddr,
+    since: Instant,
+    sock: TcpStream,
+}
+
 struct Shared {
     config: Arc<Config>,
     damage: Option<crate::DamageSink>,
@@ -61,6 +68,8 @@ struct Shared {
     lingering: AtomicUsize,
     next_id: AtomicU64,
     registry: Mutex<HashMap<u64, Conn>>,
+    /// Connections still waiting to send their association request, by id (see `make_room`).
+    waiting: Mutex<HashMap<u64, WaitingConn>>,
     commitments: Arc<crate::commitment::Hub>,
 }
 
@@ -102,6 +111,7 @@ impl Server {
                 lingering: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
                 registry: Mutex::new(HashMap::new()),
+                waiting: Mutex::new(HashMap::new()),
                 commitments: Arc::new(crate::commitment::Hub::default()),
             }),
         })
@@ -155,7 +165,9 @@ impl Server {
                     continue;
                 }
             };
-            if self.shared.connections.load(Ordering::SeqCst) >= max + EXTRA_CONNECTIONS {
+            if self.shared.connections.load(Ordering::SeqCst) >= max + EXTRA_CONNECTIONS
+                && !make_room(&self.shared, peer)
+            {
                 tracing::warn!(%peer, "connection refused: far too many connections");
                 drop(sock);
                 audit_refusal(
@@ -184,12 +196,23 @@ impl Server {
                 continue;
             }
             self.shared.connections.fetch_add(1, Ordering::SeqCst);
+            let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
+            if let Ok(clone) = sock.try_clone() {
+                self.shared.waiting_socks().insert(
+                    id,
+                    WaitingConn {
+                        ip: peer.ip(),
+                        since: Instant::now(),
+                        sock: clone,
+                    },
+                );
+            }
             let shared = self.shared.clone();
             let spawned = std::thread::Builder::new()
                 .name("dicom-assoc".into())
                 .stack_size(1 << 20)
                 .spawn(move || {
-                    let linger = handle_connection(&shared, sock, peer);
+                    let linger = handle_connection(&shared, sock, peer, id);
                     shared.connections.fetch_sub(1, Ordering::SeqCst);
                     if let Some(mut sock) = linger {
                         if shared.lingering.fetch_add(1, Ordering::SeqCst) < MAX_LINGERING {
@@ -203,6 +226,7 @@ impl Server {
                 Err(e) => {
                     self.shared.connections.fetch_sub(1, Ordering::SeqCst);
                     self.shared.slots().end_waiting(peer.ip());
+                    self.shared.waiting_socks().remove(&id);
                     tracing::error!(error = %e, "cannot start an association thread");
                 }
             }
@@ -222,6 +246,10 @@ impl Server {
 
 /// Wake idle associations so they abort; give busy ones `GRACE` to finish their message.
 fn drain(shared: &Shared) {
+    // connections that never sent a request have nothing to finish
+    for w in shared.waiting_socks().values() {
+        let _ = w.sock.shutdown(Shutdown::Both);
+    }
     let start = Instant::now();
     loop {
         let registry = match shared.registry.lock() {
@@ -255,6 +283,45 @@ impl Shared {
             Err(p) => p.into_inner(),
         }
     }
+
+    fn waiting_socks(&self) -> MutexGuard<'_, HashMap<u64, WaitingConn>> {
+        match self.waiting.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+/// Every connection is taken and one from `newcomer` arrives: close the oldest connection still
+/// waiting to send its A-ASSOCIATE-RQ from the address that has the most of them (when it has
+/// at least two more than the newcomer's). Many addresses each keeping silent connections
+/// thus cannot keep a new peer out. True when room was made.
+fn make_room(shared: &Shared, newcomer: SocketAddr) -> bool {
+    let Some(crowded) = shared.slots().make_room_from(newcomer.ip()) else {
+        return false;
+    };
+    let mut waiting = shared.waiting_socks();
+    let Some(oldest) = waiting
+        .iter()
+        .filter(|(_, w)| w.ip == crowded)
+        .min_by_key(|(id, w)| (w.since, **id))
+        .map(|(id, _)| *id)
+    else {
+        return false;
+    };
+    if let Some(w) = waiting.remove(&oldest) {
+        let _ = w.sock.shutdown(Shutdown::Both);
+        tracing::warn!(peer = %crowded, "closed a connection waiting to associate: making room");
+        drop(waiting);
+        audit_refusal(
+            shared,
+            "?",
+            SocketAddr::new(crowded, 0),
+            "evicted waiting connection",
+            "connection waiting to associate closed to make room for another address",
+        );
+    }
+    true
 }
 
 /// Audit a refused association (coalesced: see `refusals`); `kind` must not be text the peer
@@ -276,6 +343,7 @@ fn audit_refusal(shared: &Shared, calling: &str, peer: SocketAddr, kind: &str, w
 struct Waiting<'a> {
     shared: &'a Shared,
     ip: IpAddr,
+    id: u64,
     done: bool,
 }
 
@@ -284,6 +352,7 @@ impl Waiting<'_> {
         if !self.done {
             self.done = true;
             self.shared.slots().end_waiting(self.ip);
+            self.shared.waiting_socks().remove(&self.id);
         }
     }
 }
@@ -325,7 +394,12 @@ const REJECT_DELAY: Duration = Duration::from_millis(50);
 const MAX_LINGERING: usize = 64;
 
 /// Serve one connection; returns the socket when it must linger after a rejection.
-fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
+fn handle_connection(
+    shared: &Shared,
+    mut sock: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+) -> Option<TcpStream> {
     let config = &shared.config;
     let _ = sock.set_nodelay(true);
     // A peer that stops reading cannot hold a worker forever.
@@ -340,6 +414,7 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) -> 
     let mut waiting = Waiting {
         shared,
         ip: peer.ip(),
+        id,
         done: false,
     };
 
@@ -459,7 +534,6 @@ fn handle_connection(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) -> 
         ]),
     });
 
-    let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
     let idle = Arc::new(AtomicBool::new(false));
     if let (Ok(clone), Ok(mut reg)) = (sock.try_clone(), shared.registry.lock()) {
         reg.insert(

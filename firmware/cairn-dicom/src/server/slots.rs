@@ -89,6 +89,19 @@ impl Slots {
         true
     }
 
+    /// When every connection is taken and one from `newcomer` arrives: the address whose
+    /// waiting connections should make room (the one with the most, if it has at least two
+    /// more than `newcomer`), so that an address never loses a connection to one that already
+    /// holds as many. None: the newcomer is the one turned away.
+    pub fn make_room_from(&self, newcomer: IpAddr) -> Option<IpAddr> {
+        let own = self.waiting.get(&newcomer).copied().unwrap_or(0);
+        self.waiting
+            .iter()
+            .filter(|(ip, n)| **ip != newcomer && **n >= own + 2)
+            .max_by_key(|(ip, n)| (**n, **ip))
+            .map(|(ip, _)| *ip)
+    }
+
     /// The connection from `ip` sent its request, or ended.
     pub fn end_waiting(&mut self, ip: IpAddr) {
         decrement(&mut self.waiting, &ip);
@@ -192,6 +205,29 @@ mod tests {
         assert_eq!(l.reserved, 0);
         d.max_associations = 16;
         assert_eq!(Limits::from_config(&d).reserved, 2);
+    }
+
+    #[test]
+    fn room_is_made_from_the_address_waiting_most() {
+        let mut s = Slots::default();
+        for _ in 0..3 {
+            s.begin_waiting(&LIMITS, ip(1));
+        }
+        s.begin_waiting(&LIMITS, ip(2));
+        assert_eq!(s.make_room_from(ip(9)), Some(ip(1)));
+        assert_eq!(s.make_room_from(ip(1)), None, "not from itself");
+        s.begin_waiting(&LIMITS, ip(9));
+        s.begin_waiting(&LIMITS, ip(9));
+        assert_eq!(s.make_room_from(ip(9)), None, "3 is not 2 more than 2");
+        let mut even = Slots::default();
+        for k in 0..5 {
+            even.begin_waiting(&LIMITS, ip(k));
+        }
+        assert_eq!(
+            even.make_room_from(ip(9)),
+            None,
+            "one each: nobody loses theirs"
+        );
     }
 
     #[test]
