@@ -7,7 +7,12 @@
 //! is copied byte for byte, so text keeps its character set and encoding. The object is decoded
 //! in memory: objects whose decoded pixel data would exceed [`MAX_DECODED_BYTES`] (or whose file
 //! is larger than that) are refused with [`DecompressError::TooLarge`], and one conversion runs
-//! at a time in the process, so the memory it takes is bounded by about three times that cap.
+//! at a time in the process (its [`Permit`] is held until the object is sent), so the memory it
+//! takes is bounded by about four times that cap (file, parsed object, decoded pixels, output):
+//! 512 MiB at the very worst, a few MB for usual images.
+//!
+//! Not handled: encapsulated pixel data nested in a sequence (an icon image) is copied as it
+//! is. JPEG-LS and JPEG 2000 have no decoder in this build ([`can_decode`] says so).
 
 use dicom_core::Tag;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
