@@ -752,6 +752,17 @@ fn day(s: &str) -> Result<Option<String>, WebError> {
                 b.is_ascii_digit()
             }
         });
+    // On the calendar, too: no month 13, no 30 February.
+    let part = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u16>().ok());
+    let ok = shaped
+        && match (part(0..4), part(5..7), part(8..10)) {
+            (Some(y), Some(m), Some(d)) => u8::try_from(m)
+                .ok()
+                .and_then(|m| time::Month::try_from(m).ok())
+                .zip(u8::try_from(d).ok())
+                .is_some_and(|(m, d)| time::Date::from_calendar_date(i32::from(y), m, d).is_ok()),
+            _ => false,
+        };
     if ok {
         Ok(Some(s.to_string()))
     } else {

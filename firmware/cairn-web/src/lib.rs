@@ -12,7 +12,9 @@
 mod api;
 pub mod auth;
 mod data;
+pub mod listen;
 mod pages;
+mod reply;
 pub mod routes;
 mod settings;
 pub mod tls;
@@ -67,6 +69,12 @@ pub enum WebError {
     /// A part the request needs is not running (no RAID monitor, no archive drive).
     #[error("{0}")]
     Unavailable(String),
+    /// The path exists, but not with this method; holds the `Allow` header's value.
+    #[error("this address answers {0} only")]
+    MethodNotAllowed(String),
+    /// The request body is larger than the panel reads.
+    #[error("the request body is too large (at most 64 KiB)")]
+    PayloadTooLarge,
     /// A failure inside the box.
     #[error("internal error: {0}")]
     Internal(String),
@@ -100,6 +108,8 @@ impl WebError {
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            WebError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,11 +125,20 @@ impl WebError {
         }
     }
 
-    fn retry_header(&self, r: &mut Response) {
-        if let WebError::TooManyRequests { retry_after } = self {
-            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
+    /// The headers that go with the status: `Retry-After` for 429, `Allow` for 405.
+    pub(crate) fn status_headers(&self, r: &mut Response) {
+        match self {
+            WebError::TooManyRequests { retry_after } => {
+                if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
             }
+            WebError::MethodNotAllowed(allow) => {
+                if let Ok(v) = HeaderValue::from_str(allow) {
+                    r.headers_mut().insert(header::ALLOW, v);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -128,7 +147,7 @@ impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.public_message() });
         let mut r = (self.status(), axum::Json(body)).into_response();
-        self.retry_header(&mut r);
+        self.status_headers(&mut r);
         r
     }
 }
@@ -206,6 +225,8 @@ impl Panel {
             .merge(api::router())
             .route_layer(middleware::from_fn_with_state(self.clone(), authorize))
             .fallback(|| async { WebError::NotFound("no such page".into()) })
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+            .layer(middleware::from_fn(reply::refusals_as_json))
             .layer(middleware::from_fn(security_headers))
             .with_state(self.clone())
     }
@@ -324,13 +345,23 @@ async fn authorize(State(panel): State<Panel>, req: Request, next: Next) -> Resp
         if is_api {
             e.into_response()
         } else {
-            pages::error_page(None, e)
+            let mut headers = Response::default();
+            e.status_headers(&mut headers);
+            let mut r = pages::error_page(None, e);
+            r.headers_mut().extend(headers.headers().clone());
+            r
         }
     };
-    let Some(route) = routes::lookup(req.method().as_str(), &path) else {
-        return deny(WebError::Forbidden(
-            "this route is not open to anyone".into(),
-        ));
+    // HEAD is GET without the body, wherever GET is served.
+    let method = match *req.method() {
+        Method::HEAD => "GET",
+        ref m => m.as_str(),
+    };
+    let Some(route) = routes::lookup(method, &path) else {
+        return deny(match routes::allow(&path) {
+            Some(allow) => WebError::MethodNotAllowed(allow),
+            None => WebError::Forbidden("this route is not open to anyone".into()),
+        });
     };
     let address = req
         .extensions()
@@ -392,7 +423,7 @@ async fn authorize(State(panel): State<Panel>, req: Request, next: Next) -> Resp
                     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
                         Ok(b) => b,
                         Err(_) => {
-                            return deny(WebError::BadRequest("request body too large".into()))
+                            return deny(WebError::PayloadTooLarge)
                         }
                     };
                     let field = serde_urlencoded_csrf(&bytes);
@@ -447,23 +478,15 @@ async fn security_headers(req: Request, next: Next) -> Response {
     r
 }
 
-/// Serve `router` on `listener` until `shutdown` resolves: plain HTTP, or HTTPS when `tls` is
-/// given. Each connection knows its peer address (for login throttling).
+/// Serve `router` on `listener` until `shutdown` resolves, under `limits`: plain HTTP, or
+/// HTTPS when `tls` is given. Each connection knows its peer address (for login throttling);
+/// see [`listen`] for the limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    limits: listen::ConnLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    match tls {
-        None => {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
-        }
-        Some(cfg) => tls::serve_tls(listener, router, cfg, shutdown).await,
-    }
+    listen::serve(listener, router, tls, limits, shutdown).await
 }

@@ -215,6 +215,23 @@ pub fn lookup(method: &str, path: &str) -> Option<&'static Route> {
     ROUTES.iter().find(|r| r.method == method && r.path == path)
 }
 
+/// The `Allow` header for a path in the table: its methods, and HEAD wherever GET is.
+/// None when the path is not in the table.
+pub fn allow(path: &str) -> Option<String> {
+    let mut methods: Vec<&str> = ROUTES
+        .iter()
+        .filter(|r| r.path == path)
+        .map(|r| r.method)
+        .collect();
+    if methods.is_empty() {
+        return None;
+    }
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    Some(methods.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

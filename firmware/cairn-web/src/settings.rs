@@ -214,11 +214,18 @@ pub fn apply(text: &str, path: &Path, ch: &SettingsChange) -> Result<(String, Ch
         }
     }
     if let Some(a) = ch.archive_max_age_secs {
+        // TOML integers are signed 64-bit: a larger number would be written negative.
+        if a == 0 || i64::try_from(a).is_err() {
+            return Err(bad(format!(
+                "the longest archive wait is 1 to {} seconds",
+                i64::MAX
+            )));
+        }
         if a != old.archive.bundle_max_age_secs {
             if doc.get("archive").is_none() {
                 doc["archive"] = Item::Table(Table::new());
             }
-            doc["archive"]["bundle_max_age_secs"] = value(a as i64);
+            doc["archive"]["bundle_max_age_secs"] = value(i64::try_from(a).unwrap_or(i64::MAX));
             changed.push((
                 "archive.bundle_max_age_secs".into(),
                 old.archive.bundle_max_age_secs.to_string(),
@@ -227,11 +234,14 @@ pub fn apply(text: &str, path: &Path, ch: &SettingsChange) -> Result<(String, Ch
         }
     }
     if let Some(s) = ch.session_idle_secs {
+        if !(60..=86_400).contains(&s) {
+            return Err(bad("log out after idle: 60 to 86400 seconds"));
+        }
         if s != old.http.session_idle_secs {
             if doc.get("http").is_none() {
                 doc["http"] = Item::Table(Table::new());
             }
-            doc["http"]["session_idle_secs"] = value(s as i64);
+            doc["http"]["session_idle_secs"] = value(i64::try_from(s).unwrap_or(i64::MAX));
             changed.push((
                 "http.session_idle_secs".into(),
                 old.http.session_idle_secs.to_string(),
@@ -242,6 +252,18 @@ pub fn apply(text: &str, path: &Path, ch: &SettingsChange) -> Result<(String, Ch
     let out = doc.to_string();
     Config::parse(&out, path).map_err(|e| bad(e.to_string()))?;
     Ok((out, changed))
+}
+
+/// A configuration the change would make invalid, told without the file's path (the key and
+/// why, or a general sentence; the parser's own words go to the log).
+fn refusal(e: cairn_config::ConfigError) -> WebError {
+    match e {
+        cairn_config::ConfigError::Invalid { key, message, .. } => bad(format!("{key}: {message}")),
+        e => {
+            tracing::warn!(error = %e, "a settings change would not make a valid configuration");
+            bad("the change would not make a valid configuration")
+        }
+    }
 }
 
 /// Change the config file; returns what changed.

@@ -1,19 +1,14 @@
 //! HTTPS: the device certificate made at first start (rcgen, ECDSA P-256, self-signed, valid
-//! for the box's names) and the TLS accept loop (rustls with the ring provider).
+//! for the box's names) and the rustls configuration (ring provider) that [`crate::listen`]
+//! accepts connections with.
 
 use crate::WebError;
-use axum::Router;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tower::ServiceExt;
 
 /// Make a self-signed device certificate and key at these paths unless both exist. The key
 /// file is written mode 0600; both are written to a temporary name, fsynced, then renamed.
@@ -88,50 +83,6 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     .map_err(|e| WebError::Internal(format!("TLS certificate: {e}")))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
-}
-
-/// Accept TLS connections until `shutdown`; each handshake runs in its own task with a 10 s
-/// limit, so a slow client never holds up the others.
-pub(crate) async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    cfg: Arc<rustls::ServerConfig>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "panel accept");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    _ => return,
-                };
-            let svc = router.map_request(
-                move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                    req
-                },
-            );
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
-                .await;
-        });
-    }
 }
 
 #[cfg(test)]

@@ -147,12 +147,38 @@ fn hardware_setup(c: &Config) -> Result<Option<monitor::MonitorSetup>> {
     }))
 }
 
+/// The soft descriptor limit raised to the hard one (at most 2^20, the kernel's usual
+/// `nr_open`), so the DICOM node, the monitor, the archive and the panel have what the system
+/// allows; the panel's connection cap is derived from it. Returns the limit in force.
+fn raise_descriptor_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the descriptor limit; assuming 1024");
+            return 1024;
+        }
+    };
+    let want = hard.min(1 << 20);
+    if soft >= want {
+        return soft;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, want, hard) {
+        Ok(()) => want,
+        Err(e) => {
+            tracing::warn!(error = %e, soft, "cannot raise the descriptor limit");
+            soft
+        }
+    }
+}
+
 /// Open the store, serve DICOM until SIGTERM or SIGINT, then stop cleanly.
 fn run(
     config: Config,
     hw: Option<monitor::MonitorSetup>,
     panel_mode: web::PanelMode,
 ) -> Result<()> {
+    let nofile = raise_descriptor_limit();
     let config = Arc::new(config);
     let data = DataDir::new(&config.store.data_dir);
     let store = Store::open(data.clone())
@@ -188,7 +214,7 @@ fn run(
         ),
         None => None,
     };
-    let panel = web::start(&config, &store, &panel_mode).context("web panel")?;
+    let panel = web::start(&config, &store, &panel_mode, nofile).context("web panel")?;
     let handle = server.handle();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,

@@ -38,8 +38,25 @@ impl PanelHandle {
     }
 }
 
-/// Bind the panel's port and start serving it on its own runtime thread.
-pub fn start(config: &Config, store: &Store, mode: &PanelMode) -> Result<PanelHandle> {
+/// Bind the panel's port and start serving it on its own runtime thread. `nofile` is the
+/// process's descriptor limit: the panel's connection cap leaves the rest of `cairnd` its
+/// reserve (see `cairn_web::listen::panel_descriptor_cap`).
+pub fn start(
+    config: &Config,
+    store: &Store,
+    mode: &PanelMode,
+    nofile: u64,
+) -> Result<PanelHandle> {
+    let limits = cairn_web::listen::ConnLimits::from_config(&config.http)
+        .within_descriptors(nofile, config.dicom.max_associations);
+    if limits.max_connections < config.http.max_connections {
+        tracing::warn!(
+            configured = config.http.max_connections,
+            allowed = limits.max_connections,
+            nofile,
+            "the descriptor limit leaves the panel fewer connections than [http] max_connections"
+        );
+    }
     let data_dir = config.store.data_dir.clone();
     let https = !(mode.demo && config.http.bind.is_loopback());
     let addr = SocketAddr::new(config.http.bind, config.http.port);
@@ -110,7 +127,7 @@ pub fn start(config: &Config, store: &Store, mode: &PanelMode) -> Result<PanelHa
                     }
                 };
                 let (inner_tx, inner_rx) = tokio::sync::oneshot::channel::<()>();
-                let serve = cairn_web::serve(listener, router, tls, async {
+                let serve = cairn_web::serve(listener, router, tls, limits, async {
                     let _ = inner_rx.await;
                 });
                 tokio::select! {
