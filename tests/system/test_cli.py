@@ -93,6 +93,13 @@ def studies(store, *args) -> set[str]:
     (("--date=-20201231",), {"john"}),
     (("--date", "20230101-"), {"anna"}),
     (("--patient", "DOE*", "--modality", "CT"), {"john"}),
+    # issue 20 item 5: like the panel, part of a name finds it, in any case
+    (("--patient", "smith"), {"anna"}),
+    (("--patient", "doe"), {"john", "jane", "max"}),
+    (("--patient", "doe jane"), {"jane"}),
+    (("--patient-id", "PID-JANE"), {"jane"}),
+    (("--patient-id", "PID-JA*"), {"jane"}),
+    (("--patient-id", "pid-jane"), set()),
 ])
 def test_studies_filters(store, args, expected):
     assert studies(store, *args) == expected

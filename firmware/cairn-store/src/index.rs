@@ -1,5 +1,6 @@
 //! The SQLite index: schema, migrations, and the upserts the writer runs.
 
+use crate::merge::{self, Conflict, Field, Kind, Level};
 use crate::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -158,6 +159,52 @@ const MIGRATIONS: &[&str] = &[
         sop_instance_uid TEXT NOT NULL,
         PRIMARY KEY (request_ref, seq)
     ) WITHOUT ROWID;",
+    // 6: patients with an empty Patient ID (legal, type 2) are told apart by name and birth
+    // date (issue 20 item 3): the table is rebuilt without UNIQUE (patient_id, issuer), which
+    // stays unique for non-empty IDs only. Received values the index did not take (a different
+    // value than the one it keeps, or an invalid date or time) are recorded per study in
+    // `field_conflicts` (issue 20 item 2, issue 13 item 1; `merge.rs`). Runs with foreign
+    // keys off (see `migrate`); running it again on its own result changes nothing.
+    "DROP TABLE IF EXISTS patients_new;
+    CREATE TABLE patients_new (
+        id INTEGER PRIMARY KEY,
+        patient_id TEXT NOT NULL,
+        issuer TEXT NOT NULL DEFAULT '',
+        name TEXT NOT NULL DEFAULT '',
+        birth_date TEXT NOT NULL DEFAULT '',
+        sex TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL,
+        name_norm TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO patients_new (id, patient_id, issuer, name, birth_date, sex, updated_at, name_norm)
+        SELECT id, patient_id, issuer, name, birth_date, sex, updated_at, name_norm FROM patients;
+    DROP TABLE patients;
+    ALTER TABLE patients_new RENAME TO patients;
+    CREATE UNIQUE INDEX patients_key ON patients(patient_id, issuer) WHERE patient_id != '';
+    CREATE INDEX patients_no_id ON patients(name_norm, birth_date) WHERE patient_id = '';
+    CREATE INDEX patients_name_norm ON patients(name_norm);
+    CREATE INDEX patients_pid ON patients(patient_id);
+    CREATE TABLE IF NOT EXISTS field_conflicts (
+        id INTEGER PRIMARY KEY,
+        study_ref INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+        level TEXT NOT NULL CHECK (level IN ('patient', 'study', 'series')),
+        field TEXT NOT NULL,
+        kept TEXT NOT NULL,
+        received TEXT NOT NULL,
+        reason TEXT NOT NULL CHECK (reason IN ('differs', 'invalid')),
+        sop_instance_uid TEXT NOT NULL,
+        source_ae TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        UNIQUE (study_ref, level, field, received)
+    );
+    CREATE INDEX IF NOT EXISTS field_conflicts_instance ON field_conflicts(sop_instance_uid);",
+    // 7: the short name of each archive volume, the one people read on the cartridge and type
+    // (issue 20 item 6; `cairn-archive`'s catalog). A volume without a row (labelled before
+    // names existed) is called by its volume id. IF NOT EXISTS: idempotent.
+    "CREATE TABLE IF NOT EXISTS volume_names (
+        volume_ref INTEGER PRIMARY KEY REFERENCES volumes(id) ON DELETE CASCADE,
+        name TEXT NOT NULL UNIQUE
+    );",
 ];
 
 /// Newest schema version this build knows.
@@ -176,6 +223,7 @@ pub(crate) fn open_rw(path: &std::path::Path) -> Result<Connection, StoreError> 
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
     migrate(&mut conn)?;
     Ok(conn)
 }
@@ -198,11 +246,35 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported: schema_version(),
         });
     }
+    if current == schema_version() {
+        return Ok(());
+    }
+    // A migration may rebuild a table others refer to (SQLite's way to change a constraint):
+    // foreign keys are off while migrations run and checked before they are on again.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let migrated = run_migrations(conn, current);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrated
+}
+
+fn run_migrations(conn: &mut Connection, current: i64) -> Result<(), StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         if i == 0 {
             cairn_audit::ensure_schema(&tx)?;
+        }
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(StoreError::Db(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                Some(format!(
+                    "migration {} leaves rows in {table} without their parent",
+                    i + 1
+                )),
+            )));
         }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
@@ -287,6 +359,9 @@ pub(crate) enum Indexed {
     NewVersion,
 }
 
+/// Index one instance: its patient, study and series rows by the rules of `merge.rs`, then the
+/// instance row. Returns the outcome and the conflicts recorded for the first time (the
+/// writer audits them).
 pub(crate) fn index_instance(
     conn: &Connection,
     rec: &InstanceRecord,
@@ -294,91 +369,126 @@ pub(crate) fn index_instance(
     size: u64,
     source_ae: &str,
     now: &str,
-) -> Result<Indexed, StoreError> {
+) -> Result<(Indexed, Vec<Conflict>), StoreError> {
     let same: Option<i64> = conn
         .prepare_cached("SELECT id FROM instances WHERE sop_instance_uid = ?1 AND sha256 = ?2")?
         .query_row(params![rec.sop_instance_uid, sha256], |r| r.get(0))
         .optional()?;
     if same.is_some() {
-        return Ok(Indexed::Duplicate);
+        return Ok((Indexed::Duplicate, Vec::new()));
     }
-    let p = &rec.patient;
-    conn.prepare_cached(
-        "INSERT INTO patients (patient_id, issuer, name, birth_date, sex, updated_at, name_norm)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT(patient_id, issuer) DO UPDATE SET name = excluded.name,
-           birth_date = excluded.birth_date, sex = excluded.sex, updated_at = excluded.updated_at,
-           name_norm = excluded.name_norm
-         WHERE (name, birth_date, sex) IS NOT (excluded.name, excluded.birth_date, excluded.sex)",
-    )?
-    .execute(params![
-        p.id,
-        p.issuer,
-        p.name,
-        p.birth_date,
-        p.sex,
-        now,
-        crate::find::normalize_name(&p.name)
-    ])?;
-    let patient_ref: i64 = conn
-        .prepare_cached("SELECT id FROM patients WHERE patient_id = ?1 AND issuer = ?2")?
-        .query_row(params![p.id, p.issuer], |r| r.get(0))?;
+    let mut conflicts = Vec::new();
     let s = &rec.study;
-    conn.prepare_cached(
-        "INSERT INTO studies (study_uid, patient_ref, study_date, study_time, description,
-           accession, referring_physician, study_id, updated_at, referring_norm)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT(study_uid) DO UPDATE SET patient_ref = excluded.patient_ref,
-           study_date = excluded.study_date, study_time = excluded.study_time,
-           description = excluded.description, accession = excluded.accession,
-           referring_physician = excluded.referring_physician, study_id = excluded.study_id,
-           updated_at = excluded.updated_at, referring_norm = excluded.referring_norm
-         WHERE (patient_ref, study_date, study_time, description, accession, referring_physician,
-                study_id)
-           IS NOT (excluded.patient_ref, excluded.study_date, excluded.study_time,
-                excluded.description, excluded.accession, excluded.referring_physician,
-                excluded.study_id)",
-    )?
-    .execute(params![
-        s.uid,
+    let study: Option<(i64, i64)> = conn
+        .prepare_cached("SELECT id, patient_ref FROM studies WHERE study_uid = ?1")?
+        .query_row(params![s.uid], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    // A study keeps the patient it was first stored under; a new study finds its patient.
+    let patient_ref = match study {
+        Some((_, patient_ref)) => patient_ref,
+        None => patient_row(conn, &rec.patient, now)?,
+    };
+    let p = &rec.patient;
+    merge::merge(
+        conn,
+        "patients",
         patient_ref,
-        s.date,
-        s.time,
-        s.description,
-        s.accession,
-        s.referring_physician,
-        s.study_id,
+        Level::Patient,
+        &[
+            field("patient_id", "PatientID", &p.id, Kind::Identity),
+            field("issuer", "IssuerOfPatientID", &p.issuer, Kind::Identity),
+            field(
+                "name",
+                "PatientName",
+                &p.name,
+                Kind::PersonName {
+                    norm_column: "name_norm",
+                },
+            ),
+            field("birth_date", "PatientBirthDate", &p.birth_date, Kind::Date),
+            field("sex", "PatientSex", &p.sex, Kind::Text),
+        ],
         now,
-        crate::find::normalize_name(&s.referring_physician)
-    ])?;
-    let study_ref: i64 = conn
-        .prepare_cached("SELECT id FROM studies WHERE study_uid = ?1")?
-        .query_row(params![s.uid], |r| r.get(0))?;
+        &mut conflicts,
+    )?;
+    let study_ref = match study {
+        Some((id, _)) => id,
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO studies (study_uid, patient_ref, updated_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![s.uid, patient_ref, now])?;
+            conn.last_insert_rowid()
+        }
+    };
+    merge::merge(
+        conn,
+        "studies",
+        study_ref,
+        Level::Study,
+        &[
+            field("study_date", "StudyDate", &s.date, Kind::Date),
+            field("study_time", "StudyTime", &s.time, Kind::Time),
+            field(
+                "description",
+                "StudyDescription",
+                &s.description,
+                Kind::Text,
+            ),
+            field("accession", "AccessionNumber", &s.accession, Kind::Text),
+            field(
+                "referring_physician",
+                "ReferringPhysicianName",
+                &s.referring_physician,
+                Kind::PersonName {
+                    norm_column: "referring_norm",
+                },
+            ),
+            field("study_id", "StudyID", &s.study_id, Kind::Text),
+        ],
+        now,
+        &mut conflicts,
+    )?;
     let se = &rec.series;
     conn.prepare_cached(
-        "INSERT INTO series (series_uid, study_ref, modality, series_number, description,
-           body_part, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO series (series_uid, study_ref, updated_at) VALUES (?1, ?2, ?3)
          ON CONFLICT(series_uid) DO UPDATE SET study_ref = excluded.study_ref,
-           modality = excluded.modality, series_number = excluded.series_number,
-           description = excluded.description, body_part = excluded.body_part,
            updated_at = excluded.updated_at
-         WHERE (study_ref, modality, series_number, description, body_part)
-           IS NOT (excluded.study_ref, excluded.modality, excluded.series_number,
-                excluded.description, excluded.body_part)",
+         WHERE study_ref IS NOT excluded.study_ref",
     )?
-    .execute(params![
-        se.uid,
-        study_ref,
-        se.modality,
-        se.number,
-        se.description,
-        se.body_part,
-        now
-    ])?;
+    .execute(params![se.uid, study_ref, now])?;
     let series_ref: i64 = conn
         .prepare_cached("SELECT id FROM series WHERE series_uid = ?1")?
         .query_row(params![se.uid], |r| r.get(0))?;
+    merge::merge(
+        conn,
+        "series",
+        series_ref,
+        Level::Series,
+        &[
+            field("modality", "Modality", &se.modality, Kind::Text),
+            field("series_number", "SeriesNumber", &se.number, Kind::Text),
+            field(
+                "description",
+                "SeriesDescription",
+                &se.description,
+                Kind::Text,
+            ),
+            field("body_part", "BodyPartExamined", &se.body_part, Kind::Text),
+        ],
+        now,
+        &mut conflicts,
+    )?;
+    let conflicts = merge::record(
+        conn,
+        &merge::Origin {
+            study_ref,
+            sop_instance_uid: &rec.sop_instance_uid,
+            source_ae,
+            now,
+        },
+        conflicts,
+    )?;
     let superseded = conn
         .prepare_cached(
             "UPDATE instances SET current = 0 WHERE sop_instance_uid = ?1 AND current = 1",
@@ -407,11 +517,56 @@ pub(crate) fn index_instance(
          SELECT id, ?1, ?2 FROM cold_targets WHERE enabled = 1",
     )?
     .execute(params![instance_ref, now])?;
-    Ok(if superseded > 0 {
+    let indexed = if superseded > 0 {
         Indexed::NewVersion
     } else {
         Indexed::New
-    })
+    };
+    Ok((indexed, conflicts))
+}
+
+fn field<'a>(column: &'static str, keyword: &'static str, value: &'a str, kind: Kind) -> Field<'a> {
+    Field {
+        column,
+        keyword,
+        value,
+        kind,
+    }
+}
+
+/// The patient row a new study belongs to, made when there is none. A non-empty Patient ID
+/// (with its issuer) names the patient; an empty one (legal: type 2) joins only a patient with
+/// an empty ID, the same issuer, the same name (compared normalised) and birth date.
+fn patient_row(conn: &Connection, p: &PatientInfo, now: &str) -> Result<i64, StoreError> {
+    let found: Option<i64> = if p.id.is_empty() {
+        let birth_date = p.birth_date.trim_matches(' ');
+        let birth_date = if merge::is_valid_date(birth_date) {
+            birth_date
+        } else {
+            ""
+        };
+        conn.prepare_cached(
+            "SELECT id FROM patients WHERE patient_id = '' AND issuer = ?1 AND name_norm = ?2
+               AND birth_date = ?3 ORDER BY id LIMIT 1",
+        )?
+        .query_row(
+            params![p.issuer, crate::find::normalize_name(&p.name), birth_date],
+            |r| r.get(0),
+        )
+        .optional()?
+    } else {
+        conn.prepare_cached("SELECT id FROM patients WHERE patient_id = ?1 AND issuer = ?2")?
+            .query_row(params![p.id, p.issuer], |r| r.get(0))
+            .optional()?
+    };
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    conn.prepare_cached(
+        "INSERT INTO patients (patient_id, issuer, updated_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![p.id, p.issuer, now])?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// Is any row pointing at this file?
@@ -460,6 +615,10 @@ pub(crate) fn roll_back_instance(conn: &Connection, id: i64) -> Result<Option<St
         return Ok(None);
     };
     conn.execute("DELETE FROM instances WHERE id = ?1", params![id])?;
+    conn.execute(
+        "DELETE FROM field_conflicts WHERE sop_instance_uid = ?1",
+        params![uid],
+    )?;
     if current == 1 {
         conn.execute(
             "UPDATE instances SET current = 1 WHERE id =
@@ -498,4 +657,238 @@ pub(crate) fn roll_back_instance(conn: &Connection, id: i64) -> Result<Option<St
         }
     }
     Ok(Some(uid))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_rw(&dir.path().join("cairn.db")).unwrap();
+        (dir, conn)
+    }
+
+    fn rec(sop: &str, study: &str, pid: &str, name: &str) -> InstanceRecord {
+        let mut r = InstanceRecord {
+            sop_instance_uid: sop.into(),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+            transfer_syntax: "1.2.840.10008.1.2.1".into(),
+            ..Default::default()
+        };
+        r.patient.id = pid.into();
+        r.patient.name = name.into();
+        r.study.uid = study.into();
+        r.series.uid = format!("{study}.1");
+        r
+    }
+
+    fn put(conn: &Connection, r: &InstanceRecord) -> Vec<Conflict> {
+        let tx = conn.unchecked_transaction().unwrap();
+        let sha = format!("{:0>64}", r.sop_instance_uid.replace('.', ""));
+        let (_, c) = index_instance(&tx, r, &sha, 1, "TEST", "2026-01-01T00:00:00Z").unwrap();
+        tx.commit().unwrap();
+        c
+    }
+
+    fn study(conn: &Connection, uid: &str) -> (String, String, String, String, i64) {
+        conn.query_row(
+            "SELECT study_date, study_time, description, accession, patient_ref FROM studies
+             WHERE study_uid = ?1",
+            [uid],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap()
+    }
+
+    fn conflicts(conn: &Connection) -> Vec<(String, String, String, String, String)> {
+        let mut st = conn
+            .prepare("SELECT level, field, kept, received, reason FROM field_conflicts ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    #[test]
+    fn a_later_instance_never_blanks_and_never_overwrites() {
+        let (_d, conn) = db();
+        let mut first = rec("1.1", "9.1", "P1", "DOE^JOHN");
+        first.study.date = "20240131".into();
+        first.study.time = "101500".into();
+        first.study.description = "CHEST".into();
+        first.patient.birth_date = "19600101".into();
+        assert!(put(&conn, &first).is_empty());
+
+        // a PDF made with --study-from: the same study, the fields empty
+        let mut pdf = rec("1.2", "9.1", "P1", "DOE^JOHN");
+        pdf.series.uid = "9.1.2".into();
+        pdf.study.accession = "ACC1".into(); // an empty field is filled in
+        assert!(put(&conn, &pdf).is_empty());
+        assert_eq!(
+            study(&conn, "9.1"),
+            (
+                "20240131".into(),
+                "101500".into(),
+                "CHEST".into(),
+                "ACC1".into(),
+                1
+            )
+        );
+
+        // a different value keeps the first and is recorded once
+        let mut other = rec("1.3", "9.1", "P1", "doe^john^^");
+        other.study.description = "ABDOMEN".into();
+        let new = put(&conn, &other);
+        assert_eq!(new.len(), 1, "{new:?}");
+        let mut again = other.clone();
+        again.sop_instance_uid = "1.4".into();
+        assert!(
+            put(&conn, &again).is_empty(),
+            "the same conflict is recorded once"
+        );
+        assert_eq!(study(&conn, "9.1").2, "CHEST");
+        assert_eq!(
+            conflicts(&conn),
+            vec![(
+                "study".into(),
+                "StudyDescription".into(),
+                "CHEST".into(),
+                "ABDOMEN".into(),
+                "differs".into()
+            )]
+        );
+
+        // a study keeps its patient: another Patient ID is a conflict, not a move
+        let mut moved = rec("1.5", "9.1", "P2", "ROE^RICHARD");
+        moved.study.description = "CHEST".into();
+        put(&conn, &moved);
+        assert_eq!(study(&conn, "9.1").4, 1);
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM patients", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        let fields: Vec<String> = conflicts(&conn).into_iter().map(|c| c.1).collect();
+        assert_eq!(fields, ["StudyDescription", "PatientID", "PatientName"]);
+    }
+
+    #[test]
+    fn invalid_dates_and_times_are_indexed_empty_and_recorded() {
+        let (_d, conn) = db();
+        let mut r = rec("2.1", "9.2", "P1", "X");
+        r.study.date = "123é567".into();
+        r.study.time = "12é3000".into();
+        r.patient.birth_date = "19éé0101".into();
+        let new = put(&conn, &r);
+        assert_eq!(new.len(), 3);
+        let s = study(&conn, "9.2");
+        assert_eq!((s.0.as_str(), s.1.as_str()), ("", ""));
+        let c = conflicts(&conn);
+        assert!(
+            c.iter().all(|c| c.4 == "invalid" && c.2.is_empty()),
+            "{c:?}"
+        );
+        let received: Vec<(&str, &str)> = c.iter().map(|c| (c.1.as_str(), c.3.as_str())).collect();
+        assert_eq!(
+            received,
+            [
+                ("PatientBirthDate", "19éé0101"),
+                ("StudyDate", "123é567"),
+                ("StudyTime", "12é3000")
+            ]
+        );
+        // a valid date later fills it in
+        let mut ok = rec("2.2", "9.2", "P1", "X");
+        ok.study.date = "20240229".into();
+        assert!(put(&conn, &ok).is_empty());
+        assert_eq!(study(&conn, "9.2").0, "20240229");
+    }
+
+    #[test]
+    fn empty_patient_ids_join_only_the_same_name_and_birth_date() {
+        let (_d, conn) = db();
+        put(&conn, &rec("3.1", "9.31", "", "Anonymized"));
+        put(&conn, &rec("3.6", "9.36", "", "^^^^"));
+        let mut us = rec("3.2", "9.32", "", "^^^^");
+        us.patient.birth_date = "19970512".into();
+        put(&conn, &us);
+        put(&conn, &rec("3.3", "9.33", "", "ANONYMIZED"));
+        let mut born = rec("3.4", "9.34", "", "Anonymized");
+        born.patient.birth_date = "20010101".into();
+        put(&conn, &born);
+        put(&conn, &rec("3.5", "9.35", "P9", "Anonymized"));
+        let refs: Vec<i64> = ["9.31", "9.32", "9.33", "9.34", "9.35"]
+            .iter()
+            .map(|u| study(&conn, u).4)
+            .collect();
+        assert_eq!(refs[0], refs[2]);
+        let distinct: std::collections::BTreeSet<i64> = refs.iter().copied().collect();
+        assert_eq!(distinct.len(), 4, "{refs:?}");
+        let name: String = conn
+            .query_row(
+                "SELECT p.name FROM patients p JOIN studies st ON st.patient_ref = p.id
+                 WHERE st.study_uid = '9.36'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(name, "^^^^", "a name is kept as received");
+        assert!(conflicts(&conn).is_empty());
+    }
+
+    #[test]
+    fn migration_6_keeps_rows_and_their_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cairn.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            for (i, sql) in MIGRATIONS[..5].iter().enumerate() {
+                tx.execute_batch(sql).unwrap();
+                if i == 0 {
+                    cairn_audit::ensure_schema(&tx).unwrap();
+                }
+            }
+            tx.execute_batch(
+                "INSERT INTO patients (id, patient_id, name, updated_at, name_norm)
+                   VALUES (7, '', 'Anonymized', 'x', 'ANONYMIZED');
+                 INSERT INTO studies (id, study_uid, patient_ref, updated_at)
+                   VALUES (3, '1.2.3', 7, 'x');
+                 PRAGMA user_version = 5;",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let conn = open_rw(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, schema_version());
+        let fk: bool = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert!(fk, "foreign keys are on again after migrating");
+        assert_eq!(study(&conn, "1.2.3").4, 7);
+        // the patients table no longer forbids two patients with an empty ID
+        put(&conn, &rec("4.1", "9.4", "", "Someone^Else"));
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM patients WHERE patient_id = ''",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 2);
+        // and a non-empty ID stays unique
+        assert!(conn
+            .execute(
+                "INSERT INTO patients (patient_id, updated_at) VALUES ('A', 'x'), ('A', 'x')",
+                []
+            )
+            .is_err());
+    }
 }

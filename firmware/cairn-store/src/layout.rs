@@ -41,11 +41,12 @@ impl DataDir {
         self.root.join("audit.head")
     }
 
-    /// `objects/<aa>/<bb>/<sha256>.dcm` for a lowercase hex SHA-256.
+    /// `objects/<aa>/<bb>/<sha256>.dcm` for a lowercase hex SHA-256. Anything else (a damaged
+    /// index row) gets a path that holds no object, never a panic.
     pub fn object_path(&self, sha256: &str) -> PathBuf {
         let mut p = self.objects();
-        p.push(&sha256[0..2]);
-        p.push(&sha256[2..4]);
+        p.push(sha256.get(0..2).unwrap_or("not-a-sha256"));
+        p.push(sha256.get(2..4).unwrap_or("not-a-sha256"));
         p.push(format!("{sha256}.dcm"));
         p
     }

@@ -20,6 +20,7 @@ pub mod find;
 mod fsck;
 mod index;
 mod layout;
+mod merge;
 mod oneshot;
 mod query;
 mod spool;
@@ -28,7 +29,11 @@ mod writer;
 pub use fsck::{fsck, verify_audit, FsckOptions, FsckReport, Problem};
 pub use index::{InstanceRecord, PatientInfo, SeriesInfo, StudyInfo};
 pub use layout::DataDir;
-pub use query::{list_studies, stats, DateRange, Stats, StudyFilter, StudyRow};
+pub use merge::{is_valid_date, is_valid_time};
+pub use query::{
+    list_studies, stats, study_conflicts, typed_person_name, typed_text, DateRange, FieldConflict,
+    Stats, StudyFilter, StudyRow,
+};
 pub use spool::{FinishedSpool, SpoolWriter};
 pub use writer::{Store, StoreJob, StoreOutcome};
 
@@ -54,6 +59,9 @@ pub enum StoreError {
     /// The writer thread has stopped (shutting down).
     #[error("the store is shutting down")]
     Closed,
+    /// A search value that cannot be used (the message says why; it holds no stored data).
+    #[error("{0}")]
+    BadSearch(String),
     /// The data directory was made by a newer cairn.
     #[error("index schema version {found} is newer than this cairn understands ({supported})")]
     SchemaTooNew {

@@ -1,5 +1,6 @@
 //! Read-only questions the CLI and panel ask of the index.
 
+use crate::find::{Matcher, QueryError};
 use crate::index::open_ro;
 use crate::layout::DataDir;
 use crate::StoreError;
@@ -23,10 +24,13 @@ impl std::str::FromStr for DateRange {
             if d.is_empty() {
                 return Ok(None);
             }
+            let part = |r: std::ops::Range<usize>| -> u32 {
+                d.get(r).and_then(|x| x.parse().ok()).unwrap_or(0)
+            };
             let ok = d.len() == 8
                 && d.bytes().all(|b| b.is_ascii_digit())
-                && (1..=12).contains(&d[4..6].parse::<u32>().unwrap_or(0))
-                && (1..=31).contains(&d[6..8].parse::<u32>().unwrap_or(0));
+                && (1..=12).contains(&part(4..6))
+                && (1..=31).contains(&part(6..8));
             if ok {
                 Ok(Some(d.to_string()))
             } else {
@@ -53,12 +57,16 @@ impl std::str::FromStr for DateRange {
     }
 }
 
-/// Filters for listing studies. Patient name patterns use DICOM wildcards `*` and `?`,
-/// matched case-insensitively.
+/// Filters for listing studies. Typed values match as in the panel's search
+/// ([`typed_person_name`], [`typed_text`]).
 #[derive(Debug, Clone, Default)]
 pub struct StudyFilter {
-    /// Patient name pattern.
+    /// Patient name, as typed.
     pub patient: Option<String>,
+    /// Patient ID, as typed.
+    pub patient_id: Option<String>,
+    /// Accession number, as typed.
+    pub accession: Option<String>,
     /// Modality (a study matches if any series has it).
     pub modality: Option<String>,
     /// Study date range.
@@ -72,8 +80,10 @@ pub struct StudyFilter {
 pub struct StudyRow {
     /// Study Instance UID.
     pub study_uid: String,
-    /// Study Date.
+    /// Study Date: `YYYYMMDD` or empty.
     pub study_date: String,
+    /// True when the study's date was received but is not a date (it is indexed as empty).
+    pub date_invalid: bool,
     /// Patient's name.
     pub patient_name: String,
     /// Patient ID.
@@ -92,27 +102,69 @@ pub struct StudyRow {
     pub bytes: i64,
 }
 
-/// Escape SQL LIKE metacharacters and turn DICOM wildcards into LIKE ones.
-fn like_pattern(pattern: &str) -> String {
-    let mut out = String::new();
-    for c in pattern.chars() {
-        match c {
-            '*' => out.push('%'),
-            '?' => out.push('_'),
-            '%' | '_' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.extend(c.to_uppercase()),
-        }
+/// Longest value, in characters, a search field takes.
+const MAX_SEARCH_CHARS: usize = 64;
+
+/// How a value typed into a search (the panel's form, `cairnctl studies`) matches a text
+/// attribute such as a Patient ID or accession number: empty matches everything, `*` and `?`
+/// are wildcards, anything else matches exactly. Control characters, backslashes (the DICOM
+/// value separator) and values longer than 64 characters are refused.
+pub fn typed_text(v: &str) -> Result<Matcher, StoreError> {
+    let v = v.trim();
+    if v.chars().any(|c| c.is_control() || c == '\\') || v.chars().count() > MAX_SEARCH_CHARS {
+        return Err(StoreError::BadSearch(
+            "search values are at most 64 characters, without backslashes".into(),
+        ));
     }
-    out
+    Ok(if v.is_empty() {
+        Matcher::Universal
+    } else if v.contains(['*', '?']) {
+        Matcher::Wildcard(v.to_string())
+    } else {
+        Matcher::Single(v.to_string())
+    })
 }
+
+/// How a typed patient name matches: case-insensitively, against the name with its components
+/// joined by `^` (the C-FIND person-name matcher). Without wildcards it finds every name that
+/// contains it, spaces standing for anything between components (`dupont`, `Dupont^Jean` and
+/// `dupont jean` all find `DUPONT^JEAN`); with `*` or `?` the whole name must match (`DOE^*`).
+pub fn typed_person_name(v: &str) -> Result<Matcher, StoreError> {
+    Ok(match typed_text(v)? {
+        Matcher::Single(n) => Matcher::Wildcard(format!(
+            "*{}*",
+            n.split_whitespace().collect::<Vec<_>>().join("*")
+        )),
+        m => m,
+    })
+}
+
+const T_NAME: u32 = 0x0010_0010;
+const T_PATIENT_ID: u32 = 0x0010_0020;
+const T_ACCESSION: u32 = 0x0008_0050;
+const T_STUDY_DATE: u32 = 0x0008_0020;
 
 /// List studies matching the filter, newest study date first.
 pub fn list_studies(data: &DataDir, f: &StudyFilter) -> Result<Vec<StudyRow>, StoreError> {
+    let typed = |v: &Option<String>, how: fn(&str) -> Result<Matcher, StoreError>| {
+        v.as_deref().map(how).transpose()
+    };
+    let mut keys = Vec::new();
+    for (tag, m) in [
+        (T_NAME, typed(&f.patient, typed_person_name)?),
+        (T_PATIENT_ID, typed(&f.patient_id, typed_text)?),
+        (T_ACCESSION, typed(&f.accession, typed_text)?),
+    ] {
+        keys.extend(m.map(|m| (tag, m)));
+    }
+    if let Some(d) = &f.date {
+        keys.push((T_STUDY_DATE, Matcher::Range(d.from.clone(), d.to.clone())));
+    }
+    let (where_sql, mut args) = crate::find::study_where(&keys).map_err(|e| match e {
+        QueryError::BadKey(m) | QueryError::BadLevel(m) => StoreError::BadSearch(m),
+    })?;
     let conn = open_ro(&data.db())?;
-    let mut sql = String::from(
+    let mut sql = format!(
         "SELECT st.study_uid, st.study_date, p.name, p.patient_id,
            (SELECT group_concat(m, '\\') FROM (SELECT DISTINCT modality AS m FROM series
               WHERE study_ref = st.id AND modality != '' ORDER BY modality)),
@@ -121,27 +173,14 @@ pub fn list_studies(data: &DataDir, f: &StudyFilter) -> Result<Vec<StudyRow>, St
            (SELECT count(*) FROM instances i JOIN series s ON i.series_ref = s.id
               WHERE s.study_ref = st.id AND i.current = 1),
            (SELECT coalesce(sum(i.size), 0) FROM instances i JOIN series s ON i.series_ref = s.id
-              WHERE s.study_ref = st.id AND i.current = 1)
-         FROM studies st JOIN patients p ON st.patient_ref = p.id WHERE 1 = 1",
+              WHERE s.study_ref = st.id AND i.current = 1),
+           st.study_date = '' AND EXISTS (SELECT 1 FROM field_conflicts c
+              WHERE c.study_ref = st.id AND c.field = 'StudyDate' AND c.reason = 'invalid')
+         FROM studies st JOIN patients p ON st.patient_ref = p.id{where_sql}"
     );
-    let mut args: Vec<Value> = Vec::new();
-    if let Some(p) = &f.patient {
-        sql.push_str(" AND upper(p.name) LIKE ? ESCAPE '\\'");
-        args.push(Value::Text(like_pattern(p)));
-    }
     if let Some(m) = &f.modality {
         sql.push_str(" AND EXISTS (SELECT 1 FROM series s WHERE s.study_ref = st.id AND upper(s.modality) = upper(?))");
         args.push(Value::Text(m.clone()));
-    }
-    if let Some(d) = &f.date {
-        if let Some(from) = &d.from {
-            sql.push_str(" AND st.study_date >= ?");
-            args.push(Value::Text(from.clone()));
-        }
-        if let Some(to) = &d.to {
-            sql.push_str(" AND st.study_date <= ? AND st.study_date != ''");
-            args.push(Value::Text(to.clone()));
-        }
     }
     sql.push_str(" ORDER BY st.study_date DESC, st.id DESC");
     if let Some(l) = f.limit {
@@ -160,6 +199,54 @@ pub fn list_studies(data: &DataDir, f: &StudyFilter) -> Result<Vec<StudyRow>, St
             series: r.get(7)?,
             instances: r.get(8)?,
             bytes: r.get(9)?,
+            date_invalid: r.get(10)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A received value the index did not take as received (table `field_conflicts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldConflict {
+    /// `patient`, `study` or `series`.
+    pub level: String,
+    /// DICOM keyword of the attribute, e.g. `StudyDate`.
+    pub field: String,
+    /// The value the index holds (the first one received).
+    pub kept: String,
+    /// The value an instance carried.
+    pub received: String,
+    /// `differs` (another value is kept) or `invalid` (not a valid value: indexed as empty).
+    pub reason: String,
+    /// The instance that carried it.
+    pub sop_instance_uid: String,
+    /// Calling AE title of its sender.
+    pub source_ae: String,
+    /// When it was received (RFC 3339, UTC).
+    pub received_at: String,
+}
+
+/// The conflicts recorded for a study, in the order they were met.
+pub fn study_conflicts(
+    conn: &rusqlite::Connection,
+    study_uid: &str,
+) -> Result<Vec<FieldConflict>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT c.level, c.field, c.kept, c.received, c.reason, c.sop_instance_uid,
+           c.source_ae, c.received_at
+         FROM field_conflicts c JOIN studies st ON c.study_ref = st.id
+         WHERE st.study_uid = ?1 ORDER BY c.id",
+    )?;
+    let rows = stmt.query_map([study_uid], |r| {
+        Ok(FieldConflict {
+            level: r.get(0)?,
+            field: r.get(1)?,
+            kept: r.get(2)?,
+            received: r.get(3)?,
+            reason: r.get(4)?,
+            sop_instance_uid: r.get(5)?,
+            source_ae: r.get(6)?,
+            received_at: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -224,11 +311,26 @@ mod tests {
         assert!("20241301".parse::<DateRange>().is_err());
         assert!("20240201-20240101".parse::<DateRange>().is_err());
         assert!("-".parse::<DateRange>().is_err());
+        assert!("123é567".parse::<DateRange>().is_err());
+        assert!("2024é131".parse::<DateRange>().is_err());
     }
 
     #[test]
-    fn like_escapes() {
-        assert_eq!(like_pattern("doe*"), "DOE%");
-        assert_eq!(like_pattern("a_b%?"), "A\\_B\\%_");
+    fn typed_values() {
+        assert_eq!(typed_text(" ").unwrap(), Matcher::Universal);
+        assert_eq!(typed_text("A1").unwrap(), Matcher::Single("A1".into()));
+        assert_eq!(typed_text("A?").unwrap(), Matcher::Wildcard("A?".into()));
+        assert!(typed_text("a\\b").is_err());
+        assert!(typed_text("a\u{7}").is_err());
+        assert!(typed_text(&"é".repeat(65)).is_err());
+        assert!(typed_text(&"é".repeat(64)).is_ok());
+        assert_eq!(
+            typed_person_name("dupont  jean").unwrap(),
+            Matcher::Wildcard("*dupont*jean*".into())
+        );
+        assert_eq!(
+            typed_person_name("DOE^*").unwrap(),
+            Matcher::Wildcard("DOE^*".into())
+        );
     }
 }

@@ -48,12 +48,29 @@ pub enum StoreOutcome {
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// Where an object handed to the writer comes from: its audit row says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    /// Received over DICOM: a `store` by `ae:<calling AE>`.
+    Received,
+    /// Read back from a cold copy: a `restore` by the person who asked for it.
+    Restored {
+        /// Who asked (`user:<name>`).
+        by: String,
+    },
+}
+
 /// Work run by the writer thread inside its next group commit (see [`Store::transact`]).
 type Work = Box<dyn FnOnce(&Connection, &str) -> Result<Vec<AuditEvent>, StoreError> + Send>;
 
 enum Request {
-    /// An object to commit, and the thread (association) that asks.
-    Store(Box<StoreJob>, Reply<StoreOutcome>, std::thread::ThreadId),
+    /// An object to commit, the thread (association) that asks, and where it comes from.
+    Store(
+        Box<StoreJob>,
+        Reply<StoreOutcome>,
+        std::thread::ThreadId,
+        Origin,
+    ),
     Audit(AuditEvent, Option<Reply<()>>),
     Exec(Work, Reply<()>),
     Stop,
@@ -129,6 +146,18 @@ impl Store {
 
     /// Make an object durable and indexed; returns once the commit is on disk.
     pub fn commit(&self, job: StoreJob) -> Result<StoreOutcome, StoreError> {
+        self.commit_from(job, Origin::Received)
+    }
+
+    /// Put back an object read from a cold copy (a restore `by` a person): made durable like
+    /// [`Store::commit`], but its audit row is a `restore` by that person, not a `store` by
+    /// the AE that first sent it, and a damaged file under its name is replaced (the bytes
+    /// were hashed to that name on the way in).
+    pub fn commit_restored(&self, job: StoreJob, by: &str) -> Result<StoreOutcome, StoreError> {
+        self.commit_from(job, Origin::Restored { by: by.into() })
+    }
+
+    fn commit_from(&self, job: StoreJob, origin: Origin) -> Result<StoreOutcome, StoreError> {
         // The object's directory is made here, on the receiving thread, so that the writer
         // only renames. An empty directory is harmless; the commit's syncfs makes it durable.
         if let Some(leaf) = self.data.object_path(&job.spool.sha256).parent() {
@@ -138,7 +167,7 @@ impl Store {
         let (rtx, rrx) = oneshot::channel();
         let from = std::thread::current().id();
         self.tx
-            .send(Request::Store(Box::new(job), rtx, from))
+            .send(Request::Store(Box::new(job), rtx, from, origin))
             .map_err(|_| StoreError::Closed)?;
         rrx.recv().map_err(|_| StoreError::Closed)?
     }
@@ -426,6 +455,7 @@ const ANCHOR_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 struct Pending {
     job: Box<StoreJob>,
     reply: Reply<StoreOutcome>,
+    origin: Origin,
     /// Set when this request created the object file (so a failed commit removes it).
     created: Option<PathBuf>,
     failed: Option<StoreError>,
@@ -499,7 +529,7 @@ impl Writer {
             let senders: Vec<std::thread::ThreadId> = batch
                 .iter()
                 .filter_map(|r| match r {
-                    Request::Store(_, _, from) => Some(*from),
+                    Request::Store(_, _, from, _) => Some(*from),
                     _ => None,
                 })
                 .collect();
@@ -515,7 +545,7 @@ impl Writer {
         }
         let now = std::time::Instant::now();
         for r in batch.iter() {
-            if let Request::Store(_, _, from) = r {
+            if let Request::Store(_, _, from, _) = r {
                 match self.storing.iter_mut().find(|(t, _)| t == from) {
                     Some(entry) => entry.1 = now,
                     None => self.storing.push((*from, now)),
@@ -531,9 +561,10 @@ impl Writer {
         let mut execs = Vec::new();
         for r in batch {
             match r {
-                Request::Store(job, reply, _) => stores.push(Pending {
+                Request::Store(job, reply, _, origin) => stores.push(Pending {
                     job,
                     reply,
+                    origin,
                     created: None,
                     failed: None,
                 }),
@@ -558,7 +589,8 @@ impl Writer {
 
         // Phase 1: files into place.
         for p in &mut stores {
-            match self.place(&mut p.job.spool) {
+            let replace = matches!(p.origin, Origin::Restored { .. });
+            match self.place(&mut p.job.spool, replace) {
                 Ok(created) => p.created = created,
                 Err(e) => p.failed = Some(e),
             }
@@ -620,11 +652,22 @@ impl Writer {
     }
 
     /// Move a spool file to its object path. Returns the path when this call created it, and
-    /// `None` when a file with the same bytes (the same name) is already there.
-    fn place(&self, spool: &mut FinishedSpool) -> Result<Option<PathBuf>, StoreError> {
+    /// `None` when a file with the same bytes (the same name) is already there. With
+    /// `replace` (a restore), a file already under the name is replaced.
+    fn place(
+        &self,
+        spool: &mut FinishedSpool,
+        replace: bool,
+    ) -> Result<Option<PathBuf>, StoreError> {
         use nix::fcntl::{renameat2, RenameFlags};
         let dest = self.data.object_path(&spool.sha256);
         let rename = |spool: &FinishedSpool| {
+            if replace {
+                // a restore: whatever holds the name (a damaged file) gives way to the bytes
+                // that hash to it
+                return std::fs::rename(spool.path(), &dest)
+                    .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)));
+            }
             match renameat2(
                 None,
                 spool.path(),
@@ -682,7 +725,7 @@ impl Writer {
                 continue;
             }
             let j = &p.job;
-            let indexed = index::index_instance(
+            let (indexed, conflicts) = index::index_instance(
                 &tx,
                 &j.record,
                 &j.spool.sha256,
@@ -701,26 +744,49 @@ impl Writer {
                     "same SOP Instance UID received with different bytes: both versions kept"
                 );
             }
+            let (actor, action, outcome_word) = match &p.origin {
+                Origin::Received => (
+                    format!("ae:{}", j.source_ae),
+                    "store",
+                    match outcome {
+                        StoreOutcome::Stored => "stored",
+                        StoreOutcome::Duplicate => "duplicate",
+                        StoreOutcome::NewVersion => "new-version",
+                    },
+                ),
+                Origin::Restored { by } => (
+                    by.clone(),
+                    "restore",
+                    match outcome {
+                        // the row was there, its file missing or damaged: the file is back
+                        StoreOutcome::Duplicate => "file-restored",
+                        _ => "restored",
+                    },
+                ),
+            };
             head = cairn_audit::append(
                 &tx,
                 now,
                 &AuditEvent {
-                    actor: format!("ae:{}", j.source_ae),
-                    action: "store".into(),
+                    actor,
+                    action: action.into(),
                     object: j.record.sop_instance_uid.clone(),
                     detail: format!(
                         "{{\"outcome\":\"{}\",\"sha256\":\"{}\",\"size\":{},\"study\":\"{}\"}}",
-                        match outcome {
-                            StoreOutcome::Stored => "stored",
-                            StoreOutcome::Duplicate => "duplicate",
-                            StoreOutcome::NewVersion => "new-version",
-                        },
-                        j.spool.sha256,
-                        j.spool.size,
-                        j.record.study.uid
+                        outcome_word, j.spool.sha256, j.spool.size, j.record.study.uid
                     ),
                 },
             )?;
+            for c in &conflicts {
+                // the values may be patient data: the audit row holds them, the log does not
+                tracing::info!(
+                    level = c.level.as_str(),
+                    field = c.field,
+                    reason = c.reason.as_str(),
+                    "a received value was not indexed as received (recorded in field_conflicts)"
+                );
+                head = cairn_audit::append(&tx, now, &conflict_event(&j.source_ae, j, c))?;
+            }
             outcomes.push(outcome);
         }
         for (ev, _) in audits {
@@ -788,6 +854,24 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// The audit row of a conflict: it names the field and both values.
+fn conflict_event(source_ae: &str, job: &StoreJob, c: &crate::merge::Conflict) -> AuditEvent {
+    AuditEvent {
+        actor: format!("ae:{source_ae}"),
+        action: "field-conflict".into(),
+        object: job.record.study.uid.clone(),
+        detail: serde_json::json!({
+            "level": c.level.as_str(),
+            "field": c.field,
+            "kept": c.kept,
+            "received": c.received,
+            "reason": c.reason.as_str(),
+            "instance": job.record.sop_instance_uid,
+        })
+        .to_string(),
     }
 }
 

@@ -25,6 +25,14 @@ fn tables(c: &Connection) -> Vec<String> {
         .unwrap()
 }
 
+/// The version of a new index (later migrations run again after version 4 and must keep it).
+fn newest() -> i64 {
+    let d = tempfile::tempdir().unwrap();
+    let data = DataDir::new(d.path());
+    Store::open(data.clone()).unwrap().close().unwrap();
+    version(&Connection::open(data.db()).unwrap())
+}
+
 /// A fresh store closed again, its index put back to version 4 by `change`.
 fn version4(change: &str) -> (tempfile::TempDir, DataDir) {
     let d = tempfile::tempdir().unwrap();
@@ -33,7 +41,8 @@ fn version4(change: &str) -> (tempfile::TempDir, DataDir) {
     sc::ensure_schema(&store).unwrap();
     store.close().unwrap();
     let c = Connection::open(data.db()).unwrap();
-    assert_eq!(version(&c), 5, "a new index is at version 5");
+    assert!(version(&c) >= 5, "a new index is at version 5 or later");
+    assert_eq!(version(&c), newest());
     c.execute_batch(change).unwrap();
     c.pragma_update(None, "user_version", 4).unwrap();
     drop(c);
@@ -58,7 +67,7 @@ fn version_4_with_the_tables_keeps_its_requests() {
     assert_eq!(sc::request_items(&data, 7).unwrap().len(), 1);
     store.close().unwrap();
     let c = Connection::open(data.db()).unwrap();
-    assert_eq!(version(&c), 5);
+    assert_eq!(version(&c), newest());
     assert_eq!(tables(&c), ["commitment_items", "commitment_requests"]);
 }
 
@@ -74,7 +83,7 @@ fn version_4_without_the_tables_gets_them() {
     assert!(sc::pending_request(&data, 1).unwrap().is_none());
     store.close().unwrap();
     let c = Connection::open(data.db()).unwrap();
-    assert_eq!(version(&c), 5);
+    assert_eq!(version(&c), newest());
     assert_eq!(tables(&c), ["commitment_items", "commitment_requests"]);
 }
 

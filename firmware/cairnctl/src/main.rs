@@ -29,9 +29,16 @@ enum Command {
     },
     /// List studies.
     Studies {
-        /// Patient name, `*` and `?` allowed, case-insensitive (e.g. "DOE^*").
+        /// Patient name, case-insensitive, as in the panel's search: part of the name
+        /// ("dupont", "dupont jean"), or a pattern with `*` and `?` for the whole name ("DOE^*").
         #[arg(long)]
         patient: Option<String>,
+        /// Patient ID, exact or with `*` and `?`.
+        #[arg(long)]
+        patient_id: Option<String>,
+        /// Accession number, exact or with `*` and `?`.
+        #[arg(long)]
+        accession: Option<String>,
         /// Modality, e.g. CT.
         #[arg(long)]
         modality: Option<String>,
@@ -152,6 +159,8 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Studies {
             patient,
+            patient_id,
+            accession,
             modality,
             date,
             limit,
@@ -160,6 +169,8 @@ fn run(cli: Cli) -> Result<i32> {
                 &data,
                 &StudyFilter {
                     patient,
+                    patient_id,
+                    accession,
                     modality,
                     date,
                     limit: Some(limit),
@@ -230,28 +241,33 @@ fn cell(s: &str, w: usize) -> String {
     }
 }
 
+/// A DICOM date `YYYYMMDD` as `YYYY-MM-DD`; anything else shown as it is, cut to the column.
+fn day(d: &str) -> String {
+    match (d.get(0..4), d.get(4..6), d.get(6..8)) {
+        (Some(y), Some(m), Some(dd)) if d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{y}-{m}-{dd}")
+        }
+        _ => cell(d, 10),
+    }
+}
+
 fn print_studies(rows: &[cairn_store::StudyRow]) {
     if rows.is_empty() {
         println!("no studies match");
         return;
     }
     println!(
-        "{:<10} {:<24} {:<12} {:<8} {:<24} {:>6} {:>7} {:>10}  STUDY UID",
+        "{:<12} {:<24} {:<12} {:<8} {:<24} {:>6} {:>7} {:>10}  STUDY UID",
         "DATE", "PATIENT", "PATIENT ID", "MODAL.", "DESCRIPTION", "SERIES", "IMAGES", "SIZE"
     );
     for r in rows {
-        let date = if r.study_date.len() == 8 {
-            format!(
-                "{}-{}-{}",
-                &r.study_date[0..4],
-                &r.study_date[4..6],
-                &r.study_date[6..8]
-            )
+        let date = if r.date_invalid {
+            "invalid date".to_string()
         } else {
-            cell(&r.study_date, 10)
+            day(&r.study_date)
         };
         println!(
-            "{:<10} {:<24} {:<12} {:<8} {:<24} {:>6} {:>7} {:>10}  {}",
+            "{:<12} {:<24} {:<12} {:<8} {:<24} {:>6} {:>7} {:>10}  {}",
             date,
             cell(&r.patient_name, 24),
             cell(&r.patient_id, 12),
@@ -268,4 +284,17 @@ fn print_studies(rows: &[cairn_store::StudyRow]) {
         rows.len(),
         if rows.len() == 1 { "y" } else { "ies" }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_shown_without_splitting_a_character() {
+        assert_eq!(day("20240131"), "2024-01-31");
+        assert_eq!(day("123é567"), "123é567");
+        assert_eq!(day("éééé"), "éééé");
+        assert_eq!(day(""), "");
+    }
 }
