@@ -371,6 +371,158 @@ mod tests {
         );
     }
 
+    /// A stored Part-10 object: (file bytes, data set bytes).
+    fn part10(ts: &str) -> (Vec<u8>, Vec<u8>) {
+        let mut ts_value = ts.as_bytes().to_vec();
+        if ts_value.len() % 2 == 1 {
+            ts_value.push(0);
+        }
+        let mut meta = Vec::new();
+        meta.extend_from_slice(&[2, 0, 0x10, 0, b'U', b'I']);
+        meta.extend_from_slice(&(ts_value.len() as u16).to_le_bytes());
+        meta.extend_from_slice(&ts_value);
+        let mut file = vec![0u8; 128];
+        file.extend_from_slice(b"DICM");
+        file.extend_from_slice(&[2, 0, 0, 0, b'U', b'L', 4, 0]);
+        file.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+        file.extend_from_slice(&meta);
+        // (0008,0018) UI "1.2", (7FE0,0010) OW 8 bytes
+        let mut ds = vec![0x08, 0, 0x18, 0, b'U', b'I', 4, 0];
+        ds.extend_from_slice(b"1.2\0");
+        ds.extend_from_slice(&[0xE0, 0x7F, 0x10, 0, b'O', b'W', 0, 0, 8, 0, 0, 0]);
+        ds.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        file.extend_from_slice(&ds);
+        (file, ds)
+    }
+
+    struct Stored {
+        dir: tempfile::TempDir,
+        inst: InstanceRef,
+        path: std::path::PathBuf,
+    }
+
+    fn store(file: &[u8], ts: &str) -> Stored {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = hex::encode(Sha256::digest(file));
+        let data = cairn_store::DataDir::new(dir.path());
+        let path = data.object_path(&sha);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, file).unwrap();
+        let inst = InstanceRef {
+            sop_instance_uid: "1.2".into(),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.7".into(),
+            transfer_syntax: ts.into(),
+            sha256: sha,
+        };
+        Stored { dir, inst, path }
+    }
+
+    /// Send `s` on a context of syntax `ctx`; returns the outcome and the data set bytes that
+    /// reached the peer (`None`: nothing at all was sent).
+    fn send(s: &Stored, ctx: &str) -> (Sent, Option<Vec<u8>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let data = cairn_store::DataDir::new(s.dir.path());
+        let sent = Outgoing {
+            sock: &mut client,
+            peer_max_pdu: 16384,
+            context_id: 1,
+            context_ts: ctx,
+            message_id: 7,
+            move_origin: None,
+        }
+        .send(&s.inst, &data)
+        .map_err(|b| b.0)
+        .unwrap();
+        drop(client);
+        let mut wire = Vec::new();
+        server.read_to_end(&mut wire).unwrap();
+        if wire.is_empty() {
+            return (sent, None);
+        }
+        let mut dataset = Vec::new();
+        let mut pos = 0;
+        while pos < wire.len() {
+            assert_eq!(wire[pos], pdu::types::P_DATA);
+            let len = u32::from_be_bytes(wire[pos + 2..pos + 6].try_into().unwrap()) as usize;
+            for pdv in pdu::split_pdvs(&wire[pos + 6..pos + 6 + len]).unwrap() {
+                if !pdv.is_command {
+                    dataset.extend_from_slice(pdv.data);
+                }
+            }
+            pos += 6 + len;
+        }
+        (sent, Some(dataset))
+    }
+
+    #[test]
+    fn an_intact_object_goes_as_stored_or_converted() {
+        let (file, ds) = part10(syntax::EXPLICIT_LE);
+        let s = store(&file, syntax::EXPLICIT_LE);
+        assert_eq!(
+            send(&s, syntax::EXPLICIT_LE),
+            (Sent::Intact, Some(ds.clone()))
+        );
+        let (sent, got) = send(&s, syntax::IMPLICIT_LE);
+        assert_eq!(sent, Sent::Intact);
+        let got = got.unwrap();
+        // implicit: tag then a 4-byte length
+        assert_eq!(&got[..8], &[0x08, 0, 0x18, 0, 4, 0, 0, 0]);
+        assert!(got.ends_with(&[1, 2, 3, 4, 5, 6, 7, 8]));
+    }
+
+    #[test]
+    fn a_missing_or_changed_file_is_a_failed_sub_operation() {
+        let (file, _) = part10(syntax::EXPLICIT_LE);
+        let s = store(&file, syntax::EXPLICIT_LE);
+        let mut changed = file.clone();
+        let last = changed.len() - 1;
+        changed[last] ^= 0xFF;
+        std::fs::write(&s.path, &changed).unwrap();
+        // as stored: found while it streams, the peer already has the bytes
+        let (sent, got) = send(&s, syntax::EXPLICIT_LE);
+        assert_eq!(sent, Sent::Damaged);
+        assert!(got.is_some());
+        // a conversion checks first: nothing goes out
+        assert_eq!(
+            send(&s, syntax::IMPLICIT_LE),
+            (Sent::Withheld(Problem::Damaged(Damage::HashMismatch)), None)
+        );
+        // a head that is not Part 10 any more
+        std::fs::write(&s.path, &changed[200..]).unwrap();
+        assert_eq!(
+            send(&s, syntax::EXPLICIT_LE),
+            (Sent::Withheld(Problem::Damaged(Damage::HashMismatch)), None)
+        );
+        std::fs::remove_file(&s.path).unwrap();
+        assert_eq!(
+            send(&s, syntax::EXPLICIT_LE),
+            (Sent::Withheld(Problem::Damaged(Damage::Missing)), None)
+        );
+    }
+
+    #[test]
+    fn an_object_without_a_decoder_is_not_sent() {
+        let (file, _) = part10(JPEG_LS);
+        let s = store(&file, JPEG_LS);
+        let (sent, got) = send(&s, syntax::EXPLICIT_LE);
+        assert!(
+            matches!(sent, Sent::Withheld(Problem::Unconvertible(_))),
+            "{sent:?}"
+        );
+        assert_eq!(got, None);
+        // a broken RLE object: the decoder refuses it before anything is sent
+        let (file, _) = part10(RLE);
+        let s = store(&file, RLE);
+        let (sent, got) = send(&s, syntax::EXPLICIT_LE);
+        assert!(
+            matches!(sent, Sent::Withheld(Problem::Unconvertible(_))),
+            "{sent:?}"
+        );
+        assert_eq!(got, None);
+    }
+
     #[test]
     fn head_of_a_part10_file() {
         let mut f = vec![0u8; 128];
