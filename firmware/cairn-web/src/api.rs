@@ -3,7 +3,6 @@
 
 use crate::auth::{self, Role, ACCOUNT_FAILS, ADDRESS_FAILS};
 use crate::data::{self, AuditFilter, StudySearch};
-use crate::routes::{Perm, ROUTES};
 use crate::settings::{self, SettingsChange};
 use crate::{blocking, session_cookie, Caller, Panel, WebError};
 use axum::extract::{Path, Query, State};
@@ -350,16 +349,61 @@ pub(crate) async fn change_settings(
     };
     let changed = blocking(move || settings::change(&path, &ch)).await?;
     for (key, old, new) in &changed {
+        let now = settings::applies_at_once(key);
+        if !now {
+            panel
+                .0
+                .restart_pending
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         panel
             .audit(
                 &caller.actor(),
                 "setting-change",
                 key,
-                json!({"old": old, "new": new, "applies": "next start"}),
+                json!({"old": old, "new": new, "applies": if now { "now" } else { "next start" }}),
             )
             .await?;
     }
     Ok(changed)
+}
+
+/// Whether the panel can restart the box (`cairnd` installed its hook).
+pub(crate) fn can_restart(panel: &Panel) -> bool {
+    panel.0.restart_hook.lock().is_ok_and(|g| g.is_some())
+}
+
+/// A saved setting waits for a restart, and the panel can do it.
+pub(crate) fn restart_offered(panel: &Panel) -> bool {
+    can_restart(panel)
+        && panel
+            .0
+            .restart_pending
+            .load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Restart the box (audited first); the hook runs shortly after, once the page answered.
+pub(crate) async fn restart(panel: &Panel, caller: &Caller) -> Result<(), WebError> {
+    let hook = panel
+        .0
+        .restart_hook
+        .lock()
+        .ok()
+        .and_then(|g| g.clone())
+        .ok_or_else(|| {
+            WebError::Unavailable(
+                "this box cannot restart itself from the panel: restart cairnd".into(),
+            )
+        })?;
+    panel
+        .audit(&caller.actor(), "restart", "cairnd", json!({}))
+        .await?;
+    tracing::info!(by = %caller.actor(), "restart asked from the panel");
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        hook();
+    });
+    Ok(())
 }
 
 /// The settings now (from the file when known).
@@ -667,55 +711,12 @@ async fn api_put_settings(
     let s = current_settings(&panel).await?;
     Ok(Json(json!({
         "changed": changed.iter().map(|(k, _, _)| k).collect::<Vec<_>>(),
-        "restart_needed": !changed.is_empty(),
+        "restart_needed": changed.iter().any(|(k, _, _)| !settings::applies_at_once(k)),
         "settings": s,
     })))
 }
 
-/// The OpenAPI 3.1 document, generated from the route table.
+/// The OpenAPI 3.1 document (see [`crate::openapi`]).
 async fn openapi() -> Json<Value> {
-    let mut paths = serde_json::Map::new();
-    for r in ROUTES.iter().filter(|r| r.path.starts_with("/api/v1/")) {
-        let p = r.path.trim_start_matches("/api/v1");
-        let entry = paths.entry(p.to_string()).or_insert_with(|| json!({}));
-        let mut op = json!({
-            "summary": r.summary,
-            "x-roles": r.perm.roles(),
-            "responses": {
-                "200": {"description": "done; JSON body"},
-                "400": {"description": "bad input: {error}"},
-                "401": {"description": "not logged in"},
-                "403": {"description": "role not allowed, or CSRF/Origin check failed"},
-            },
-        });
-        if r.perm == Perm::Public {
-            op["security"] = json!([]);
-        }
-        if p.contains('{') {
-            let name = p
-                .split('{')
-                .nth(1)
-                .and_then(|s| s.split('}').next())
-                .unwrap_or("id");
-            op["parameters"] = json!([{"name": name, "in": "path", "required": true, "schema": {"type": "string"}}]);
-        }
-        if matches!(r.method, "POST" | "PUT") {
-            op["requestBody"] =
-                json!({"content": {"application/json": {"schema": {"type": "object"}}}});
-        }
-        entry[r.method.to_lowercase()] = op;
-    }
-    Json(json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "cairn panel API",
-            "version": "1",
-            "description": "Log in with POST /session; send the cookie it sets and, on every change, \
-                the csrf_token it returns in the X-CSRF-Token header.",
-        },
-        "servers": [{"url": "/api/v1"}],
-        "components": {"securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": crate::COOKIE}}},
-        "security": [{"session": []}],
-        "paths": paths,
-    }))
+    Json(crate::openapi::document())
 }

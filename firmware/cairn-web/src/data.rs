@@ -160,14 +160,13 @@ pub fn health(raid: Option<&Raid>, alarm: &AlarmState) -> Health {
     let sounding = alarm.sounding();
     let alarm_state = if sounding { "alarm" } else { "attention" };
     if let Some(r) = raid {
-        if let Some(a) = r
-            .arrays
+        if r.arrays
             .iter()
-            .find(|a| a.health == cairn_raid::Health::Failed)
+            .any(|a| a.health == cairn_raid::Health::Failed)
         {
             return h(
                 "alarm",
-                format!("Storage {} failed: images cannot be stored", a.name),
+                "The disks failed: images cannot be stored".to_string(),
                 "Call service now. Do not pull any disk.",
                 "/disks",
             );
@@ -175,18 +174,17 @@ pub fn health(raid: Option<&Raid>, alarm: &AlarmState) -> Health {
         let failed = bay_of(r, |s| {
             matches!(s, MemberState::Faulty | MemberState::Missing)
         });
-        if let Some(a) = r
-            .arrays
+        if r.arrays
             .iter()
-            .find(|a| a.health == cairn_raid::Health::Critical)
+            .any(|a| a.health == cairn_raid::Health::Critical)
         {
             let bay = failed.as_ref().map_or(0, |f| f.0);
             return h(
                 alarm_state,
                 format!("Disk in bay {bay} failed: replace it now"),
                 &format!(
-                    "{} has no redundancy left. Replace the disk in bay {bay} today.",
-                    a.name
+                    "The other disks have no spare left: one more failure loses images. \
+                     Replace the disk in bay {bay} today."
                 ),
                 "/disks",
             );
@@ -225,12 +223,12 @@ pub fn health(raid: Option<&Raid>, alarm: &AlarmState) -> Health {
             }
         }
         if let Some(a) = r.arrays.iter().find(|a| a.rebuild_percent.is_some()) {
-            // Still sounding (nobody silenced it yet): say so in the colour.
+            // Still sounding (nobody silenced it yet): say so in the colour. People see "the
+            // disks", never the array's device name.
             return h(
                 if sounding { "alarm" } else { "working" },
                 format!(
-                    "Rebuilding {}: {:.0} % done",
-                    a.name,
+                    "Rebuilding the disks: {:.0} % done",
                     a.rebuild_percent.unwrap_or(0.0)
                 ),
                 "Leave every disk in place until it reaches 100 %.",
@@ -320,28 +318,45 @@ pub fn last_verified_copy(data: &DataDir) -> Option<String> {
         .max()
 }
 
+/// Whether a medium is needed, in the archive's own words, from the status the Archive page
+/// shows (`cairn-archive`'s catalog and live status): the one source every screen reads.
+pub fn archive_medium_message(data: &DataDir) -> Option<String> {
+    cairn_archive::archive_status(data)
+        .ok()
+        .and_then(|a| cairn_archive::catalog::medium_needed_message(&a))
+}
+
+/// The alarm as the overview's verdict weighs it: a `medium-needed` event counts only while
+/// the archive still needs a medium (the monitor clears the event a moment after a load; the
+/// overview must not ask for a medium the Archive page no longer does).
+fn with_archive_medium(alarm: &AlarmState, medium_needed: bool) -> AlarmState {
+    let mut a = alarm.clone();
+    if !medium_needed {
+        a.events
+            .retain(|e| e.kind != cairn_alarm::AlarmKind::MediumNeeded);
+    }
+    a
+}
+
 /// The whole overview.
 pub fn overview(data: &DataDir) -> Result<Overview, WebError> {
     let stats = cairn_store::stats(data)?;
     let raid = raid(data)?;
     let alarm = alarm(data)?;
-    let mut health = health(raid.as_ref(), &alarm);
+    let medium = archive_medium_message(data);
+    let mut health = health(
+        raid.as_ref(),
+        &with_archive_medium(&alarm, medium.is_some()),
+    );
     if health.state == "ok" {
-        // The archive's own "medium needed" (it may not raise the alarm for it).
-        if let Ok(a) = cairn_archive::archive_status(data) {
-            if let Some(t) = a.targets.iter().find(|t| t.medium_needed) {
-                let what = if t.kind == "optical" { "Disc" } else { "Tape" };
-                health = Health {
-                    state: "attention",
-                    headline: format!("{what} needed: load a new one"),
-                    action: if t.message.is_empty() {
-                        format!("Put a new {} in the {} drive.", what.to_lowercase(), t.name)
-                    } else {
-                        t.message.clone()
-                    },
-                    action_page: "/archive",
-                };
-            }
+        // The archive's own "medium needed" (the alarm may not have caught up yet).
+        if let Some(m) = medium {
+            health = Health {
+                state: "attention",
+                headline: m,
+                action: "Load a new tape or disc.".into(),
+                action_page: "/archive",
+            };
         }
     }
     Ok(Overview {
@@ -419,20 +434,9 @@ const T_SERIES_NO: u32 = 0x0020_0011;
 const T_SERIES_DESC: u32 = 0x0008_103E;
 const T_N_SERIES_INST: u32 = 0x0020_1209;
 
+/// A typed search value, matched as `cairnctl studies` matches it (one rule, in cairn-store).
 fn text_matcher(v: &str) -> Result<Matcher, WebError> {
-    let v = v.trim();
-    if v.chars().any(|c| c.is_control() || c == '\\') || v.len() > 64 {
-        return Err(WebError::BadRequest(
-            "search values are at most 64 characters, without backslashes".into(),
-        ));
-    }
-    Ok(if v.is_empty() {
-        Matcher::Universal
-    } else if v.contains(['*', '?']) {
-        Matcher::Wildcard(v.to_string())
-    } else {
-        Matcher::Single(v.to_string())
-    })
+    cairn_store::typed_text(v).map_err(|e| WebError::BadRequest(e.to_string()))
 }
 
 impl StudySearch {
@@ -443,13 +447,10 @@ impl StudySearch {
             (T_N_INST, Matcher::Universal),
             (T_DESCRIPTION, Matcher::Universal),
         ];
-        let name = self.name.trim();
         keys.push((
             T_NAME,
-            match text_matcher(name)? {
-                Matcher::Single(n) => Matcher::Wildcard(format!("*{n}*")),
-                m => m,
-            },
+            cairn_store::typed_person_name(&self.name)
+                .map_err(|e| WebError::BadRequest(e.to_string()))?,
         ));
         keys.push((T_PID, text_matcher(&self.id)?));
         keys.push((T_ACCESSION, text_matcher(&self.accession)?));
@@ -567,6 +568,30 @@ pub struct StudyDetail {
     pub copies: Vec<CopyRow>,
     /// Retention date, when a retention rule is configured (none today).
     pub retention_until: Option<String>,
+    /// Received values the index did not take: a different value than the one kept, or an
+    /// invalid date or time.
+    pub conflicts: Vec<ConflictRow>,
+}
+
+/// A received value the index did not take as received (`cairn_store::FieldConflict`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConflictRow {
+    /// `patient`, `study` or `series`.
+    pub level: String,
+    /// DICOM keyword, e.g. `StudyDescription`.
+    pub field: String,
+    /// The value kept (the first received).
+    pub kept: String,
+    /// The value an image carried.
+    pub received: String,
+    /// `differs` or `invalid`.
+    pub reason: String,
+    /// The field in words, e.g. "Study date".
+    pub label: String,
+    /// The image that carried it.
+    pub sop_instance_uid: String,
+    /// When it was received.
+    pub received_at: String,
 }
 
 /// Check a UID from a URL: digits and dots, at most 64.
@@ -660,13 +685,49 @@ pub fn study(data: &DataDir, uid: &str) -> Result<StudyDetail, WebError> {
         verified: true,
     }];
     copies.extend(archive_copies(&conn, uid));
+    let conflicts = cairn_store::study_conflicts(&conn, uid)?
+        .into_iter()
+        .map(|c| ConflictRow {
+            label: field_label(&c.field).to_string(),
+            level: c.level,
+            field: c.field,
+            kept: c.kept,
+            received: c.received,
+            reason: c.reason,
+            sop_instance_uid: c.sop_instance_uid,
+            received_at: c.received_at,
+        })
+        .collect();
     Ok(StudyDetail {
         study,
         series,
         bytes,
         copies,
         retention_until: None,
+        conflicts,
     })
+}
+
+/// A DICOM keyword the index keeps, in the words the study page uses.
+fn field_label(keyword: &str) -> &str {
+    match keyword {
+        "PatientName" => "Patient name",
+        "PatientID" => "Patient ID",
+        "IssuerOfPatientID" => "Issuer of patient ID",
+        "PatientBirthDate" => "Birth date",
+        "PatientSex" => "Sex",
+        "StudyDate" => "Study date",
+        "StudyTime" => "Study time",
+        "StudyDescription" => "Description",
+        "AccessionNumber" => "Accession",
+        "ReferringPhysicianName" => "Referring physician",
+        "StudyID" => "Study ID",
+        "Modality" => "Series modality",
+        "SeriesNumber" => "Series number",
+        "SeriesDescription" => "Series description",
+        "BodyPartExamined" => "Body part",
+        other => other,
+    }
 }
 
 /// Verified copies of a study's instances on archive volumes, one row per volume
@@ -681,12 +742,12 @@ fn archive_copies(conn: &rusqlite::Connection, uid: &str) -> Vec<CopyRow> {
     };
     let mut per_volume: BTreeMap<String, (String, String, std::collections::BTreeSet<String>)> =
         BTreeMap::new();
-    for (sha, volume, kind, _file, location) in rows {
+    for c in rows {
         per_volume
-            .entry(volume)
-            .or_insert_with(|| (kind, location, Default::default()))
+            .entry(c.volume_name)
+            .or_insert_with(|| (c.kind, c.location, Default::default()))
             .2
-            .insert(sha);
+            .insert(c.sha256);
     }
     per_volume
         .into_iter()
@@ -717,9 +778,15 @@ pub struct AuditFilter {
     /// At most this many rows, newest first (default 200, CSV: all).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Which page of `limit` rows (1: the newest; default 1).
+    #[serde(default)]
+    pub page: Option<usize>,
     /// `csv` for a download.
     #[serde(default)]
     pub format: String,
+    /// The time zone `from` and `to` are days in (the pages': `http.time_zone`); none: UTC.
+    #[serde(skip)]
+    pub days_in: Option<String>,
 }
 
 /// One audit row.
@@ -744,7 +811,7 @@ fn day(s: &str) -> Result<Option<String>, WebError> {
     if s.is_empty() {
         return Ok(None);
     }
-    let ok = s.len() == 10
+    let shaped = s.len() == 10
         && s.bytes().enumerate().all(|(i, b)| {
             if i == 4 || i == 7 {
                 b == b'-'
@@ -772,11 +839,9 @@ fn day(s: &str) -> Result<Option<String>, WebError> {
     }
 }
 
-/// Audit rows matching the filter, newest first.
-pub fn audit_rows(data: &DataDir, f: &AuditFilter) -> Result<Vec<AuditRow>, WebError> {
-    let conn = find::query_connection(data)?;
-    let mut sql =
-        String::from("SELECT seq, at, actor, action, object, detail FROM audit WHERE 1 = 1");
+/// The WHERE clause of a filter and its arguments.
+fn audit_where(f: &AuditFilter) -> Result<(String, Vec<String>), WebError> {
+    let mut sql = String::from(" WHERE 1 = 1");
     let mut args: Vec<String> = Vec::new();
     if !f.actor.trim().is_empty() {
         sql.push_str(" AND instr(lower(actor), lower(?)) > 0");
@@ -786,21 +851,55 @@ pub fn audit_rows(data: &DataDir, f: &AuditFilter) -> Result<Vec<AuditRow>, WebE
         sql.push_str(" AND action = ?");
         args.push(f.action.trim().to_string());
     }
+    let tz = f.days_in.as_deref().map(crate::words::time_zone);
+    let not_a_day = |d: &str| WebError::BadRequest(format!("'{d}' is not a day like 2024-01-31"));
     if let Some(d) = day(&f.from)? {
         sql.push_str(" AND at >= ?");
-        args.push(d);
+        args.push(match &tz {
+            Some(tz) => crate::words::utc_start_of_day(&d, tz, 0).ok_or_else(|| not_a_day(&d))?,
+            None => d,
+        });
     }
     if let Some(d) = day(&f.to)? {
         sql.push_str(" AND at < ?");
-        args.push(format!("{d}T99"));
+        args.push(match &tz {
+            Some(tz) => crate::words::utc_start_of_day(&d, tz, 1).ok_or_else(|| not_a_day(&d))?,
+            None => format!("{d}T99"),
+        });
     }
-    sql.push_str(" ORDER BY seq DESC");
-    let limit = match (f.format.as_str(), f.limit) {
+    Ok((sql, args))
+}
+
+/// How many audit rows match the filter (paging ignored).
+pub fn audit_count(data: &DataDir, f: &AuditFilter) -> Result<i64, WebError> {
+    let conn = find::query_connection(data)?;
+    let (w, args) = audit_where(f)?;
+    let sql = format!("SELECT count(*) FROM audit{w}");
+    Ok(conn.query_row(&sql, rusqlite::params_from_iter(args), |r| r.get(0))?)
+}
+
+/// The rows a page holds under a filter (`limit`, default 200; CSV: all).
+pub fn audit_page_size(f: &AuditFilter) -> usize {
+    match (f.format.as_str(), f.limit) {
         (_, Some(l)) => l.clamp(1, 1_000_000),
         ("csv", None) => 1_000_000,
         _ => 200,
-    };
-    sql.push_str(&format!(" LIMIT {limit}"));
+    }
+}
+
+/// Audit rows matching the filter, newest first, the filter's page of them.
+pub fn audit_rows(data: &DataDir, f: &AuditFilter) -> Result<Vec<AuditRow>, WebError> {
+    let conn = find::query_connection(data)?;
+    let (w, args) = audit_where(f)?;
+    let mut sql = format!("SELECT seq, at, actor, action, object, detail FROM audit{w}");
+    sql.push_str(" ORDER BY seq DESC");
+    let limit = audit_page_size(f);
+    let page = f.page.unwrap_or(1);
+    if page == 0 || page > 1_000_000 {
+        return Err(WebError::BadRequest("page: 1 or more".into()));
+    }
+    let offset = (page - 1).saturating_mul(limit);
+    sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
     let mut st = conn.prepare(&sql)?;
     let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
         Ok(AuditRow {
@@ -882,6 +981,37 @@ pub fn human_secs(s: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One second after a load: the alarm still holds `medium-needed` (the monitor clears it
+    /// on its next pass) while the archive's status, which the Archive page shows, needs
+    /// nothing any more. The overview follows the archive.
+    #[test]
+    fn the_overview_follows_the_archive_not_a_medium_alarm_it_has_outgrown() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let data = DataDir::new(dir.path());
+        let store = cairn_store::Store::open(data.clone()).unwrap_or_else(|e| panic!("{e}"));
+        cairn_archive::catalog::sync_targets(&store, &[("tape".into(), "tape".into())])
+            .unwrap_or_else(|e| panic!("{e}"));
+        store.close().unwrap_or_else(|e| panic!("{e}"));
+        let mut a = AlarmState::default();
+        a.raise(
+            cairn_alarm::AlarmKind::MediumNeeded,
+            None,
+            None,
+            "Tape full or missing: load a new tape in the tape drive",
+            1,
+        );
+        AlarmFile::new(data.root().join(ALARM_FILE))
+            .save(&a)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let o = overview(&data).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(archive_medium_message(&data), None);
+        assert_eq!(
+            (o.health.state, o.health.headline.as_str()),
+            ("ok", "Storing images")
+        );
+        assert!(!o.health.headline.contains("needed"), "{:?}", o.health);
+    }
 
     #[test]
     fn csv_quotes_and_neutralises() {

@@ -13,11 +13,13 @@ mod api;
 pub mod auth;
 mod data;
 pub mod listen;
+mod openapi;
 mod pages;
 mod reply;
 pub mod routes;
 mod settings;
 pub mod tls;
+mod words;
 
 use auth::{AuthDb, Clock, HashCost, Session, Throttle};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -175,7 +177,14 @@ pub(crate) struct Inner {
     pub(crate) throttle: Throttle,
     pub(crate) clock: Clock,
     pub(crate) setup_code: Mutex<Option<String>>,
+    /// How the box restarts itself (installed by `cairnd`; none: the panel cannot).
+    pub(crate) restart_hook: Mutex<Option<RestartHook>>,
+    /// A saved setting waits for a restart.
+    pub(crate) restart_pending: std::sync::atomic::AtomicBool,
 }
+
+/// What restarts the box (see [`Panel::set_restart_hook`]).
+pub(crate) type RestartHook = Arc<dyn Fn() + Send + Sync>;
 
 /// The panel: shared state of every request. Cheap to clone.
 #[derive(Clone)]
@@ -206,7 +215,18 @@ impl Panel {
             throttle: Throttle::default(),
             clock: Clock::default(),
             setup_code: Mutex::new(code),
+            restart_hook: Mutex::new(None),
+            restart_pending: std::sync::atomic::AtomicBool::new(false),
         })))
+    }
+
+    /// Let the Settings page restart the box: `hook` is called (once, from a panel thread,
+    /// after the page answered) when an admin asks for a restart. `cairnd` stops cleanly and
+    /// starts again; without a hook the panel offers no restart.
+    pub fn set_restart_hook(&self, hook: impl Fn() + Send + Sync + 'static) {
+        if let Ok(mut g) = self.0.restart_hook.lock() {
+            *g = Some(Arc::new(hook));
+        }
     }
 
     /// The one-time setup code, while no account exists (print it on the console).

@@ -7,7 +7,7 @@ use crate::auth::Session;
 use crate::data::{self, human_bytes, human_secs, AuditFilter, StudySearch};
 use crate::routes::Perm;
 use crate::settings::{PeerSetting, SettingsChange};
-use crate::{blocking, session_cookie, Caller, Panel, WebError};
+use crate::{blocking, session_cookie, words, Caller, Panel, WebError};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -119,13 +119,19 @@ fn banner(c: &Ctx) -> Markup {
 }
 
 fn layout(c: &Ctx, title: &str, refresh: bool, body: Markup) -> Markup {
+    layout_every(c, title, refresh.then_some("10"), body)
+}
+
+/// The page frame; `refresh`: the meta refresh's content (`"3"`: reload every 3 s;
+/// `"15; url=/settings"`).
+fn layout_every(c: &Ctx, title: &str, refresh: Option<&str>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                @if refresh { meta http-equiv="refresh" content="10"; }
+                @if let Some(r) = refresh { meta http-equiv="refresh" content=(r); }
                 title { (title) " · cairn" }
                 link rel="stylesheet" href="/static/panel.css";
             }
@@ -155,7 +161,12 @@ fn layout(c: &Ctx, title: &str, refresh: bool, body: Markup) -> Markup {
 }
 
 fn page(c: &Ctx, title: &str, refresh: bool, body: Markup) -> Response {
-    axum::response::Html(layout(c, title, refresh, body).into_string()).into_response()
+    page_every(c, title, refresh.then_some("10"), body)
+}
+
+/// A page with a meta refresh of `refresh` (see [`layout_every`]; none: never).
+fn page_every(c: &Ctx, title: &str, refresh: Option<&str>, body: Markup) -> Response {
+    axum::response::Html(layout_every(c, title, refresh, body).into_string()).into_response()
 }
 
 /// An error as a page (the authorisation layer uses it too).
@@ -194,16 +205,30 @@ pub(crate) fn error_page(session: Option<Session>, e: WebError) -> Response {
     r
 }
 
+/// The time zone the pages show times in (`http.time_zone`, read from the configuration
+/// each time so that a change applies at once; UTC when there is none).
+async fn box_time_zone(panel: &Panel) -> jiff::tz::TimeZone {
+    match api::current_settings(panel).await {
+        Ok(s) => words::time_zone(&s.time_zone),
+        Err(_) => jiff::tz::TimeZone::UTC,
+    }
+}
+
 fn fail(c: &Ctx, e: WebError) -> Response {
     error_page(c.session.clone(), e)
 }
 
 fn bar(percent: f64, label: &str) -> Markup {
+    bar_saying(percent, label, "")
+}
+
+/// A progress bar whose figure is followed by a word ("42.0 % used").
+fn bar_saying(percent: f64, label: &str, word: &str) -> Markup {
     let p = percent.clamp(0.0, 100.0);
     html! {
         div.progress {
             progress max="100" value=(format!("{p:.1}")) aria-label=(label) {}
-            span { (format!("{p:.1} %")) }
+            span { (format!("{p:.1} %")) @if !word.is_empty() { " " (word) } }
         }
     }
 }
@@ -219,6 +244,12 @@ async fn overview(State(panel): State<Panel>, Extension(caller): Extension<Calle
         Err(e) => return fail(&c, e),
     };
     let st = &o.storage;
+    let tz = box_time_zone(&panel).await;
+    let rebuild = o.raid.as_ref().and_then(|r| {
+        r.arrays
+            .iter()
+            .find(|a| a.progress.as_ref().is_some_and(|p| p.is_rebuild()))
+    });
     let used_pct = if st.total_bytes > 0 {
         (st.total_bytes - st.free_bytes) as f64 * 100.0 / st.total_bytes as f64
     } else {
@@ -234,6 +265,15 @@ async fn overview(State(panel): State<Panel>, Extension(caller): Extension<Calle
                 @if !o.health.action.is_empty() {
                     p.action { (o.health.action) }
                 }
+                @if let Some(p) = rebuild.as_ref().and_then(|a| a.progress.as_ref()) {
+                    div.rebuild id="rebuild" {
+                        (bar(p.percent, "rebuild"))
+                        @match p.eta_secs {
+                            Some(eta) => p.eta { "about " (human_secs(eta)) " left" },
+                            None => p.eta { "working out the time left" },
+                        }
+                    }
+                }
                 @if !o.health.action_page.is_empty() {
                     a.button href=(o.health.action_page) { "Show me what to do" }
                 }
@@ -241,20 +281,20 @@ async fn overview(State(panel): State<Panel>, Extension(caller): Extension<Calle
             div.tiles {
                 section.tile {
                     h2 { "Storage" }
-                    p.big { (human_bytes(st.free_bytes)) " left" }
-                    (bar(used_pct, "storage used"))
+                    p.big { (human_bytes(st.free_bytes)) " free" }
+                    (bar_saying(used_pct, "storage used", "used"))
                     p.small { (human_bytes(st.images_bytes.max(0) as u64)) " of images; "
                         (human_bytes(st.total_bytes)) " in all" }
                 }
                 section.tile {
-                    h2 { "Images today" }
+                    h2 { "Images received today" }
                     p.big id="images-today" { (o.images_today) }
-                    p.small { (o.studies) " studies, " (o.instances) " images kept" }
+                    p.small id="images-stored" { (words::count(o.instances, "image", "images")) " stored in all, in " (words::count(o.studies, "study", "studies")) }
                 }
                 section.tile {
                     h2 { "Last verified archive copy" }
                     @match &o.last_verified_copy {
-                        Some(t) => p.big { (t.get(0..16).unwrap_or(t).replace('T', " ")) },
+                        Some(t) => p.big { (words::local_time(t, &tz).get(0..16).unwrap_or("")) },
                         None => p.big { "none yet" },
                     }
                     p.small { a href="/archive" { "Archive" } }
@@ -346,7 +386,10 @@ fn disks_body(c: &Ctx, raid: &data::Raid, message: Option<&str>) -> Markup {
                     }
                     @if let Some(size) = b.size_bytes { div.small { (human_bytes(size)) } }
                     @if let Some((_, m)) = m {
-                        @if let Some(sm) = &m.smart {
+                        @if matches!(m.state, MemberState::Faulty | MemberState::Missing) {
+                            // md has given up on it: whatever SMART last said, it is not ok
+                            div class="smart failing" { "failed: replace this disk" }
+                        } @else if let Some(sm) = &m.smart {
                             @let v = serde_json::to_value(sm.verdict).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
                             div class={"smart " (v)} { "SMART " (v) }
                         }
@@ -572,7 +615,7 @@ pub(crate) async fn archive_location(
     ))
 }
 
-fn archive_body(c: &Ctx, a: &Value, message: Option<&str>) -> Markup {
+fn archive_body(c: &Ctx, a: &Value, message: Option<&str>, tz: &jiff::tz::TimeZone) -> Markup {
     let can = c
         .session
         .as_ref()
@@ -589,32 +632,45 @@ fn archive_body(c: &Ctx, a: &Value, message: Option<&str>) -> Markup {
             section.card { p { "This box has no tape or disc archive configured." } }
         } @else {
             section.card {
-                h2 { "Cold copies" }
-                p.big { (verified) " of " (total) " images have a verified cold copy" }
-                @if total > 0 { (bar(verified as f64 * 100.0 / total as f64, "images with a verified cold copy")) }
+                h2 { "Copies on tape and disc" }
+                p.big { (verified) " of " (total) " images are copied and checked" }
+                @if total > 0 { (bar(verified as f64 * 100.0 / total as f64, "images copied and checked")) }
             }
             @for t in targets {
                 @let name = t["name"].as_str().unwrap_or("");
                 section.card.target data-target=(name) {
-                    h2 { (name) " · " (t["kind"].as_str().unwrap_or("")) " drive: " (t["drive"].as_str().unwrap_or("")) }
+                    @let kind = t["kind"].as_str().unwrap_or("");
+                    @let activity = t["activity"].as_str().unwrap_or("");
+                    @let queued = t["queue"]["instances"].as_i64().unwrap_or(0);
+                    h2 { @if kind == "optical" { "Disc" } @else { "Tape" } " drive"
+                        @if !name.eq_ignore_ascii_case(words::medium(kind)) && !name.eq_ignore_ascii_case(kind) { " " (name) }
+                        ": " (words::plain_state(t["drive"].as_str().unwrap_or(""))) }
                     @if t["medium_needed"] == json!(true) { p.warning { "Load a new " @if t["kind"] == json!("optical") { "disc" } @else { "tape" } "." } }
-                    @if let Some(m) = t["message"].as_str().filter(|m| !m.is_empty()) { p { (m) } }
-                    p.small { "Now: " (t["activity"].as_str().unwrap_or("")) }
+                    @if let Some(m) = t["message"].as_str().filter(|m| !m.is_empty()) { p { (words::archive_message(m, kind)) } }
+                    @if words::archive_busy(activity) {
+                        div.work id={"archive-work-" (name)} {
+                            p { strong { (words::archive_activity(activity, kind, queued)) } }
+                            progress aria-label={"the " (words::medium(kind)) " drive at work"} {}
+                            p.small { "This page follows the work by itself." }
+                        }
+                    } @else {
+                        p.small { "Now: " (words::archive_activity(activity, kind, queued)) }
+                    }
                     @if let Some(e) = t["last_error"].as_str() { p.error { (e) } }
                     @let v = &t["volume"];
-                    @if let Some(vid) = v["volume_id"].as_str() {
-                        p { "In the drive: " strong { (vid) } " (" (v["state"].as_str().unwrap_or("")) ")" }
+                    @if let Some(vname) = v["name"].as_str() {
+                        p { "In the drive: " strong { (vname) } " (" (words::volume_state(v["state"].as_str().unwrap_or(""))) ")" }
                         @let written = v["bytes_written"].as_u64().unwrap_or(0);
                         @if let Some(cap) = v["capacity_bytes"].as_u64().filter(|c| *c > 0) {
                             (bar(written as f64 * 100.0 / cap as f64, "fill level"))
                             p.small { (human_bytes(written)) " of " (human_bytes(cap)) }
                         } @else { p.small { (human_bytes(written)) " written" } }
-                    } @else { p { "No volume in the drive." } }
+                    } @else { p { "No " (words::medium(kind)) " in the drive." } }
                     p { (t["queue"]["instances"].as_i64().unwrap_or(0)) " images ("
-                        (human_bytes(t["queue"]["bytes"].as_u64().unwrap_or(0))) ") wait for a verified copy"
-                        @if let Some(o) = t["queue"]["oldest_queued_at"].as_str() { "; the oldest since " (o.get(0..16).unwrap_or(o).replace('T', " ")) } }
+                        (human_bytes(t["queue"]["bytes"].as_u64().unwrap_or(0))) ") wait to be copied and checked"
+                        @if let Some(o) = t["queue"]["oldest_queued_at"].as_str() { "; the oldest since " (words::local_time(o, tz)) } }
                     @if let Some(at) = t["last_verified"]["verified_at"].as_str() {
-                        p.small { "Last verified bundle: " (t["last_verified"]["bundle_id"].as_str().unwrap_or("")) " at " (at.get(0..16).unwrap_or(at).replace('T', " ")) }
+                        p.small { "Last copy written and checked: " (words::local_time(at, tz)) }
                     }
                     @if can {
                         @if let Some(s) = &c.session {
@@ -625,9 +681,9 @@ fn archive_body(c: &Ctx, a: &Value, message: Option<&str>) -> Markup {
                                     select name="location" aria-label="where the ejected volume goes" {
                                         @for l in ["onsite_shelf", "offsite_vault"] { option value=(l) { (l.replace('_', " ")) } }
                                     }
-                                    button type="submit" name="action" value="eject" id={"eject-" (name)} { "Eject (after writing and verifying)" }
+                                    button type="submit" name="action" value="eject" id={"eject-" (name)} { "Copy what waits, check it, then eject" }
                                 } @else {
-                                    button type="submit" name="action" value="load" id={"load-" (name)} { "Load the medium in the drive" }
+                                    button type="submit" name="action" value="load" id={"load-" (name)} { "Take the " (words::medium(kind)) " in the drive into use" }
                                 }
                             }
                         }
@@ -637,14 +693,14 @@ fn archive_body(c: &Ctx, a: &Value, message: Option<&str>) -> Markup {
             section.card {
                 h2 { "Volumes" }
                 table id="volumes" {
-                    thead { tr { th { "Volume" } th { "Kind" } th { "State" } th { "Where" } th { "Verified copies" } th { "Filled" } @if can { th { "" } } } }
+                    thead { tr { th { "Tape or disc" } th { "Kind" } th { "State" } th { "Where" } th { "Images checked" } th { "Filled" } @if can { th { "" } } } }
                     tbody {
                         @for v in vols {
                             @let id = v["volume_id"].as_str().unwrap_or("");
                             tr data-volume=(id) {
-                                td { (id) }
+                                td.name { (v["name"].as_str().unwrap_or(id)) }
                                 td { (v["kind"].as_str().unwrap_or("")) }
-                                td.state { (v["state"].as_str().unwrap_or("")) }
+                                td.state { (words::volume_state(v["state"].as_str().unwrap_or(""))) }
                                 td.location { (v["location"].as_str().unwrap_or("").replace('_', " ")) }
                                 td { (v["verified_copies"].as_i64().unwrap_or(0)) }
                                 td { (human_bytes(v["bytes_written"].as_u64().unwrap_or(0)))
@@ -679,7 +735,25 @@ fn archive_body(c: &Ctx, a: &Value, message: Option<&str>) -> Markup {
 async fn archive_view(panel: &Panel, c: &Ctx, message: Option<&str>) -> Response {
     let p = panel.clone();
     match blocking(move || archive_json(&p)).await {
-        Ok(a) => page(c, "Archive", false, archive_body(c, &a, message)),
+        Ok(a) => {
+            // While a drive writes or checks, the page follows it; while images wait, it
+            // looks again now and then. Never after an action (its message would go).
+            let targets = a["targets"].as_array().cloned().unwrap_or_default();
+            let busy = targets
+                .iter()
+                .any(|t| words::archive_busy(t["activity"].as_str().unwrap_or("")));
+            let waiting = targets
+                .iter()
+                .any(|t| t["queue"]["instances"].as_i64().unwrap_or(0) > 0);
+            let refresh = match (message, busy, waiting) {
+                (Some(_), _, _) => None,
+                (None, true, _) => Some("3"),
+                (None, false, true) => Some("15"),
+                _ => None,
+            };
+            let tz = box_time_zone(panel).await;
+            page_every(c, "Archive", refresh, archive_body(c, &a, message, &tz))
+        }
         Err(e) => fail(c, e),
     }
 }
@@ -836,6 +910,23 @@ async fn study(
                 dt { "Kept until" } dd { @match &d.retention_until { Some(r) => (r), None => "no retention rule set: kept" } }
                 dt { "Study UID" } dd.uid { (s.study_uid) }
             }
+            @if !d.conflicts.is_empty() {
+                h2 { "Values that differ between images" }
+                p.small { "The first value received is kept. Later images carried these; check which is right." }
+                table id="conflicts" {
+                    thead { tr { th { "Field" } th { "Kept" } th { "Received" } th { "Received at" } } }
+                    tbody {
+                        @for cf in &d.conflicts {
+                            tr {
+                                td { (cf.label) }
+                                td { (cf.kept) }
+                                td { (cf.received) @if cf.reason == "invalid" { " (not a valid value: not used)" } }
+                                td { (cf.received_at) }
+                            }
+                        }
+                    }
+                }
+            }
             h2 { "Series" }
             table {
                 thead { tr { th { "#" } th { "Modality" } th { "Description" } th { "Images" } th { "Size" } } }
@@ -861,32 +952,51 @@ async fn study(
 // ---------------------------------------------------------------------------------------------
 // Audit
 
+/// Rows on one page of the Audit page.
+const AUDIT_PAGE_ROWS: usize = 50;
+
 async fn audit(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
-    Q(f): Q<AuditFilter>,
+    Q(mut f): Q<AuditFilter>,
 ) -> Response {
     let c = ctx(&panel, &caller, "/audit").await;
+    let tz_name = api::current_settings(&panel)
+        .await
+        .map_or_else(|_| "UTC".to_string(), |s| s.time_zone);
+    let tz = words::time_zone(&tz_name);
+    f.limit = Some(AUDIT_PAGE_ROWS);
+    // From and To are days where the box is, like the times shown.
+    f.days_in = Some(tz_name.clone());
+    let page_no = f.page.unwrap_or(1);
     let p = panel.clone();
     let ff = f.clone();
     let r = blocking(move || {
         Ok((
             data::audit_rows(&p.0.data, &ff)?,
+            data::audit_count(&p.0.data, &ff)?,
             data::audit_actions(&p.0.data)?,
         ))
     })
     .await;
-    let (rows, actions) = match r {
+    let (rows, count, actions) = match r {
         Ok(x) => x,
         Err(e) => return fail(&c, e),
     };
-    let csv_query = serde_urlencoded::to_string([
-        ("actor", f.actor.as_str()),
-        ("action", f.action.as_str()),
-        ("from", f.from.as_str()),
-        ("to", f.to.as_str()),
-    ])
-    .unwrap_or_default();
+    let pages = (count.max(0) as usize).div_ceil(AUDIT_PAGE_ROWS).max(1);
+    // The filters travel in every link: paging, the CSV export, a bookmark.
+    let query = |page: Option<usize>| {
+        let mut q = vec![
+            ("actor", f.actor.clone()),
+            ("action", f.action.clone()),
+            ("from", f.from.clone()),
+            ("to", f.to.clone()),
+        ];
+        if let Some(p) = page {
+            q.push(("page", p.to_string()));
+        }
+        serde_urlencoded::to_string(q).unwrap_or_default()
+    };
     page(
         &c,
         "Audit",
@@ -904,15 +1014,21 @@ async fn audit(
                 label { "From" input type="date" name="from" value=(f.from); }
                 label { "To" input type="date" name="to" value=(f.to); }
                 button type="submit" { "Filter" }
-                a.button href={"/audit.csv?" (csv_query)} download="cairn-audit.csv" id="csv" { "Export CSV" }
+                a.button href={"/audit.csv?" (query(None))} download="cairn-audit.csv" id="csv" { "Export CSV" }
             }
+            p.small id="audit-count" { (count) " entries, page " (page_no) " of " (pages) "; times in " (tz_name) }
             table.audit id="audit" {
-                thead { tr { th { "#" } th { "When (UTC)" } th { "Who" } th { "What" } th { "On" } th { "Details" } } }
+                thead { tr { th { "#" } th { "When (" (tz_name) ")" } th { "Who" } th { "What" } th { "On" } th { "Details" } } }
                 tbody {
                     @for r in &rows {
-                        tr { td { (r.seq) } td { (r.at.get(0..19).unwrap_or(&r.at).replace('T', " ")) } td { (r.actor) } td { (r.action) } td.uid { (r.object) } td.detail { (r.detail) } }
+                        tr data-seq=(r.seq) { td { (r.seq) } td.when { (words::local_time(&r.at, &tz)) } td { (r.actor) } td { (r.action) } td.uid { (r.object) } td.detail { (words::audit_detail(&r.action, &r.object, &r.detail)) } }
                     }
                 }
+            }
+            div.pages {
+                @if page_no > 1 { a.button href={"/audit?" (query(Some(page_no - 1)))} id="newer" { "Newer" } }
+                span { "page " (page_no) " of " (pages) }
+                @if page_no < pages { a.button href={"/audit?" (query(Some(page_no + 1)))} id="older" { "Older" } }
             }
         },
     )
@@ -920,6 +1036,11 @@ async fn audit(
 
 async fn audit_csv(State(panel): State<Panel>, Q(mut f): Q<AuditFilter>) -> Response {
     f.format = "csv".into();
+    // The page's export: the same days as the page shows (the API's are UTC days).
+    f.days_in = api::current_settings(&panel)
+        .await
+        .ok()
+        .map(|s| s.time_zone);
     match api::audit_response(&panel, f).await {
         Ok(r) => r,
         Err(e) => error_page(None, e),
@@ -933,6 +1054,7 @@ async fn settings_view(panel: &Panel, c: &Ctx, message: Option<(bool, String)>) 
     let s = api::current_settings(panel).await;
     let p = panel.clone();
     let users = blocking(move || p.0.auth.users()).await.unwrap_or_default();
+    let restart = api::restart_offered(panel);
     let Some(session) = &c.session else {
         return fail(c, WebError::Unauthorized);
     };
@@ -943,6 +1065,16 @@ async fn settings_view(panel: &Panel, c: &Ctx, message: Option<(bool, String)>) 
         html! {
             @if let Some((ok, m)) = &message { p class=@if *ok { "notice" } @else { "error" } id="settings-message" { (m) } }
             h1 { "Settings" }
+            @if restart {
+                section.card.restart-offer {
+                    form method="post" action="/settings" {
+                        (csrf_field(session))
+                        input type="hidden" name="op" value="restart";
+                        p { "Saved settings wait for a restart of the box. It takes about 10 seconds; devices sending images meanwhile try again by themselves." }
+                        button type="submit" id="restart" { "Restart the box now" }
+                    }
+                }
+            }
             @match &s {
                 Err(e) => p.error { (e.public_message()) },
                 Ok(s) => {
@@ -956,8 +1088,10 @@ async fn settings_view(panel: &Panel, c: &Ctx, message: Option<(bool, String)>) 
                             label { "Check every disk every (days, 0 = never)" input type="number" name="scrub_interval_days" min="0" max="365" value=(s.scrub_interval_days); }
                             label { "Write waiting images to the archive at least every (seconds)" input type="number" name="archive_max_age_secs" min="1" value=(s.archive_max_age_secs); }
                             label { "Log out after idle (seconds)" input type="number" name="session_idle_secs" min="60" max="86400" value=(s.session_idle_secs); }
+                            label { "Time zone of the times shown (applies at once)" input type="text" name="time_zone" value=(s.time_zone) list="time-zones" autocomplete="off" required; }
+                            datalist id="time-zones" { @for z in jiff::tz::db().available() { option value=(z.as_str()) {} } }
                             button type="submit" { "Save" }
-                            p.small { "Saved to the configuration file; applied at the next start of the box." }
+                            p.small { "Saved to the configuration file. The time zone applies at once; the rest when the box restarts." }
                         }
                     }
                     section.card {
@@ -1049,6 +1183,30 @@ async fn settings_post(
 ) -> Response {
     let get = |k: &str| f.get(k).map(|s| s.trim().to_string()).unwrap_or_default();
     let flag = |k: &str| f.get(k).is_some_and(|v| v == "true");
+    if f.get("op").is_some_and(|op| op == "restart") {
+        let r = api::restart(&panel, &caller).await;
+        let c = ctx(&panel, &caller, "/settings").await;
+        return match r {
+            Ok(()) => page_every(
+                &c,
+                "Restarting",
+                Some("15; url=/settings"),
+                html! {
+                    section.card.narrow id="restarting" {
+                        h1 { "Restarting the box" }
+                        p { "The box stops cleanly and starts again with the saved settings. This page comes back by itself in about 15 seconds." }
+                        p.small { a href="/settings" { "Back to the settings" } }
+                    }
+                },
+            ),
+            Err(e) => {
+                let status = e.status();
+                let mut resp = settings_view(&panel, &c, Some((false, e.public_message()))).await;
+                *resp.status_mut() = status;
+                resp
+            }
+        };
+    }
     let r: Result<String, WebError> = async {
         match get("op").as_str() {
             "dicom" => {
@@ -1066,11 +1224,17 @@ async fn settings_post(
                     ),
                     session_idle_secs: Some(num("session_idle_secs")?),
                     archive_max_age_secs: Some(num("archive_max_age_secs")?),
+                    time_zone: f.contains_key("time_zone").then(|| get("time_zone")),
                     peers: None,
                 };
                 let changed = api::change_settings(&panel, &caller, ch).await?;
                 Ok(if changed.is_empty() {
                     "Nothing changed.".to_string()
+                } else if changed
+                    .iter()
+                    .all(|(k, _, _)| crate::settings::applies_at_once(k))
+                {
+                    "Saved: in use now.".to_string()
                 } else {
                     "Saved. The box uses the new settings after its next start.".to_string()
                 })

@@ -1,7 +1,8 @@
 //! The Settings page's data: read from `cairn.toml`, and changed by editing that file in place
 //! (comments and unknown-to-the-panel keys kept, via `toml_edit`). A change is validated by
-//! `cairn-config` exactly as a start would, then written atomically (temp, fsync, rename); it
-//! takes effect at the next start of `cairnd`.
+//! `cairn-config` exactly as a start would, then written atomically (temp, fsync, rename). Most
+//! keys take effect at the next start of `cairnd` ([`applies_at_once`] tells the others: the
+//! panel reads them from the file each time).
 
 use crate::WebError;
 use cairn_config::Config;
@@ -50,6 +51,8 @@ pub struct Settings {
     pub archive_max_age_secs: u64,
     /// Panel idle logout, seconds.
     pub session_idle_secs: u64,
+    /// The time zone the panel shows times in (`http.time_zone`).
+    pub time_zone: String,
     /// Whether the panel may change them (a config file is known and writable).
     pub editable: bool,
 }
@@ -76,6 +79,14 @@ pub struct SettingsChange {
     /// Panel idle logout, seconds.
     #[serde(default)]
     pub session_idle_secs: Option<u64>,
+    /// The panel's time zone (an IANA name such as `Europe/Paris`); applies at once.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+/// Whether a changed key (as in [`Changes`]) is in use at once, without a restart.
+pub fn applies_at_once(key: &str) -> bool {
+    key == "http.time_zone"
 }
 
 /// The settings in a config.
@@ -100,6 +111,7 @@ pub fn view(c: &Config, editable: bool) -> Settings {
         scrub_interval_days: c.hardware.scrub_interval_days.unwrap_or(30),
         archive_max_age_secs: c.archive.bundle_max_age_secs,
         session_idle_secs: c.http.session_idle_secs,
+        time_zone: c.http.time_zone.clone(),
         editable,
     }
 }
@@ -249,8 +261,27 @@ pub fn apply(text: &str, path: &Path, ch: &SettingsChange) -> Result<(String, Ch
             ));
         }
     }
+    if let Some(tz) = &ch.time_zone {
+        let tz = tz.trim();
+        if !cairn_config::valid_time_zone(tz) {
+            return Err(bad(format!(
+                "time zone '{tz}': use a name such as UTC, Europe/Paris or America/New_York"
+            )));
+        }
+        if tz != old.http.time_zone {
+            if doc.get("http").is_none() {
+                doc["http"] = Item::Table(Table::new());
+            }
+            doc["http"]["time_zone"] = value(tz);
+            changed.push((
+                "http.time_zone".into(),
+                old.http.time_zone.clone(),
+                tz.to_string(),
+            ));
+        }
+    }
     let out = doc.to_string();
-    Config::parse(&out, path).map_err(|e| bad(e.to_string()))?;
+    Config::parse(&out, path).map_err(refusal)?;
     Ok((out, changed))
 }
 

@@ -81,6 +81,10 @@ pub(crate) fn archive_activity(activity: &str, kind: &str, queued: i64) -> Strin
 
 /// The engine's terms replaced by staff words in any other sentence.
 fn plain(s: &str) -> String {
+    let mut s = s.to_string();
+    for state in ["blank", "labelled", "append", "full", "ejected", "error"] {
+        s = s.replace(&format!("({state})"), &format!("({})", volume_state(state)));
+    }
     s.replace("bundles", "batches of images")
         .replace("bundle", "batch of images")
         .replace("objects", "images")
@@ -97,8 +101,11 @@ pub(crate) fn archive_message(message: &str, kind: &str) -> String {
         };
     }
     if let Some(rest) = m.strip_prefix("volume ") {
-        if let Some(name) = rest.strip_suffix(" labelled and in use") {
-            return format!("{name} is ready and in use.");
+        if let Some((name, tail)) = rest.split_once(" labelled and in use") {
+            return format!(
+                "{name} is ready and in use{}.",
+                plain(tail.trim_end_matches('.'))
+            );
         }
     }
     plain(m)
@@ -113,7 +120,7 @@ pub(crate) fn volume_state(state: &str) -> String {
         "full" => "full".into(),
         "ejected" => "taken out".into(),
         "error" => "error".into(),
-        other => plain(other),
+        other => other.replace('_', " "),
     }
 }
 
@@ -254,6 +261,21 @@ pub(crate) fn local_time(at: &str, tz: &jiff::tz::TimeZone) -> String {
     }
 }
 
+/// The instant a day (`2026-01-31`) starts in `tz`, `days_after` days later, as the audit
+/// table writes its UTC times (`2026-01-30T23:00:00`); none for a day that is not one.
+pub(crate) fn utc_start_of_day(
+    day: &str,
+    tz: &jiff::tz::TimeZone,
+    days_after: i64,
+) -> Option<String> {
+    let mut d: jiff::civil::Date = day.parse().ok()?;
+    for _ in 0..days_after {
+        d = d.tomorrow().ok()?;
+    }
+    let z = d.to_zoned_datetime(tz.clone()).ok()?;
+    Some(z.timestamp().strftime("%Y-%m-%dT%H:%M:%S").to_string())
+}
+
 /// The time zone of a name from the settings (UTC when it is unknown).
 pub(crate) fn time_zone(name: &str) -> jiff::tz::TimeZone {
     jiff::tz::TimeZone::get(name).unwrap_or(jiff::tz::TimeZone::UTC)
@@ -282,6 +304,10 @@ mod tests {
             "2 images written to the disc and checked."
         );
         assert_eq!(volume_state("append"), "in use");
+        assert_eq!(
+            archive_message("volume DISC01 (append)", "optical"),
+            "volume DISC01 (in use)"
+        );
     }
 
     #[test]
@@ -326,5 +352,14 @@ mod tests {
         );
         assert_eq!(local_time("garbage", &paris), "garbage");
         assert_eq!(time_zone("Nowhere/Else"), jiff::tz::TimeZone::UTC);
+        assert_eq!(
+            utc_start_of_day("2026-02-01", &paris, 0).as_deref(),
+            Some("2026-01-31T23:00:00")
+        );
+        assert_eq!(
+            utc_start_of_day("2026-07-01", &paris, 1).as_deref(),
+            Some("2026-07-01T22:00:00")
+        );
+        assert_eq!(utc_start_of_day("2026-02-30", &paris, 0), None);
     }
 }

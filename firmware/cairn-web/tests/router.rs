@@ -921,11 +921,18 @@ async fn disks_page_shows_bays_rebuild_eta_and_smart_warnings() {
     };
     let overview = b.send(get("/")).await;
     assert_eq!(overview.status, StatusCode::OK);
+    // The overview speaks of "the disks", never of md0, and shows the rebuild as a bar with
+    // the time left (the banner above it quotes the alarm as the monitor raised it).
+    let main = overview.body.split("<main>").nth(1).unwrap();
     assert!(
-        overview.body.contains("Rebuilding md0: 25 % done"),
+        main.contains("Rebuilding the disks: 25 % done"),
         "{}",
         overview.body
     );
+    assert!(!main.contains("md0"), "{main}");
+    assert!(main.contains("aria-label=\"rebuild\""), "{main}");
+    assert!(main.contains("value=\"25.0\""), "{main}");
+    assert!(main.contains("about 15 min left"), "{main}");
     assert!(overview.body.contains("id=\"alarm-banner\""));
     assert!(overview.body.contains("id=\"silence\""));
     let disks = b.send(get("/disks")).await;
@@ -946,4 +953,350 @@ async fn disks_page_shows_bays_rebuild_eta_and_smart_warnings() {
     assert_eq!(status["state"], "alarm");
     assert_eq!(status["sounding"], true);
     assert_eq!(status["raid"]["arrays"][0]["progress"]["eta_secs"], 900);
+}
+
+/// The overview says what its numbers are: storage "used", images "received today" and
+/// "stored in all".
+#[tokio::test]
+async fn overview_numbers_say_what_they_count() {
+    let b = start();
+    let admin = b.setup().await;
+    b.store_study("DOE^JOHN", "P1", "1.2.3.4", "A1");
+    let r = b
+        .send(R {
+            method: "GET",
+            path: "/",
+            cookie: Some(&admin.0),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let main = r.body.split("<main>").nth(1).unwrap();
+    assert!(main.contains(" % used</span>"), "{main}");
+    assert!(main.contains("Images received today"), "{main}");
+    assert!(main.contains("1 image stored in all, in 1 study"), "{main}");
+    assert!(!main.contains("images kept"), "{main}");
+    assert!(!main.contains(">Images today<"), "{main}");
+}
+
+/// A tape target with a volume in its drive, as the archive thread would have recorded it,
+/// and the thread's live status doing `activity`.
+fn archive_fixture(b: &Box_, activity: &str, message: &str) {
+    let c = rusqlite::Connection::open(b.data.root().join("cairn.db")).unwrap();
+    c.execute_batch(
+        "INSERT OR IGNORE INTO cold_targets (id, name, kind, enabled, added_at)
+           VALUES (1, 'tape', 'tape', 1, '2026-01-01T00:00:00Z');
+         INSERT OR IGNORE INTO volumes (volume_id, kind, box_id, target_ref, state, location,
+           format_version, block_size, capacity_bytes, bytes_written, labelled_at, updated_at)
+           VALUES ('DEMO01', 'tape', 'DEMO', 1, 'append', 'in_drive', 1, 262144, 1000000,
+             250000, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');",
+    )
+    .unwrap();
+    let live = json!({"targets": [{"name": "tape", "drive": "ready", "activity": activity,
+        "medium_needed": false, "message": message, "last_error": null,
+        "updated_at": "2026-01-01T00:00:00Z"}]});
+    std::fs::write(b.data.root().join("archive.json"), live.to_string()).unwrap();
+}
+
+/// The Archive page in staff words (no "append", no "bundle"), a progress bar while the
+/// drive writes or checks, and a page that refreshes itself meanwhile.
+#[tokio::test]
+async fn archive_page_speaks_plainly_and_shows_work_in_progress() {
+    let b = start();
+    let admin = b.setup().await;
+    let get = || R {
+        method: "GET",
+        path: "/archive",
+        cookie: Some(&admin.0),
+        ..Default::default()
+    };
+    archive_fixture(
+        &b,
+        "writing bundle DEMO01.3 (3 objects)",
+        "bundle DEMO01.2 verified (2 objects)",
+    );
+    let r = b.send(get()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let main = r.body.split("<main>").nth(1).unwrap().to_lowercase();
+    for jargon in ["append", "bundle", "cold cop", "objects"] {
+        assert!(
+            !main.contains(jargon),
+            "'{jargon}' on the Archive page: {main}"
+        );
+    }
+    assert!(main.contains("writing 3 images to the tape"), "{main}");
+    assert!(main.contains("id=\"archive-work-tape\""), "{main}");
+    assert!(main.contains("<progress"), "{main}");
+    assert!(
+        r.body.contains("http-equiv=\"refresh\" content=\"3\""),
+        "{}",
+        r.body
+    );
+    // Checking what was written: still a bar, still refreshing.
+    archive_fixture(&b, "verifying bundle DEMO01.3", "");
+    let r = b.send(get()).await;
+    let main = r.body.split("<main>").nth(1).unwrap().to_lowercase();
+    assert!(main.contains("reading back"), "{main}");
+    assert!(main.contains("id=\"archive-work-tape\""), "{main}");
+    assert!(r.body.contains("http-equiv=\"refresh\" content=\"3\""));
+    // Idle: no bar, no fast refresh.
+    archive_fixture(&b, "idle", "");
+    let r = b.send(get()).await;
+    assert!(!r.body.contains("archive-work-tape"), "{}", r.body);
+    assert!(!r.body.contains("content=\"3\""), "{}", r.body);
+}
+
+/// The Audit page: times in the box's time zone (a setting that applies at once), details in
+/// words, pages of 50 rows, and the filters kept in the page links.
+#[tokio::test]
+async fn audit_page_local_time_words_paging_and_filters_in_the_url() {
+    let b = start();
+    let admin = b.setup().await;
+    let put = |j: Value| R {
+        method: "PUT",
+        path: "/api/v1/settings",
+        cookie: Some(&admin.0),
+        csrf: Some(&admin.1),
+        origin: Some(ORIGIN),
+        json: Some(j),
+        ..Default::default()
+    };
+    let r = b.send(put(json!({"time_zone": "Mars/Olympus_Mons"}))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = b.send(put(json!({"time_zone": "Asia/Kolkata"}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["restart_needed"], false, "{}", r.body);
+    assert_eq!(r.json()["settings"]["time_zone"], "Asia/Kolkata");
+    for i in 0..120 {
+        b.store
+            .audit(cairn_audit::AuditEvent {
+                actor: "system".into(),
+                action: "volume-location".into(),
+                object: format!("TAPE{i:03}"),
+                detail: json!({"from": "onsite_shelf", "to": "offsite_vault"}).to_string(),
+            })
+            .unwrap();
+    }
+    let get = |p: String| R {
+        method: "GET",
+        path: Box::leak(p.into_boxed_str()),
+        cookie: Some(&admin.0),
+        ..Default::default()
+    };
+    // Local time: UTC+05:30 all year round.
+    let rows = b
+        .send(get("/api/v1/audit?action=setting-change".into()))
+        .await
+        .json();
+    let utc = rows["rows"][0]["at"].as_str().unwrap().to_string();
+    let ts: jiff::Timestamp = utc.parse().unwrap();
+    let local = ts
+        .to_zoned_datetime(jiff::tz::TimeZone::get("Asia/Kolkata").unwrap())
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let page = b.send(get("/audit?action=setting-change".into())).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(&local), "{local} not in {}", page.body);
+    assert!(page.body.contains("Asia/Kolkata"), "{}", page.body);
+    // Details in words, not JSON.
+    let main = page.body.split("<main>").nth(1).unwrap().to_string();
+    assert!(
+        main.contains("http.time_zone changed from UTC to Asia/Kolkata"),
+        "{main}"
+    );
+    let page = b.send(get("/audit?action=volume-location".into())).await;
+    let main = page.body.split("<main>").nth(1).unwrap().to_string();
+    assert!(
+        !main.contains("{&quot;"),
+        "raw JSON on the audit page: {main}"
+    );
+    assert!(
+        main.contains("moved from onsite shelf to offsite vault"),
+        "{main}"
+    );
+    // Paging: 50 rows a page, newest first; the links keep the filters.
+    assert_eq!(main.matches("<tr data-seq=").count(), 50, "{main}");
+    assert!(main.contains("TAPE119"), "{main}");
+    assert!(
+        main.contains(
+            "href=\"/audit?actor=&amp;action=volume-location&amp;from=&amp;to=&amp;page=2\""
+        ),
+        "{main}"
+    );
+    assert!(!main.contains("id=\"newer\""), "{main}");
+    let p3 = b
+        .send(get("/audit?action=volume-location&page=3".into()))
+        .await;
+    let main = p3.body.split("<main>").nth(1).unwrap().to_string();
+    assert_eq!(main.matches("<tr data-seq=").count(), 20, "{main}");
+    assert!(main.contains("TAPE000"), "{main}");
+    assert!(!main.contains("id=\"older\""), "{main}");
+    assert!(
+        main.contains(
+            "href=\"/audit?actor=&amp;action=volume-location&amp;from=&amp;to=&amp;page=2\""
+        ),
+        "{main}"
+    );
+    assert!(main.contains("page 3 of 3"), "{main}");
+    // The CSV link carries the same filters.
+    assert!(
+        main.contains("/audit.csv?actor=&amp;action=volume-location"),
+        "{main}"
+    );
+    let bad = b.send(get("/audit?page=0".into())).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    // From and To are days in the box's time zone, as the times shown.
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::get("Asia/Kolkata").unwrap())
+        .strftime("%Y-%m-%d")
+        .to_string();
+    let day = b
+        .send(get(format!(
+            "/audit?action=volume-location&from={today}&to={today}"
+        )))
+        .await;
+    assert!(day.body.contains("120 entries"), "{}", day.body);
+}
+
+/// Settings that need a restart offer a restart button to the admin; it restarts the box
+/// through the hook cairnd installs (audited). Without a hook there is no button.
+#[tokio::test]
+async fn settings_that_need_a_restart_offer_one() {
+    let b = start();
+    let admin = b.setup().await;
+    let post = |form: String| R {
+        method: "POST",
+        path: "/settings",
+        cookie: Some(&admin.0),
+        form: Some(form),
+        origin: Some(ORIGIN),
+        ..Default::default()
+    };
+    let dicom = |ae: &str, tz: &str| {
+        format!(
+            "csrf={}&op=dicom&ae_title={ae}&scrub_interval_days=30&archive_max_age_secs=10\
+             &session_idle_secs=900&time_zone={tz}",
+            admin.1
+        )
+    };
+    // No restart hook (not run by cairnd): saved, no button, and a restart is refused.
+    let r = b.send(post(dicom("CLINIC1", "UTC"))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("next start"), "{}", r.body);
+    assert!(!r.body.contains("id=\"restart\""), "{}", r.body);
+    let r = b.send(post(format!("csrf={}&op=restart", admin.1))).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let a = asked.clone();
+    b.panel
+        .set_restart_hook(move || a.store(true, std::sync::atomic::Ordering::SeqCst));
+    // A time zone applies at once; the AE title saved before still waits for a restart, so
+    // the button is there now, and stays until the box restarted.
+    let r = b.send(post(dicom("CLINIC1", "Europe/Paris"))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("in use now"), "{}", r.body);
+    assert!(r.body.contains("id=\"restart\""), "{}", r.body);
+    // On a box where only the time zone changed, no restart is offered.
+    let b2 = start();
+    let admin2 = b2.setup().await;
+    b2.panel.set_restart_hook(|| {});
+    let r = b2
+        .send(R {
+            method: "POST",
+            path: "/settings",
+            cookie: Some(&admin2.0),
+            form: Some(format!(
+                "csrf={}&op=dicom&ae_title=CAIRN&accept_unknown_peers=true&scrub_interval_days=30&archive_max_age_secs=10\
+                 &session_idle_secs=900&time_zone=Europe/Paris",
+                admin2.1
+            )),
+            origin: Some(ORIGIN),
+            ..Default::default()
+        })
+        .await;
+    assert!(r.body.contains("in use now"), "{}", r.body);
+    assert!(!r.body.contains("id=\"restart\""), "{}", r.body);
+    let again = b
+        .send(R {
+            method: "GET",
+            path: "/settings",
+            cookie: Some(&admin.0),
+            ..Default::default()
+        })
+        .await;
+    assert!(again.body.contains("id=\"restart\""), "{}", again.body);
+    let r = b.send(post(format!("csrf={}&op=restart", admin.1))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("Restarting"), "{}", r.body);
+    for _ in 0..50 {
+        if asked.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(asked.load(std::sync::atomic::Ordering::SeqCst));
+    let acts = b.audit_actions();
+    assert!(
+        acts.contains(&("user:admin".into(), "restart".into())),
+        "{acts:?}"
+    );
+}
+
+/// Issue 20 item 2: a later image with another description (and an invalid date) changes
+/// nothing in the index; the study page and the API list what it carried, escaped.
+#[tokio::test]
+async fn study_page_shows_values_that_differ_between_images() {
+    let b = start();
+    let admin = b.setup().await;
+    let uid = "1.2.826.0.1.3680043.2.1125.90";
+    b.store_study("Doe^John", "PID90", uid, "ACC90");
+    let mut rec = InstanceRecord {
+        sop_instance_uid: format!("{uid}.2.1"),
+        sop_class_uid: "1.2.840.10008.5.1.4.1.1.104.1".into(),
+        transfer_syntax: "1.2.840.10008.1.2.1".into(),
+        ..Default::default()
+    };
+    rec.patient.id = "PID90".into();
+    rec.patient.name = "Doe^John".into();
+    rec.study.uid = uid.into();
+    rec.study.date = "123é567".into();
+    rec.study.description = "<b>Other</b>".into();
+    rec.series.uid = format!("{uid}.2");
+    let mut w = b.store.spool().unwrap();
+    w.write(b"a later image").unwrap();
+    b.store
+        .commit(StoreJob {
+            spool: w.finish().unwrap(),
+            record: rec,
+            source_ae: "TEST".into(),
+        })
+        .unwrap();
+    let get = |path: &'static str| R {
+        method: "GET",
+        path,
+        cookie: Some(&admin.0),
+        ..Default::default()
+    };
+    let page = b.send(get("/studies/1.2.826.0.1.3680043.2.1125.90")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Values that differ between images"), "{}", page.body);
+    assert!(page.body.contains("&lt;b&gt;Other&lt;/b&gt;"), "{}", page.body);
+    assert!(page.body.contains("123é567"), "{}", page.body);
+    assert!(!page.body.contains("<b>Other"), "raw markup in the page");
+    let api = b
+        .send(get("/api/v1/studies/1.2.826.0.1.3680043.2.1125.90"))
+        .await
+        .json();
+    let conflicts = api["conflicts"].as_array().unwrap();
+    let fields: Vec<(&str, &str)> = conflicts
+        .iter()
+        .map(|c| (c["field"].as_str().unwrap(), c["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        fields,
+        [("StudyDate", "invalid"), ("StudyDescription", "differs")]
+    );
+    assert_eq!(api["study"]["date"], "20240102");
+    assert_eq!(api["study"]["description"], "<img src=x onerror=alert(2)>");
 }

@@ -56,13 +56,38 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    if let Err(e) = dispatch(cli) {
-        eprintln!("cairnd: {e:#}");
-        std::process::exit(1);
+    match dispatch(cli) {
+        Ok(Stopped::Exit) => {}
+        Ok(Stopped::Restart) => restart_self(),
+        Err(e) => {
+            eprintln!("cairnd: {e:#}");
+            std::process::exit(1);
+        }
     }
 }
 
-fn dispatch(cli: Cli) -> Result<()> {
+/// How [`run`] ended: for good, or to start again (SIGHUP, which the panel's Restart button
+/// raises once a saved setting needs a start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    Exit,
+    Restart,
+}
+
+/// Start this program again in this process (same PID, arguments and environment: systemd
+/// sees the same service, the demo the same console), after a clean stop.
+fn restart_self() {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    tracing::info!("restarting");
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    eprintln!("cairnd: cannot start again: {err}");
+    std::process::exit(1);
+}
+
+fn dispatch(cli: Cli) -> Result<Stopped> {
     match cli.command {
         Command::Demo {
             dir,
@@ -172,12 +197,13 @@ fn raise_descriptor_limit() -> u64 {
     }
 }
 
-/// Open the store, serve DICOM until SIGTERM or SIGINT, then stop cleanly.
+/// Open the store, serve DICOM until SIGTERM or SIGINT (or SIGHUP: restart), then stop
+/// cleanly.
 fn run(
     config: Config,
     hw: Option<monitor::MonitorSetup>,
     panel_mode: web::PanelMode,
-) -> Result<()> {
+) -> Result<Stopped> {
     let nofile = raise_descriptor_limit();
     let config = Arc::new(config);
     let data = DataDir::new(&config.store.data_dir);
@@ -219,10 +245,18 @@ fn run(
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])?;
+    let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let restart_seen = restart.clone();
     let signal_thread = std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
-            tracing::info!(signal = sig, "stopping");
+            if sig == signal_hook::consts::SIGHUP {
+                tracing::info!("stopping to start again");
+                restart_seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            } else {
+                tracing::info!(signal = sig, "stopping");
+            }
             handle.shutdown();
         }
     });
@@ -292,5 +326,9 @@ fn run(
         bail!("spool not empty after stop");
     }
     tracing::info!("stopped cleanly");
-    Ok(())
+    Ok(if restart.load(std::sync::atomic::Ordering::SeqCst) {
+        Stopped::Restart
+    } else {
+        Stopped::Exit
+    })
 }

@@ -106,6 +106,13 @@ pub fn start(
         store.clone(),
     )
     .map_err(|e| anyhow::anyhow!("web panel: {e}"))?;
+    // The Settings page's "Restart the box now": SIGHUP, which `run` takes as a clean stop
+    // followed by a new start of this program.
+    panel.set_restart_hook(|| {
+        if let Err(e) = signal_hook::low_level::raise(signal_hook::consts::SIGHUP) {
+            tracing::error!(error = %e, "cannot ask for a restart");
+        }
+    });
     let setup_code = panel.setup_code();
     let router = panel.router();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
