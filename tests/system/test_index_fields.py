@@ -214,6 +214,7 @@ def test_different_value_keeps_the_first_and_is_recorded(box, tmp_path):
     ], audits
     # the daemon's log never holds the names
     log = box.log_tail(100_000)
+    assert "field_conflicts" in log, "the conflict is logged (without its values)"
     assert "FIRSTNAME" not in log and "SECONDNAME" not in log
     assert study_uid in studies(box, "--date", "20180102")
     assert study_uid not in studies(box, "--date", "20180105")
