@@ -130,30 +130,30 @@ fn trim(s: &str) -> &str {
 
 /// Structural checks on a request: the things no honest peer sends. A request failing them is
 /// aborted (invalid PDU parameter), not negotiated.
-pub fn check_structure(rq: &AssociationRQ) -> Result<(), String> {
+pub fn check_structure(rq: &AssociationRQ) -> Result<(), MalformedRequest> {
     if rq.presentation_contexts.is_empty() {
-        return Err("no presentation context".into());
+        return Err(MalformedRequest("no presentation context".into()));
     }
     if rq.presentation_contexts.len() > 128 {
-        return Err(format!(
+        return Err(MalformedRequest(format!(
             "{} presentation contexts (at most 128 IDs exist)",
             rq.presentation_contexts.len()
-        ));
+        )));
     }
     let mut ids = std::collections::HashSet::new();
     for pc in &rq.presentation_contexts {
         if pc.id % 2 == 0 || !ids.insert(pc.id) {
-            return Err(format!(
+            return Err(MalformedRequest(format!(
                 "presentation context ID {} is even or repeated",
                 pc.id
-            ));
+            )));
         }
         if pc.transfer_syntaxes.is_empty() || pc.transfer_syntaxes.len() > 64 {
-            return Err(format!(
+            return Err(MalformedRequest(format!(
                 "presentation context {} has {} transfer syntaxes",
                 pc.id,
                 pc.transfer_syntaxes.len()
-            ));
+            )));
         }
     }
     let max_lengths = rq
@@ -162,7 +162,7 @@ pub fn check_structure(rq: &AssociationRQ) -> Result<(), String> {
         .filter(|u| matches!(u, UserVariableItem::MaxLength(_)))
         .count();
     if max_lengths > 1 {
-        return Err("more than one Maximum Length item".into());
+        return Err(MalformedRequest("more than one Maximum Length item".into()));
     }
     let identities = rq
         .user_variables
@@ -170,13 +170,20 @@ pub fn check_structure(rq: &AssociationRQ) -> Result<(), String> {
         .filter(|u| matches!(u, UserVariableItem::UserIdentityItem(_)))
         .count();
     if identities > 1 {
-        return Err("more than one User Identity item".into());
+        return Err(MalformedRequest("more than one User Identity item".into()));
     }
     if rq.calling_ae_title.len() > 16 || rq.called_ae_title.len() > 16 {
-        return Err("AE title longer than 16 characters".into());
+        return Err(MalformedRequest(
+            "AE title longer than 16 characters".into(),
+        ));
     }
     Ok(())
 }
+
+/// An association request no honest peer sends, and why in plain words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MalformedRequest(pub String);
 
 /// The syntax to accept for a storage context where the peer is the SCP (a C-GET requester):
 /// the peer's first choice among the ones the box can send, before the query says which objects

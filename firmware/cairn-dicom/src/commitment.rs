@@ -19,13 +19,13 @@
 //! [`RETRY`] until one day after the deadline, then the request is marked undeliverable.
 
 use crate::acceptor::printable;
-use crate::dimse::{status, Command, CommandBuilder, NO_DATASET};
+use crate::dimse::{status, Command, CommandBuilder, Refusal, NO_DATASET};
 use crate::pdu::{self, types, PduReader};
 use crate::service::{Association, Ending};
 use cairn_config::Config;
 use cairn_core::check_uid;
 use cairn_store::commitment::{self as sc, CommitItem, ItemState, PendingRequest};
-use cairn_store::{DataDir, Store};
+use cairn_store::{DataDir, Store, StoreError};
 use dicom_core::value::Value;
 use dicom_core::{DataElement, Length, PrimitiveValue, Tag, VR};
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
@@ -163,9 +163,9 @@ struct Report {
 }
 
 /// Decides a request now; `None` while some instance is pending before the deadline.
-fn decide(data: &DataDir, req: &PendingRequest, now: i64) -> Result<Option<Report>, String> {
-    let items = sc::request_items(data, req.id).map_err(|e| e.to_string())?;
-    let states = sc::evaluate(data, &items).map_err(|e| e.to_string())?;
+fn decide(data: &DataDir, req: &PendingRequest, now: i64) -> Result<Option<Report>, StoreError> {
+    let items = sc::request_items(data, req.id)?;
+    let states = sc::evaluate(data, &items)?;
     let expired = now >= req.deadline_unix;
     let mut report = Report {
         event_type: 1,
@@ -198,39 +198,32 @@ fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
         .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
 }
 
-fn uid(raw: &str, what: &str) -> Result<String, String> {
-    check_uid(raw)
-        .map(|(u, _)| u.to_string())
-        .map_err(|e| format!("{what} is not usable: {e}"))
+fn uid(raw: &str, what: &str) -> Result<String, Refusal> {
+    check_uid(raw).map(|(u, _)| u.to_string()).map_err(|e| {
+        Refusal::new(
+            nstatus::PROCESSING_FAILURE,
+            format!("{what} is not usable: {e}"),
+        )
+    })
 }
 
 /// Parses the N-ACTION-RQ data set: Transaction UID and the referenced instances.
-fn parse_action(bytes: &[u8], ts_uid: &str) -> Result<(String, Vec<CommitItem>), (u16, String)> {
-    let ts = ts_of(ts_uid).ok_or((
-        nstatus::PROCESSING_FAILURE,
-        format!("transfer syntax {ts_uid} cannot be decoded"),
-    ))?;
+fn parse_action(bytes: &[u8], ts_uid: &str) -> Result<(String, Vec<CommitItem>), Refusal> {
+    let failure = |why: String| Refusal::new(nstatus::PROCESSING_FAILURE, why);
+    let undecodable = || failure(format!("transfer syntax {ts_uid} cannot be decoded"));
+    let ts = ts_of(ts_uid).ok_or_else(undecodable)?;
     // Check the structure first with the node's own walker: a bogus length must fail fast
     // here, not make the decoder below allocate or read for it.
-    let enc = crate::syntax::encoding(ts_uid.trim_end_matches(['\0', ' '])).ok_or((
-        nstatus::PROCESSING_FAILURE,
-        format!("transfer syntax {ts_uid} cannot be decoded"),
-    ))?;
-    crate::dataset::walk_bytes(bytes, enc, MAX_REQUEST as u64 * 4, &|_| false).map_err(|e| {
-        (
-            nstatus::PROCESSING_FAILURE,
-            format!("data set does not parse: {e}"),
-        )
-    })?;
-    let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| {
-        (
-            nstatus::PROCESSING_FAILURE,
-            format!("data set does not parse: {e}"),
-        )
-    })?;
-    let missing = |what: &str| (nstatus::MISSING_ATTRIBUTE, format!("{what} is missing"));
+    let enc =
+        crate::syntax::encoding(ts_uid.trim_end_matches(['\0', ' '])).ok_or_else(undecodable)?;
+    crate::dataset::walk_bytes(bytes, enc, MAX_REQUEST as u64 * 4, &|_| false)
+        .map_err(|e| failure(format!("data set does not parse: {e}")))?;
+    let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
+        .map_err(|e| failure(format!("data set does not parse: {e}")))?;
+    let missing =
+        |what: &str| Refusal::new(nstatus::MISSING_ATTRIBUTE, format!("{what} is missing"));
     let txn = text(&obj, Tag(0x0008, 0x1195)).ok_or_else(|| missing("Transaction UID"))?;
-    let txn = uid(&txn, "Transaction UID").map_err(|m| (nstatus::PROCESSING_FAILURE, m))?;
+    let txn = uid(&txn, "Transaction UID")?;
     let seq = obj
         .element_opt(Tag(0x0008, 0x1199))
         .ok()
@@ -241,13 +234,10 @@ fn parse_action(bytes: &[u8], ts_uid: &str) -> Result<(String, Vec<CommitItem>),
         return Err(missing("Referenced SOP Sequence item"));
     }
     if seq.len() > MAX_ITEMS {
-        return Err((
-            nstatus::PROCESSING_FAILURE,
-            format!(
-                "{} instances in one request (at most {MAX_ITEMS})",
-                seq.len()
-            ),
-        ));
+        return Err(failure(format!(
+            "{} instances in one request (at most {MAX_ITEMS})",
+            seq.len()
+        )));
     }
     let mut items = Vec::with_capacity(seq.len());
     for item in seq {
@@ -256,10 +246,8 @@ fn parse_action(bytes: &[u8], ts_uid: &str) -> Result<(String, Vec<CommitItem>),
         let inst = text(item, Tag(0x0008, 0x1155))
             .ok_or_else(|| missing("Referenced SOP Instance UID"))?;
         items.push(CommitItem {
-            sop_class_uid: uid(&class, "Referenced SOP Class UID")
-                .map_err(|m| (nstatus::PROCESSING_FAILURE, m))?,
-            sop_instance_uid: uid(&inst, "Referenced SOP Instance UID")
-                .map_err(|m| (nstatus::PROCESSING_FAILURE, m))?,
+            sop_class_uid: uid(&class, "Referenced SOP Class UID")?,
+            sop_instance_uid: uid(&inst, "Referenced SOP Instance UID")?,
         });
     }
     Ok((txn, items))
@@ -288,8 +276,8 @@ fn ref_item(it: &CommitItem, reason: Option<u16>) -> InMemDicomObject {
 }
 
 /// Encodes the N-EVENT-REPORT data set.
-fn encode_report(txn: &str, report: &Report, ts_uid: &str) -> Result<Vec<u8>, String> {
-    let ts = ts_of(ts_uid).ok_or_else(|| format!("transfer syntax {ts_uid} unknown"))?;
+fn encode_report(txn: &str, report: &Report, ts_uid: &str) -> Result<Vec<u8>, ReportError> {
+    let ts = ts_of(ts_uid).ok_or_else(|| ReportError::UnknownSyntax(ts_uid.to_string()))?;
     let mut ds = InMemDicomObject::new_empty();
     ds.put(DataElement::new(
         Tag(0x0008, 0x1195),
@@ -318,8 +306,19 @@ fn encode_report(txn: &str, report: &Report, ts_uid: &str) -> Result<Vec<u8>, St
     }
     let mut out = Vec::new();
     ds.write_dataset_with_ts(&mut out, ts)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ReportError::Encode(e.to_string()))?;
     Ok(out)
+}
+
+/// Why a report's data set could not be encoded.
+#[derive(Debug, thiserror::Error)]
+enum ReportError {
+    /// The context's transfer syntax is not one the encoder knows.
+    #[error("transfer syntax {0} unknown")]
+    UnknownSyntax(String),
+    /// The encoder failed.
+    #[error("{0}")]
+    Encode(String),
 }
 
 fn event_report_rq(message_id: u16, event_type: u16) -> Vec<u8> {
@@ -368,26 +367,30 @@ impl Association<'_> {
             .find(|c| c.id == context_id)
             .map(|c| c.transfer_syntax.clone())
             .unwrap_or_default();
-        let refuse = |code: u16, why: String| Err::<(String, Vec<CommitItem>), _>((code, why));
+        let refuse =
+            |code: u16, why: &str| Err::<(String, Vec<CommitItem>), _>(Refusal::new(code, why));
         let parsed = if crate::dimse::trim(&class) != STORAGE_COMMITMENT_PUSH {
             refuse(
                 nstatus::NO_SUCH_SOP_CLASS,
-                "not the storage commitment class".into(),
+                "not the storage commitment class",
             )
         } else if crate::dimse::trim(&instance) != STORAGE_COMMITMENT_INSTANCE {
             refuse(
                 nstatus::INVALID_SOP_INSTANCE,
-                "Requested SOP Instance UID must be 1.2.840.10008.1.20.1.1".into(),
+                "Requested SOP Instance UID must be 1.2.840.10008.1.20.1.1",
             )
         } else if action != Some(1) {
-            refuse(nstatus::NO_SUCH_ACTION, "action type must be 1".into())
+            refuse(nstatus::NO_SUCH_ACTION, "action type must be 1")
         } else {
             parse_action(bytes, &ts)
         };
         let calling = self.neg.calling_ae.clone();
         let (txn, items) = match parsed {
             Ok(p) => p,
-            Err((code, why)) => {
+            Err(Refusal {
+                status: code,
+                comment: why,
+            }) => {
                 tracing::warn!(status = format!("0x{code:04X}"), %why, "storage commitment refused");
                 self.store.audit_later(cairn_audit::AuditEvent {
                     actor: format!("ae:{}", printable(&calling)),
@@ -465,7 +468,7 @@ impl Association<'_> {
                 self.commit.hub.forget(id);
                 return Ok(());
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         };
         let (req, report) = match decided {
             Ok(Some(x)) => x,
@@ -763,7 +766,7 @@ fn send_on_new_association(
             _ => None,
         })
         .unwrap_or(16384);
-    let body = encode_report(txn, report, &ts)?;
+    let body = encode_report(txn, report, &ts).map_err(|e| e.to_string())?;
     pdu::send_message(
         &mut sock,
         peer_max,
@@ -870,7 +873,7 @@ mod tests {
             crate::syntax::IMPLICIT_LE,
         )
         .unwrap_err();
-        assert_eq!(e.0, nstatus::MISSING_ATTRIBUTE);
+        assert_eq!(e.status, nstatus::MISSING_ATTRIBUTE);
         assert!(parse_action(b"\x08\x00garbage", crate::syntax::IMPLICIT_LE).is_err());
     }
 

@@ -38,6 +38,52 @@ pub mod status {
     pub const CANNOT_UNDERSTAND: u16 = 0xC000;
 }
 
+/// A DIMSE request refused: the status its response carries and the Error Comment (0000,0902)
+/// that says why in plain words.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("status 0x{status:04X}: {comment}")]
+pub struct Refusal {
+    /// The response status.
+    pub status: u16,
+    /// Why, for the Error Comment, the log and the audit row.
+    pub comment: String,
+}
+
+impl Refusal {
+    /// A refusal with any status.
+    pub fn new(status: u16, comment: impl Into<String>) -> Self {
+        Self {
+            status,
+            comment: comment.into(),
+        }
+    }
+
+    /// Error: cannot understand (0xC000), the request or its data set does not parse.
+    pub fn cannot_understand(comment: impl Into<String>) -> Self {
+        Self::new(status::CANNOT_UNDERSTAND, comment)
+    }
+
+    /// Refused: out of resources (0xA700).
+    pub fn out_of_resources(comment: impl Into<String>) -> Self {
+        Self::new(status::OUT_OF_RESOURCES, comment)
+    }
+
+    /// Out of resources because the archive's disk cannot be written (full or failing).
+    pub fn disk_unwritable() -> Self {
+        Self::out_of_resources("the archive cannot write to its disk (full or failing)")
+    }
+
+    /// Out of resources because the archive's disk cannot be read.
+    pub fn disk_unreadable() -> Self {
+        Self::out_of_resources("the archive cannot read its disk")
+    }
+
+    /// Error: the data set or identifier does not match the SOP class (0xA900).
+    pub fn mismatch(comment: impl Into<String>) -> Self {
+        Self::new(status::DATASET_MISMATCH, comment)
+    }
+}
+
 /// "No data set" value of Command Data Set Type.
 pub const NO_DATASET: u16 = 0x0101;
 

@@ -6,7 +6,7 @@
 
 use crate::acceptor::printable;
 use crate::damage::{Damage, DamagedObject};
-use crate::dimse::{self, command, status, Command, CommandBuilder, NO_DATASET};
+use crate::dimse::{self, command, status, Command, CommandBuilder, Refusal, NO_DATASET};
 use crate::outgoing::{self, Broken, Outgoing, Problem, Sent};
 use crate::pdu::{self, types, PduError, PduReader};
 use crate::service::Association;
@@ -62,18 +62,21 @@ fn tag_u32(t: Tag) -> u32 {
     ((t.0 as u32) << 16) | t.1 as u32
 }
 
-fn decode_identifier(bytes: &[u8], ts_uid: &str) -> Result<Identifier, String> {
-    let ts = TransferSyntaxRegistry
-        .get(ts_uid)
-        .ok_or_else(|| format!("transfer syntax {ts_uid} cannot be decoded"))?;
+/// Decodes a C-FIND/C-GET/C-MOVE identifier; a refusal is "cannot understand".
+fn decode_identifier(bytes: &[u8], ts_uid: &str) -> Result<Identifier, Refusal> {
+    let undecodable =
+        || Refusal::cannot_understand(format!("transfer syntax {ts_uid} cannot be decoded"));
+    let unparsable = |e: &dyn std::fmt::Display| {
+        Refusal::cannot_understand(format!("identifier does not parse: {e}"))
+    };
+    let ts = TransferSyntaxRegistry.get(ts_uid).ok_or_else(undecodable)?;
     // The node's own walker checks every length first: a bogus length must fail here at once,
     // not make the decoder below allocate or wait for it.
-    let enc = crate::syntax::encoding(ts_uid.trim_end_matches(['\0', ' ']))
-        .ok_or_else(|| format!("transfer syntax {ts_uid} cannot be decoded"))?;
+    let enc =
+        crate::syntax::encoding(ts_uid.trim_end_matches(['\0', ' '])).ok_or_else(undecodable)?;
     crate::dataset::walk_bytes(bytes, enc, bytes.len() as u64 * 4 + 1024, &|_| false)
-        .map_err(|e| format!("identifier does not parse: {e}"))?;
-    let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
-        .map_err(|e| format!("identifier does not parse: {e}"))?;
+        .map_err(|e| unparsable(&e))?;
+    let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| unparsable(&e))?;
     let mut id = Identifier {
         level: None,
         charset: String::new(),
@@ -167,7 +170,7 @@ impl Association<'_> {
         }
         let id = match decode_identifier(identifier, &ctx.transfer_syntax) {
             Ok(i) => i,
-            Err(e) => return self.final_rsp(context_id, cmd, status::CANNOT_UNDERSTAND, &e, None),
+            Err(refusal) => return self.refuse(context_id, cmd, refusal),
         };
         let Some(level) = id.level else {
             return self.final_rsp(
@@ -205,6 +208,16 @@ impl Association<'_> {
             QrService::Get => self.c_get(context_id, cmd, &query, &keys_text),
             QrService::Move => self.c_move(context_id, cmd, &query, &keys_text),
         }
+    }
+
+    /// The final response of a request refused before it ran.
+    fn refuse(
+        &mut self,
+        context_id: u8,
+        cmd: &Command,
+        refusal: Refusal,
+    ) -> Result<(), crate::service::Ending> {
+        self.final_rsp(context_id, cmd, refusal.status, &refusal.comment, None)
     }
 
     fn final_rsp(
@@ -437,22 +450,19 @@ impl Association<'_> {
         });
     }
 
-    fn resolve(&mut self, query: &Query) -> Result<Vec<InstanceRef>, (u16, String)> {
+    fn resolve(&mut self, query: &Query) -> Result<Vec<InstanceRef>, Refusal> {
         let conn = find::query_connection(self.store.data_dir())
-            .map_err(|_| (status::OUT_OF_RESOURCES, "index unavailable".to_string()))?;
+            .map_err(|_| Refusal::out_of_resources("index unavailable"))?;
         match find::resolve(&conn, query) {
-            Ok(Ok(list)) if list.len() > query.limit => Err((
-                status::OUT_OF_RESOURCES,
-                format!(
-                    "more than {} instances: retrieve in smaller parts",
-                    query.limit
-                ),
-            )),
+            Ok(Ok(list)) if list.len() > query.limit => Err(Refusal::out_of_resources(format!(
+                "more than {} instances: retrieve in smaller parts",
+                query.limit
+            ))),
             Ok(Ok(list)) => Ok(list),
-            Ok(Err(e)) => Err((IDENTIFIER_MISMATCH, format!("{e:?}"))),
+            Ok(Err(e)) => Err(Refusal::new(IDENTIFIER_MISMATCH, format!("{e:?}"))),
             Err(e) => {
                 tracing::error!(error = %e, "retrieve query failed");
-                Err((status::OUT_OF_RESOURCES, "the query failed".into()))
+                Err(Refusal::out_of_resources("the query failed"))
             }
         }
     }
@@ -466,7 +476,7 @@ impl Association<'_> {
     ) -> Result<(), crate::service::Ending> {
         let list = match self.resolve(query) {
             Ok(l) => l,
-            Err((code, why)) => return self.final_rsp(context_id, cmd, code, &why, None),
+            Err(refusal) => return self.refuse(context_id, cmd, refusal),
         };
         let message_id = cmd.message_id();
         let total = list.len();
@@ -754,7 +764,7 @@ impl Association<'_> {
         };
         let list = match self.resolve(query) {
             Ok(l) => l,
-            Err((code, why)) => return self.final_rsp(context_id, cmd, code, &why, None),
+            Err(refusal) => return self.refuse(context_id, cmd, refusal),
         };
         let total = list.len();
         if total == 0 {
@@ -1195,7 +1205,7 @@ mod tests {
         let Err(err) = decode_identifier(&bytes, IMPLICIT_LE) else {
             panic!("a bogus length was accepted");
         };
-        assert!(err.contains("identifier does not parse"), "{err}");
+        assert!(err.comment.contains("identifier does not parse"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::acceptor::{AcceptedContext, Negotiated};
 use crate::dataset::{self, decode_text, DatasetError};
-use crate::dimse::{self, command, status, Command, CommandError, MAX_COMMAND_BYTES};
+use crate::dimse::{self, command, status, Command, CommandError, Refusal, MAX_COMMAND_BYTES};
 use crate::pdu::{self, types, PduError, PduReader};
 use crate::syntax::{self, Encoding};
 use cairn_audit::AuditEvent;
@@ -58,19 +58,22 @@ struct DataState {
 #[allow(clippy::large_enum_variant)] // one per association, never in a collection
 enum Sink {
     /// Receiving a C-STORE data set into the spool.
-    Spool {
-        spool: SpoolWriter,
-        header_len: u64,
-        context: AcceptedContext,
-        sop_class: String,
-        sop_instance: String,
-    },
-    /// Reading and dropping the data set; answer with this status at the end.
-    Discard { status: u16, comment: String },
+    Spool(Receiving),
+    /// Reading and dropping the data set; answer with this refusal at the end.
+    Discard(Refusal),
     /// A query/retrieve identifier, kept in memory (bounded by `qr::MAX_IDENTIFIER`).
     Identifier(Vec<u8>),
     /// A storage commitment N-ACTION data set (bounded by `commitment::MAX_REQUEST`).
     Commitment(Vec<u8>),
+}
+
+/// A C-STORE data set on its way into the spool.
+struct Receiving {
+    spool: SpoolWriter,
+    header_len: u64,
+    context: AcceptedContext,
+    sop_class: String,
+    sop_instance: String,
 }
 
 /// How the association ended.
@@ -159,7 +162,7 @@ impl Association<'_> {
                     rate.received(buf.len());
                 }
                 if let Err(why) = rate.check() {
-                    return self.abort(abort_reason::NOT_SPECIFIED, why);
+                    return self.abort(abort_reason::NOT_SPECIFIED, why.to_string());
                 }
             }
             if matches!(read, Err(PduError::Timeout))
@@ -284,14 +287,10 @@ impl Association<'_> {
                     }
                     buf.extend_from_slice(pdv.data);
                 }
-                if let Sink::Spool { spool, .. } = &mut d.sink {
-                    if let Err(e) = spool.write(pdv.data) {
+                if let Sink::Spool(receiving) = &mut d.sink {
+                    if let Err(e) = receiving.spool.write(pdv.data) {
                         tracing::error!(error = %e, "cannot write to the spool");
-                        d.sink = Sink::Discard {
-                            status: status::OUT_OF_RESOURCES,
-                            comment: "the archive cannot write to its disk (full or failing)"
-                                .into(),
-                        };
+                        d.sink = Sink::Discard(Refusal::disk_unwritable());
                     }
                 }
                 if pdv.is_last {
@@ -379,7 +378,10 @@ impl Association<'_> {
                     self.respond(context_id, rsp)?;
                     return Ok(State::Idle);
                 }
-                let sink = self.begin_store(context_id, &cmd);
+                let sink = match self.begin_store(context_id, &cmd) {
+                    Ok(receiving) => Sink::Spool(receiving),
+                    Err(refusal) => Sink::Discard(refusal),
+                };
                 Ok(State::Data(Box::new(DataState {
                     context_id,
                     command: cmd,
@@ -426,31 +428,23 @@ impl Association<'_> {
         State::Data(Box::new(DataState {
             context_id,
             command: cmd,
-            sink: Sink::Discard {
-                status,
-                comment: comment.into(),
-            },
+            sink: Sink::Discard(Refusal::new(status, comment)),
             received: 0,
         }))
     }
 
-    fn begin_store(&mut self, context_id: u8, cmd: &Command) -> Sink {
-        let discard = |status, comment: String| Sink::Discard { status, comment };
+    fn begin_store(&mut self, context_id: u8, cmd: &Command) -> Result<Receiving, Refusal> {
         let Some(context) = self.context(context_id).cloned() else {
-            return discard(
-                status::CANNOT_UNDERSTAND,
-                "unknown presentation context".into(),
-            );
+            return Err(Refusal::cannot_understand("unknown presentation context"));
         };
         let class_raw = cmd.affected_sop_class().unwrap_or_default();
         let inst_raw = cmd.affected_sop_instance().unwrap_or_default();
         let sop_class = match check_uid(&class_raw) {
             Ok((u, _)) => u.to_string(),
             Err(e) => {
-                return discard(
-                    status::CANNOT_UNDERSTAND,
-                    format!("Affected SOP Class UID is not usable: {e}"),
-                )
+                return Err(Refusal::cannot_understand(format!(
+                    "Affected SOP Class UID is not usable: {e}"
+                )))
             }
         };
         let sop_instance = match check_uid(&inst_raw) {
@@ -461,48 +455,44 @@ impl Association<'_> {
                 u.to_string()
             }
             Err(e) => {
-                return discard(
-                    status::CANNOT_UNDERSTAND,
-                    format!("Affected SOP Instance UID is not usable: {e}"),
-                )
+                return Err(Refusal::cannot_understand(format!(
+                    "Affected SOP Instance UID is not usable: {e}"
+                )))
             }
         };
         if !syntax::is_storage_class(&context.abstract_syntax)
             || sop_class != context.abstract_syntax
         {
-            return discard(
+            return Err(Refusal::new(
                 status::SOP_CLASS_NOT_SUPPORTED,
-                "SOP class differs from the presentation context's".into(),
-            );
+                "SOP class differs from the presentation context's",
+            ));
         }
         if !self.neg.rights.store {
-            return discard(status::NOT_AUTHORIZED, "this AE may not store here".into());
+            return Err(Refusal::new(
+                status::NOT_AUTHORIZED,
+                "this AE may not store here",
+            ));
         }
         let mut spool = match self.store.spool() {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot create a spool file");
-                return discard(
-                    status::OUT_OF_RESOURCES,
-                    "the archive cannot write to its disk (full or failing)".into(),
-                );
+                return Err(Refusal::disk_unwritable());
             }
         };
         let header = part10_header(&sop_class, &sop_instance, &context.transfer_syntax);
         if let Err(e) = spool.write(&header) {
             tracing::error!(error = %e, "cannot write to the spool");
-            return discard(
-                status::OUT_OF_RESOURCES,
-                "the archive cannot write to its disk (full or failing)".into(),
-            );
+            return Err(Refusal::disk_unwritable());
         }
-        Sink::Spool {
+        Ok(Receiving {
             spool,
             header_len: header.len() as u64,
             context,
             sop_class,
             sop_instance,
-        }
+        })
     }
 
     fn finish_data(&mut self, d: DataState) -> Result<(), Ending> {
@@ -515,20 +505,15 @@ impl Association<'_> {
         let (code, comment, object) = match sink {
             Sink::Identifier(bytes) => return self.query_retrieve(context_id, &command, &bytes),
             Sink::Commitment(bytes) => return self.commitment_action(context_id, &command, &bytes),
-            Sink::Discard { status, comment } => (status, Some(comment), None),
-            Sink::Spool {
-                spool,
-                header_len,
-                context,
-                sop_class,
-                sop_instance,
-            } => {
-                match self.complete_store(spool, header_len, &context, &sop_class, &sop_instance) {
+            Sink::Discard(refusal) => (refusal.status, Some(refusal.comment), None),
+            Sink::Spool(receiving) => {
+                let sop_instance = receiving.sop_instance.clone();
+                match self.complete_store(receiving) {
                     Ok(outcome) => {
                         tracing::debug!(?outcome, "stored");
                         (status::SUCCESS, None, Some(sop_instance))
                     }
-                    Err((code, comment)) => (code, Some(comment), Some(sop_instance)),
+                    Err(refusal) => (refusal.status, Some(refusal.comment), Some(sop_instance)),
                 }
             }
         };
@@ -550,29 +535,23 @@ impl Association<'_> {
         self.respond(context_id, rsp)
     }
 
-    fn complete_store(
-        &mut self,
-        spool: SpoolWriter,
-        header_len: u64,
-        context: &AcceptedContext,
-        sop_class: &str,
-        sop_instance: &str,
-    ) -> Result<StoreOutcome, (u16, String)> {
+    fn complete_store(&mut self, receiving: Receiving) -> Result<StoreOutcome, Refusal> {
+        let Receiving {
+            spool,
+            header_len,
+            context,
+            sop_class,
+            sop_instance,
+        } = receiving;
         let enc = syntax::encoding(&context.transfer_syntax).unwrap_or(Encoding::ExplicitLe);
         // Everything received reaches the spool file here; it is then read back to validate.
         let finished = spool.finish().map_err(|e| {
             tracing::error!(error = %e, "cannot write the spool file");
-            (
-                status::OUT_OF_RESOURCES,
-                "the archive cannot write to its disk (full or failing)".to_string(),
-            )
+            Refusal::disk_unwritable()
         })?;
         let file = std::fs::File::open(finished.path()).map_err(|e| {
             tracing::error!(error = %e, "cannot reopen the spool file");
-            (
-                status::OUT_OF_RESOURCES,
-                "the archive cannot read its disk".to_string(),
-            )
+            Refusal::disk_unreadable()
         })?;
         let walked = dataset::walk_file(
             file,
@@ -582,14 +561,10 @@ impl Association<'_> {
             &is_wanted,
         )
         .map_err(|e| match e {
-            DatasetError::Io(ref io) if io.kind() != std::io::ErrorKind::InvalidData => (
-                status::OUT_OF_RESOURCES,
-                "the archive cannot read its disk".to_string(),
-            ),
-            other => (
-                status::CANNOT_UNDERSTAND,
-                format!("data set does not parse: {other}"),
-            ),
+            DatasetError::Io(ref io) if io.kind() != std::io::ErrorKind::InvalidData => {
+                Refusal::disk_unreadable()
+            }
+            other => Refusal::cannot_understand(format!("data set does not parse: {other}")),
         })?;
         for w in walked.warnings.iter().take(4) {
             tracing::info!(warning = %w, "tolerated a minor violation in a received data set");
@@ -609,24 +584,19 @@ impl Association<'_> {
         let ds_class = v(0x0008_0016);
         let ds_instance = v(0x0008_0018);
         if ds_class.is_empty() || ds_instance.is_empty() {
-            return Err((
-                status::CANNOT_UNDERSTAND,
-                "data set lacks its SOP Class UID or SOP Instance UID".into(),
+            return Err(Refusal::cannot_understand(
+                "data set lacks its SOP Class UID or SOP Instance UID",
             ));
         }
         if ds_class != sop_class || ds_instance != sop_instance {
-            return Err((
-                status::DATASET_MISMATCH,
-                "SOP Class/Instance UID in the data set differ from the command".into(),
+            return Err(Refusal::mismatch(
+                "SOP Class/Instance UID in the data set differ from the command",
             ));
         }
-        let uid = |tag: u32, name: &str| -> Result<String, (u16, String)> {
+        let uid = |tag: u32, name: &str| -> Result<String, Refusal> {
             let raw = v(tag);
             check_uid(&raw).map(|(u, _)| u.to_string()).map_err(|e| {
-                (
-                    status::CANNOT_UNDERSTAND,
-                    format!("{name} is missing or unusable: {e}"),
-                )
+                Refusal::cannot_understand(format!("{name} is missing or unusable: {e}"))
             })
         };
         let study_uid = uid(0x0020_000D, "Study Instance UID")?;
@@ -672,7 +642,7 @@ impl Association<'_> {
                     ErrorKind::ShuttingDown => "the archive is shutting down; send again later",
                     _ => "the archive cannot write to its disk (full or failing)",
                 };
-                (status::OUT_OF_RESOURCES, why.to_string())
+                Refusal::out_of_resources(why)
             })
     }
 }
@@ -720,7 +690,7 @@ impl RateWindow {
     }
 
     /// At the end of a window: too slow is an error; else the next window starts.
-    fn check(&mut self) -> Result<(), String> {
+    fn check(&mut self) -> Result<(), TooSlow> {
         let Some((start, bytes)) = self.current else {
             return Ok(());
         };
@@ -729,14 +699,22 @@ impl RateWindow {
         }
         let wanted = self.min_per_sec.saturating_mul(self.length.as_secs());
         if bytes < wanted {
-            return Err(format!(
-                "message arrives slower than min_transfer_bytes_per_sec ({bytes} bytes in {} s)",
-                self.length.as_secs()
-            ));
+            return Err(TooSlow {
+                bytes,
+                secs: self.length.as_secs(),
+            });
         }
         self.current = Some((std::time::Instant::now(), 0));
         Ok(())
     }
+}
+
+/// A message that arrived slower than `min_transfer_bytes_per_sec` over one window.
+#[derive(Debug, thiserror::Error)]
+#[error("message arrives slower than min_transfer_bytes_per_sec ({bytes} bytes in {secs} s)")]
+struct TooSlow {
+    bytes: u64,
+    secs: u64,
 }
 
 /// Top-level attributes the index needs.
@@ -871,7 +849,7 @@ mod tests {
         rate.current = rate
             .current
             .map(|(t, n)| (t - std::time::Duration::from_secs(2), n));
-        let e = rate.check().unwrap_err();
+        let e = rate.check().unwrap_err().to_string();
         assert!(e.contains("10 bytes in 1 s"), "{e}");
         // enough bytes: the next window starts
         rate.stop();
