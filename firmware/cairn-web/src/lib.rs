@@ -181,6 +181,8 @@ pub(crate) struct Inner {
     pub(crate) restart_hook: Mutex<Option<RestartHook>>,
     /// A saved setting waits for a restart.
     pub(crate) restart_pending: std::sync::atomic::AtomicBool,
+    /// The Archive page's eject or load that outlasted its answer (see `pages`).
+    pub(crate) archive_job: Mutex<pages::ArchiveJob>,
 }
 
 /// What restarts the box (see [`Panel::set_restart_hook`]).
@@ -217,6 +219,7 @@ impl Panel {
             setup_code: Mutex::new(code),
             restart_hook: Mutex::new(None),
             restart_pending: std::sync::atomic::AtomicBool::new(false),
+            archive_job: Mutex::new(pages::ArchiveJob::None),
         })))
     }
 

@@ -734,6 +734,25 @@ fn archive_body(c: &Ctx, a: &Value, message: Option<&str>, tz: &jiff::tz::TimeZo
 
 async fn archive_view(panel: &Panel, c: &Ctx, message: Option<&str>) -> Response {
     let p = panel.clone();
+    // An eject or load still running shows with a bar; one that ended shows its outcome once.
+    let job = match panel.0.archive_job.lock() {
+        Ok(mut g) => match &*g {
+            ArchiveJob::Running(w) => Some((None, w.clone())),
+            ArchiveJob::Done(..) => match std::mem::take(&mut *g) {
+                ArchiveJob::Done(ok, m) => Some((Some(ok), m)),
+                _ => None,
+            },
+            ArchiveJob::None => None,
+        },
+        Err(_) => None,
+    };
+    let (running, ended) = match &job {
+        Some((None, w)) => (Some(w.as_str()), None),
+        Some((Some(ok), m)) => (None, Some((*ok, m.as_str()))),
+        None => (None, None),
+    };
+    let message = message.or(ended.filter(|e| e.0).map(|e| e.1));
+    let failed = ended.filter(|e| !e.0).map(|e| e.1);
     match blocking(move || archive_json(&p)).await {
         Ok(a) => {
             // While a drive writes or checks, the page follows it; while images wait, it
@@ -745,14 +764,26 @@ async fn archive_view(panel: &Panel, c: &Ctx, message: Option<&str>) -> Response
             let waiting = targets
                 .iter()
                 .any(|t| t["queue"]["instances"].as_i64().unwrap_or(0) > 0);
-            let refresh = match (message, busy, waiting) {
+            let busy = busy || running.is_some();
+            let refresh = match (message.or(failed), busy, waiting) {
                 (Some(_), _, _) => None,
                 (None, true, _) => Some("3"),
                 (None, false, true) => Some("15"),
                 _ => None,
             };
             let tz = box_time_zone(panel).await;
-            page_every(c, "Archive", refresh, archive_body(c, &a, message, &tz))
+            let body = html! {
+                @if let Some(e) = failed { p.error id="archive-error" { (e) } }
+                @if let Some(w) = running {
+                    div.work id="archive-job" {
+                        p { strong { (w) } }
+                        progress aria-label="the archive at work" {}
+                        p.small { "This page follows it by itself and says when it is done." }
+                    }
+                }
+                (archive_body(c, &a, message, &tz))
+            };
+            page_every(c, "Archive", refresh, body)
         }
         Err(e) => fail(c, e),
     }
@@ -774,22 +805,84 @@ struct ArchiveForm {
     location: String,
 }
 
+/// An eject or load the Archive page started: while it runs the page shows it with a bar and
+/// follows it; its outcome is shown once on the next view.
+#[derive(Debug, Default)]
+pub(crate) enum ArchiveJob {
+    /// Nothing outlasted its answer.
+    #[default]
+    None,
+    /// Running: what, in words.
+    Running(String),
+    /// Ended: the message, and whether it was done.
+    Done(bool, String),
+}
+
+/// How long the Archive page waits for an eject or load before it answers "started" (an
+/// eject first writes and checks what waits: minutes on a real drive).
+const ARCHIVE_FORM_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn set_job(panel: &Panel, job: ArchiveJob) {
+    if let Ok(mut g) = panel.0.archive_job.lock() {
+        *g = job;
+    }
+}
+
 async fn archive_post(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
     Form(f): Form<ArchiveForm>,
 ) -> Response {
+    let target = Some(f.target.clone()).filter(|t| !t.is_empty());
     let r = match f.action.as_str() {
-        "eject" => {
-            archive_eject(
-                &panel,
-                &caller,
-                Some(f.target).filter(|t| !t.is_empty()),
-                Some(f.location).filter(|l| !l.is_empty()),
-            )
-            .await
+        action @ ("eject" | "load") => {
+            let busy = matches!(
+                panel.0.archive_job.lock().as_deref(),
+                Ok(ArchiveJob::Running(_))
+            );
+            if busy {
+                Err(WebError::Conflict(
+                    "the archive is still busy with the last eject or load".into(),
+                ))
+            } else {
+                let what = if action == "eject" {
+                    "Ejecting: the box copies what waits, checks it, then unloads the medium."
+                } else {
+                    "Taking the medium in the drive into use."
+                };
+                set_job(&panel, ArchiveJob::Running(what.into()));
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let (p, who) = (panel.clone(), caller.clone());
+                let location = Some(f.location.clone()).filter(|l| !l.is_empty());
+                let eject = action == "eject";
+                tokio::spawn(async move {
+                    let r = if eject {
+                        archive_eject(&p, &who, target, location).await
+                    } else {
+                        archive_load(&p, &who, target).await
+                    };
+                    match tx.send(r) {
+                        Ok(()) => set_job(&p, ArchiveJob::None),
+                        // The page answered "started": the next view shows the outcome.
+                        Err(r) => set_job(
+                            &p,
+                            match r {
+                                Ok(m) => ArchiveJob::Done(true, m),
+                                Err(e) => ArchiveJob::Done(false, e.public_message()),
+                            },
+                        ),
+                    }
+                });
+                match tokio::time::timeout(ARCHIVE_FORM_WAIT, rx).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(_)) => Err(WebError::Internal("archive task ended".into())),
+                    Err(_) => {
+                        let c = ctx(&panel, &caller, "/archive").await;
+                        return archive_view(&panel, &c, None).await;
+                    }
+                }
+            }
         }
-        "load" => archive_load(&panel, &caller, Some(f.target).filter(|t| !t.is_empty())).await,
         "location" => archive_location(&panel, &caller, &f.volume, &f.location).await,
         _ => Err(WebError::BadRequest("unknown archive action".into())),
     };

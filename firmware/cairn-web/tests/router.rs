@@ -1044,6 +1044,62 @@ async fn archive_page_speaks_plainly_and_shows_work_in_progress() {
     let r = b.send(get()).await;
     assert!(!r.body.contains("archive-work-tape"), "{}", r.body);
     assert!(!r.body.contains("content=\"3\""), "{}", r.body);
+
+    // An eject that takes longer than the page waits: the page answers at once with a bar
+    // and follows it; once the archive thread answers, the next view says how it ended.
+    let started = std::time::Instant::now();
+    let r = b
+        .send(R {
+            method: "POST",
+            path: "/archive",
+            cookie: Some(&admin.0),
+            form: Some(format!(
+                "csrf={}&action=eject&target=tape&location=onsite_shelf",
+                admin.1
+            )),
+            origin: Some(ORIGIN),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(r.body.contains("id=\"archive-job\""), "{}", r.body);
+    assert!(r.body.contains("<progress"), "{}", r.body);
+    assert!(
+        r.body.contains("http-equiv=\"refresh\" content=\"3\""),
+        "{}",
+        r.body
+    );
+    assert!(b.send(get()).await.body.contains("id=\"archive-job\""));
+    // The archive thread's answer (as cairnd would write it).
+    let dir = b.data.root().join("requests/archive");
+    let req = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a pending eject request");
+    std::fs::write(
+        req.with_extension("done"),
+        json!({"ok": true, "message": "DEMO01 ejected; recorded as on the on-site shelf"})
+            .to_string(),
+    )
+    .unwrap();
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = b.send(get()).await.body;
+        if shown.contains("id=\"archive-message\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        shown.contains("DEMO01 ejected; recorded as on the on-site shelf"),
+        "{shown}"
+    );
+    assert!(!shown.contains("id=\"archive-job\""), "{shown}");
+    // Said once.
+    assert!(!b.send(get()).await.body.contains("archive-message"));
 }
 
 /// The Audit page: times in the box's time zone (a setting that applies at once), details in
