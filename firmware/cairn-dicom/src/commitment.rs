@@ -19,8 +19,9 @@
 //! [`RETRY`] until one day after the deadline, then the request is marked undeliverable.
 
 use crate::acceptor::printable;
+use crate::association_out::{OpenError, OutAssociation, ReadError, Request};
 use crate::dimse::{status, Command, CommandBuilder, Refusal, NO_DATASET};
-use crate::pdu::{self, types, PduReader};
+use crate::pdu::{self, PduError};
 use crate::service::{Association, Ending};
 use cairn_config::Config;
 use cairn_core::check_uid;
@@ -32,7 +33,6 @@ use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -630,10 +630,7 @@ pub(crate) fn run_worker(
 
 fn deliver_new(store: &Store, config: &Config, req: &PendingRequest, report: &Report, now: i64) {
     let outcome = match config.peer(&req.calling_ae) {
-        None => Err(format!(
-            "requester '{}' is not in dicom.peers: no address to report to",
-            printable(&req.calling_ae)
-        )),
+        None => Err(DeliveryError::UnknownRequester(printable(&req.calling_ae))),
         Some(peer) => send_on_new_association(
             &peer.host,
             peer.port,
@@ -664,6 +661,7 @@ fn deliver_new(store: &Store, config: &Config, req: &PendingRequest, report: &Re
         Err(why) => {
             let give_up = now > req.deadline_unix.saturating_add(86_400);
             tracing::warn!(request = req.id, %why, give_up, "storage commitment report not delivered");
+            let why = why.to_string();
             if let Err(e) =
                 sc::mark_attempt_failed(store, req.id, now + RETRY.as_secs() as i64, &why, give_up)
             {
@@ -671,6 +669,41 @@ fn deliver_new(store: &Store, config: &Config, req: &PendingRequest, report: &Re
             }
         }
     }
+}
+
+/// Why a report could not be delivered on a new association.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    /// The requester's AE title has no address (shown printable).
+    #[error("requester '{0}' is not in dicom.peers: no address to report to")]
+    UnknownRequester(String),
+    /// The association could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The requester accepted no storage commitment context.
+    #[error("the requester did not accept the storage commitment context")]
+    ContextRefused,
+    /// The requester refused the box's SCP role.
+    #[error("the requester refused the box as SCP of storage commitment")]
+    RoleRefused,
+    /// The report's data set could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] ReportError),
+    /// The N-EVENT-REPORT-RQ could not be sent.
+    #[error("cannot send N-EVENT-REPORT: {0}")]
+    Send(std::io::Error),
+    /// No N-EVENT-REPORT-RSP came.
+    #[error("no N-EVENT-REPORT-RSP: {0}")]
+    NoAnswer(PduError),
+    /// Another PDU came instead (its type).
+    #[error("unexpected PDU 0x{0:02x} instead of N-EVENT-REPORT-RSP")]
+    Unexpected(u8),
+    /// The answer did not decode.
+    #[error("{0}")]
+    Undecodable(ReadError),
+    /// The requester answered with a status other than success.
+    #[error("the requester answered the report with status 0x{0:04X}")]
+    Refused(u16),
 }
 
 /// Opens an association to the requester as SCP of the class (role selection), sends the
@@ -682,26 +715,16 @@ fn send_on_new_association(
     their_ae: &str,
     txn: &str,
     report: &Report,
-) -> Result<(), String> {
+) -> Result<(), DeliveryError> {
     use dicom_ul::pdu::{
-        AssociationRQ, Pdu, PresentationContextProposed, PresentationContextResultReason,
-        RequestorRoles, UserVariableItem,
+        PresentationContextProposed, PresentationContextResultReason, UserVariableItem,
     };
-    let addr: SocketAddr = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("cannot resolve {host}"))?;
-    let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let _ = sock.set_nodelay(true);
-    let _ = sock.set_write_timeout(Some(Duration::from_secs(30)));
-    let rq = AssociationRQ {
-        protocol_version: 1,
-        calling_ae_title: our_ae.into(),
-        called_ae_title: their_ae.into(),
-        application_context_name: crate::acceptor::APPLICATION_CONTEXT.into(),
-        presentation_contexts: vec![PresentationContextProposed {
+    let (mut out, ac) = OutAssociation::open(Request {
+        host,
+        port,
+        our_ae,
+        their_ae,
+        contexts: vec![PresentationContextProposed {
             id: 1,
             abstract_syntax: STORAGE_COMMITMENT_PUSH.into(),
             transfer_syntaxes: vec![
@@ -709,113 +732,56 @@ fn send_on_new_association(
                 crate::syntax::IMPLICIT_LE.into(),
             ],
         }],
-        user_variables: vec![
-            UserVariableItem::MaxLength(65536),
-            UserVariableItem::ImplementationClassUID(crate::IMPLEMENTATION_CLASS_UID.into()),
-            UserVariableItem::ImplementationVersionName(crate::IMPLEMENTATION_VERSION_NAME.into()),
-            UserVariableItem::ScuScpRoleSelectionSubItem(
-                STORAGE_COMMITMENT_PUSH.into(),
-                RequestorRoles {
-                    scu: false,
-                    scp: true,
-                },
-            ),
-        ],
-    };
-    pdu::send(&mut sock, &Pdu::AssociationRQ(rq)).map_err(|e| e.to_string())?;
-    let mut reader = PduReader::new(Duration::from_secs(30), Duration::from_secs(30));
-    let mut buf = Vec::new();
-    let t = reader
-        .read(
-            &mut sock,
-            |_| pdu::MAX_ASSOCIATE_RQ,
-            Some(Duration::from_secs(10)),
-            &mut buf,
-        )
-        .map_err(|e| format!("no answer to the association request: {e}"))?;
-    let ac = match pdu::decode(t, &buf).map_err(|e| e.to_string())? {
-        Pdu::AssociationAC(ac) => ac,
-        Pdu::AssociationRJ(rj) => return Err(format!("association rejected: {rj:?}")),
-        other => return Err(format!("unexpected answer {}", other.short_description())),
-    };
+        scp_role: Some(STORAGE_COMMITMENT_PUSH),
+        artim: Duration::from_secs(30),
+        idle: Duration::from_secs(30),
+    })?;
     let Some(ctx) = ac
         .presentation_contexts
         .iter()
         .find(|r| r.id == 1 && r.reason == PresentationContextResultReason::Acceptance)
     else {
-        pdu::send_abort(&mut sock, 0);
-        return Err("the requester did not accept the storage commitment context".into());
+        out.abort_as_provider(0);
+        return Err(DeliveryError::ContextRefused);
     };
     let role_refused = ac.user_variables.iter().any(|u| {
         matches!(u, UserVariableItem::ScuScpRoleSelectionSubItem(c, r)
             if c.trim_end_matches(['\0', ' ']) == STORAGE_COMMITMENT_PUSH && !r.scp)
     });
     if role_refused {
-        pdu::send_abort(&mut sock, 0);
-        return Err("the requester refused the box as SCP of storage commitment".into());
+        out.abort_as_provider(0);
+        return Err(DeliveryError::RoleRefused);
     }
     let ts = ctx
         .transfer_syntax
         .trim_end_matches(['\0', ' '])
         .to_string();
-    let peer_max = ac
-        .user_variables
-        .iter()
-        .find_map(|u| match u {
-            UserVariableItem::MaxLength(l) => Some(*l),
-            _ => None,
-        })
-        .unwrap_or(16384);
-    let body = encode_report(txn, report, &ts).map_err(|e| e.to_string())?;
+    let body = encode_report(txn, report, &ts)?;
     pdu::send_message(
-        &mut sock,
-        peer_max,
+        &mut out.sock,
+        out.peer_max_pdu,
         1,
         &event_report_rq(1, report.event_type),
         Some(&body),
     )
-    .map_err(|e| format!("cannot send N-EVENT-REPORT: {e}"))?;
+    .map_err(DeliveryError::Send)?;
     // Wait for N-EVENT-REPORT-RSP.
-    let mut cmd_buf = Vec::new();
-    let code = 'rsp: loop {
-        let t = reader
-            .read(
-                &mut sock,
-                |_| 1 << 20,
-                Some(Duration::from_secs(30)),
-                &mut buf,
-            )
-            .map_err(|e| format!("no N-EVENT-REPORT-RSP: {e}"))?;
-        if t != types::P_DATA {
-            return Err(format!(
-                "unexpected PDU 0x{t:02x} instead of N-EVENT-REPORT-RSP"
-            ));
-        }
-        for pdv in pdu::split_pdvs(&buf).map_err(|e| e.to_string())? {
-            if !pdv.is_command {
-                continue;
-            }
-            cmd_buf.extend_from_slice(pdv.data);
-            if pdv.is_last {
-                let c = Command::decode(&cmd_buf).map_err(|e| e.to_string())?;
-                cmd_buf.clear();
-                if c.field() == N_EVENT_REPORT_RSP && c.u16(0x0120) == Some(1) {
-                    break 'rsp c.u16(0x0900).unwrap_or(0xC000);
-                }
-            }
-        }
-    };
+    let code = out
+        .read_commands(1 << 20, Some(Duration::from_secs(30)), |c| {
+            (c.field() == N_EVENT_REPORT_RSP && c.u16(0x0120) == Some(1))
+                .then(|| c.u16(0x0900).unwrap_or(0xC000))
+        })
+        .map_err(|e| match e {
+            ReadError::Pdu(e) => DeliveryError::NoAnswer(e),
+            ReadError::NotData(t) => DeliveryError::Unexpected(t),
+            other => DeliveryError::Undecodable(other),
+        })?;
     // Release (best effort: the report is delivered once the RSP is in).
-    let rq = [types::RELEASE_RQ, 0, 0, 0, 0, 4, 0, 0, 0, 0];
-    if std::io::Write::write_all(&mut sock, &rq).is_ok() {
-        let _ = reader.read(&mut sock, |_| 1024, Some(Duration::from_secs(5)), &mut buf);
-    }
+    out.release();
     if code == status::SUCCESS {
         Ok(())
     } else {
-        Err(format!(
-            "the requester answered the report with status 0x{code:04X}"
-        ))
+        Err(DeliveryError::Refused(code))
     }
 }
 

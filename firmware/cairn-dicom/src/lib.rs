@@ -11,6 +11,7 @@
 //! Must never: write outside the store's spool, trust a UID, or panic on input.
 
 pub mod acceptor;
+mod association_out;
 mod commitment;
 pub mod damage;
 pub mod dataset;

@@ -5,10 +5,11 @@
 //! are small, and stored objects are sent straight from their files in PDU-sized fragments.
 
 use crate::acceptor::printable;
+use crate::association_out::{read_commands, OpenError, OutAssociation, ReadError, Request};
 use crate::damage::{Damage, DamagedObject};
 use crate::dimse::{self, command, status, Command, CommandBuilder, Refusal, NO_DATASET};
 use crate::outgoing::{self, Broken, Outgoing, Problem, Sent};
-use crate::pdu::{self, types, PduError, PduReader};
+use crate::pdu::{self, types, PduError};
 use crate::service::Association;
 use crate::syntax::{self, QrService};
 use cairn_audit::AuditEvent;
@@ -22,7 +23,6 @@ use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::ops::ControlFlow;
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -538,7 +538,7 @@ impl Association<'_> {
                                     s
                                 }
                             }
-                            Err(why) => return Err(crate::service::Ending::Aborted(why)),
+                            Err(Broken(why)) => return Err(crate::service::Ending::Aborted(why)),
                         },
                     }
                 }
@@ -577,56 +577,25 @@ impl Association<'_> {
         &mut self,
         store_id: u16,
         retrieve_id: u16,
-    ) -> Result<(SubOp, bool), String> {
+    ) -> Result<(SubOp, bool), Broken> {
         let mut cancelled = false;
-        let mut buf = Vec::new();
         let limit = self.config.dicom.max_pdu_bytes;
-        let mut cmd_buf = Vec::new();
-        loop {
-            match self.reader.read(
-                &mut self.sock,
-                |_| limit,
-                Some(Duration::from_secs(
-                    self.config.dicom.artim_timeout_secs.max(30),
-                )),
-                &mut buf,
-            ) {
-                Ok(types::P_DATA) => {
-                    let pdvs = pdu::split_pdvs(&buf).map_err(|e| e.to_string())?;
-                    for pdv in pdvs {
-                        if !pdv.is_command {
-                            continue;
-                        }
-                        cmd_buf.extend_from_slice(pdv.data);
-                        if !pdv.is_last {
-                            continue;
-                        }
-                        let c = Command::decode(&cmd_buf).map_err(|e| e.to_string())?;
-                        cmd_buf.clear();
-                        if c.field() == command::C_CANCEL_RQ
-                            && c.u16(0x0120).is_none_or(|id| id == retrieve_id)
-                        {
-                            cancelled = true;
-                            continue;
-                        }
-                        if c.field() == (command::C_STORE_RQ | command::RESPONSE)
-                            && c.u16(0x0120) == Some(store_id)
-                        {
-                            let s = c.u16(0x0900).unwrap_or(0xC000);
-                            let outcome = match s {
-                                0x0000 => SubOp::Done,
-                                0xB000 | 0xB006 | 0xB007 => SubOp::Warning,
-                                _ => SubOp::Failed,
-                            };
-                            return Ok((outcome, cancelled));
-                        }
-                    }
-                }
-                Ok(types::ABORT) => return Err("aborted by peer".into()),
-                Ok(other) => return Err(format!("unexpected PDU 0x{other:02x}")),
-                Err(e) => return Err(e.to_string()),
+        let wait = Duration::from_secs(self.config.dicom.artim_timeout_secs.max(30));
+        let outcome = read_commands(&mut self.reader, &mut self.sock, limit, Some(wait), |c| {
+            if c.field() == command::C_CANCEL_RQ && c.u16(0x0120).is_none_or(|id| id == retrieve_id)
+            {
+                cancelled = true;
+                return None;
             }
-        }
+            (c.field() == (command::C_STORE_RQ | command::RESPONSE)
+                && c.u16(0x0120) == Some(store_id))
+            .then(|| SubOp::from_status(c.u16(0x0900).unwrap_or(0xC000)))
+        })
+        .map_err(|e| match e {
+            ReadError::NotData(types::ABORT) => Broken("aborted by peer".into()),
+            other => Broken(other.to_string()),
+        })?;
+        Ok((outcome, cancelled))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -791,6 +760,7 @@ impl Association<'_> {
             Ok(s) => s,
             Err(why) => {
                 tracing::warn!(destination = %dest, %why, "cannot reach the move destination");
+                let why = why.to_string();
                 self.audit_qr(
                     "retrieve-move",
                     query,
@@ -824,7 +794,7 @@ impl Association<'_> {
                     self.sub_op_failed(inst, &problem, "retrieve-move");
                     tally.record(SubOp::Failed, &inst.sop_instance_uid);
                 }
-                Err(why) => {
+                Err(Broken(why)) => {
                     tracing::warn!(%why, "move destination failed mid-transfer");
                     for rest in &list[k..] {
                         tally.record(SubOp::Failed, &rest.sop_instance_uid);
@@ -943,6 +913,17 @@ enum SubOp {
     Failed,
 }
 
+impl SubOp {
+    /// What a C-STORE-RSP status makes of the sub-operation.
+    fn from_status(status: u16) -> Self {
+        match status {
+            0x0000 => SubOp::Done,
+            0xB000 | 0xB006 | 0xB007 => SubOp::Warning,
+            _ => SubOp::Failed,
+        }
+    }
+}
+
 fn json_obj_long(pairs: &[(&str, &str)]) -> String {
     // instance lists can be long: no truncation, unlike the other audit details
     crate::service::json_obj_with(pairs, usize::MAX)
@@ -976,9 +957,7 @@ fn study_of(data: &cairn_store::DataDir, inst: &InstanceRef) -> Option<String> {
 
 /// The association the box opens to a C-MOVE destination.
 struct SubAssociation {
-    sock: TcpStream,
-    reader: PduReader,
-    peer_max_pdu: u32,
+    out: OutAssociation,
     /// (SOP class, transfer syntax) -> accepted context ID.
     contexts: Vec<(String, String, u8)>,
     next_id: u16,
@@ -991,17 +970,8 @@ impl SubAssociation {
         our_ae: &str,
         their_ae: &str,
         list: &[InstanceRef],
-    ) -> Result<Self, String> {
-        use dicom_ul::pdu::{AssociationRQ, Pdu, PresentationContextProposed, UserVariableItem};
-        let addr: SocketAddr = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("cannot resolve {host}"))?;
-        let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let _ = sock.set_nodelay(true);
-        let _ = sock.set_write_timeout(Some(Duration::from_secs(30)));
+    ) -> Result<Self, OpenError> {
+        use dicom_ul::pdu::{PresentationContextProposed, PresentationContextResultReason};
         // One context per (SOP class, stored syntax), plus one per Little Endian syntax the box
         // can convert to (decompressing if need be), so the destination can take objects as
         // stored, or else uncompressed.
@@ -1028,64 +998,31 @@ impl SubAssociation {
                 transfer_syntaxes: vec![ts.clone()],
             })
             .collect();
-        let rq = AssociationRQ {
-            protocol_version: 1,
-            calling_ae_title: our_ae.into(),
-            called_ae_title: their_ae.into(),
-            application_context_name: crate::acceptor::APPLICATION_CONTEXT.into(),
-            presentation_contexts: proposed,
-            user_variables: vec![
-                UserVariableItem::MaxLength(65536),
-                UserVariableItem::ImplementationClassUID(crate::IMPLEMENTATION_CLASS_UID.into()),
-                UserVariableItem::ImplementationVersionName(
-                    crate::IMPLEMENTATION_VERSION_NAME.into(),
-                ),
-            ],
-        };
-        pdu::send(&mut sock, &Pdu::AssociationRQ(rq)).map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        // This socket's own reader: it may read ahead past the answer.
-        let mut reader = PduReader::new(Duration::from_secs(30), Duration::from_secs(60));
-        let t = reader
-            .read(
-                &mut sock,
-                |_| pdu::MAX_ASSOCIATE_RQ,
-                Some(Duration::from_secs(10)),
-                &mut buf,
-            )
-            .map_err(|e| format!("no answer to the association request: {e}"))?;
-        match pdu::decode(t, &buf).map_err(|e| e.to_string())? {
-            Pdu::AssociationAC(ac) => {
-                let mut contexts = Vec::new();
-                for r in &ac.presentation_contexts {
-                    if r.reason == dicom_ul::pdu::PresentationContextResultReason::Acceptance {
-                        let k = (r.id as usize).saturating_sub(1) / 2;
-                        if let Some((class, _)) = pairs.get(k) {
-                            let accepted =
-                                r.transfer_syntax.trim_end_matches(['\0', ' ']).to_string();
-                            contexts.push((class.clone(), accepted, r.id));
-                        }
-                    }
+        let (out, ac) = OutAssociation::open(Request {
+            host,
+            port,
+            our_ae,
+            their_ae,
+            contexts: proposed,
+            scp_role: None,
+            artim: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
+        })?;
+        let mut contexts = Vec::new();
+        for r in &ac.presentation_contexts {
+            if r.reason == PresentationContextResultReason::Acceptance {
+                let k = (r.id as usize).saturating_sub(1) / 2;
+                if let Some((class, _)) = pairs.get(k) {
+                    let accepted = r.transfer_syntax.trim_end_matches(['\0', ' ']).to_string();
+                    contexts.push((class.clone(), accepted, r.id));
                 }
-                let peer_max_pdu = ac
-                    .user_variables
-                    .iter()
-                    .find_map(|u| match u {
-                        UserVariableItem::MaxLength(l) => Some(*l),
-                        _ => None,
-                    })
-                    .unwrap_or(16384);
-                Ok(SubAssociation {
-                    sock,
-                    reader,
-                    peer_max_pdu,
-                    contexts,
-                    next_id: 0,
-                })
             }
-            Pdu::AssociationRJ(rj) => Err(format!("association rejected: {rj:?}")),
-            other => Err(format!("unexpected answer {}", other.short_description())),
         }
+        Ok(SubAssociation {
+            out,
+            contexts,
+            next_id: 0,
+        })
     }
 
     /// Send one instance and wait for its C-STORE-RSP. `Ok(Err(_))`: the instance could not be
@@ -1096,7 +1033,7 @@ impl SubAssociation {
         data: &cairn_store::DataDir,
         origin_ae: &str,
         origin_id: u16,
-    ) -> Result<Result<SubOp, Problem>, String> {
+    ) -> Result<Result<SubOp, Problem>, Broken> {
         let picked = outgoing::pick_context(
             &inst.transfer_syntax,
             self.contexts
@@ -1113,21 +1050,31 @@ impl SubAssociation {
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
         let sent = Outgoing {
-            sock: &mut self.sock,
-            peer_max_pdu: self.peer_max_pdu,
+            sock: &mut self.out.sock,
+            peer_max_pdu: self.out.peer_max_pdu,
             context_id: pc,
             context_ts: &ts,
             message_id: id,
             move_origin: Some((origin_ae, origin_id)),
         }
-        .send(inst, data)
-        .map_err(|Broken(why)| why)?;
+        .send(inst, data)?;
         let damaged = match sent {
             Sent::Withheld(problem) => return Ok(Err(problem)),
             Sent::Damaged => true,
             Sent::Intact => false,
         };
-        let status = self.await_rsp(id)?;
+        let status = self
+            .out
+            .read_commands(1 << 20, None, |c| {
+                (c.u16(0x0120) == Some(id))
+                    .then(|| SubOp::from_status(c.u16(0x0900).unwrap_or(0xC000)))
+            })
+            .map_err(|e| match e {
+                ReadError::NotData(t) => Broken(format!(
+                    "unexpected PDU 0x{t:02x} from the move destination"
+                )),
+                other => Broken(other.to_string()),
+            })?;
         Ok(if damaged {
             Err(Problem::Damaged(Damage::HashMismatch))
         } else {
@@ -1135,59 +1082,12 @@ impl SubAssociation {
         })
     }
 
-    fn await_rsp(&mut self, id: u16) -> Result<SubOp, String> {
-        let mut buf = Vec::new();
-        let mut cmd_buf = Vec::new();
-        loop {
-            let t = self
-                .reader
-                .read(&mut self.sock, |_| 1 << 20, None, &mut buf)
-                .map_err(|e| e.to_string())?;
-            if t != types::P_DATA {
-                return Err(format!(
-                    "unexpected PDU 0x{t:02x} from the move destination"
-                ));
-            }
-            for pdv in pdu::split_pdvs(&buf).map_err(|e| e.to_string())? {
-                if !pdv.is_command {
-                    continue;
-                }
-                cmd_buf.extend_from_slice(pdv.data);
-                if !pdv.is_last {
-                    continue;
-                }
-                let c = Command::decode(&cmd_buf).map_err(|e| e.to_string())?;
-                cmd_buf.clear();
-                if c.u16(0x0120) == Some(id) {
-                    return Ok(match c.u16(0x0900).unwrap_or(0xC000) {
-                        0x0000 => SubOp::Done,
-                        0xB000 | 0xB006 | 0xB007 => SubOp::Warning,
-                        _ => SubOp::Failed,
-                    });
-                }
-            }
-        }
+    fn abort(self) {
+        self.out.abort();
     }
 
-    fn abort(mut self) {
-        use std::io::Write;
-        let _ = self
-            .sock
-            .write_all(&[types::ABORT, 0, 0, 0, 0, 4, 0, 0, 0, 0]);
-    }
-
-    fn release(mut self) {
-        use std::io::Write;
-        let rq = [types::RELEASE_RQ, 0, 0, 0, 0, 4, 0, 0, 0, 0];
-        if self.sock.write_all(&rq).is_ok() {
-            let mut buf = Vec::new();
-            let _ = self.reader.read(
-                &mut self.sock,
-                |_| 1024,
-                Some(Duration::from_secs(5)),
-                &mut buf,
-            );
-        }
+    fn release(self) {
+        self.out.release();
     }
 }
 
