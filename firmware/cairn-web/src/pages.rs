@@ -93,7 +93,7 @@ fn banner(c: &Ctx) -> Markup {
                     strong { "Alarm: " }
                     @for (i, e) in sounding.iter().enumerate() {
                         @if i > 0 { "; " }
-                        (e.message)
+                        (words::without_device_names(&e.message))
                     }
                 }
                 form method="post" action="/alarm/silence" {
@@ -108,7 +108,7 @@ fn banner(c: &Ctx) -> Markup {
                     "Alarm silenced: "
                     @for (i, e) in quiet.iter().enumerate() {
                         @if i > 0 { "; " }
-                        (e.message)
+                        (words::without_device_names(&e.message))
                         @if let Some(by) = &e.silenced_by { " (by " (by) ")" }
                     }
                     ". It stays on screen until the cause is fixed."
@@ -261,9 +261,9 @@ async fn overview(State(panel): State<Panel>, Extension(caller): Extension<Calle
         true,
         html! {
             section class={"verdict " (o.health.state)} id="verdict" {
-                h1 { (o.health.headline) }
+                h1 { (words::without_device_names(&o.health.headline)) }
                 @if !o.health.action.is_empty() {
-                    p.action { (o.health.action) }
+                    p.action { (words::without_device_names(&o.health.action)) }
                 }
                 @if let Some(p) = rebuild.as_ref().and_then(|a| a.progress.as_ref()) {
                     div.rebuild id="rebuild" {

@@ -276,6 +276,44 @@ pub(crate) fn utc_start_of_day(
     Some(z.timestamp().strftime("%Y-%m-%dT%H:%M:%S").to_string())
 }
 
+/// A monitor message for people: the array's device name (`md0`) is "the disks", and a
+/// trailing "(md0)" goes ("The disk in bay 3 failed (md0)" -> "The disk in bay 3 failed").
+pub(crate) fn without_device_names(msg: &str) -> String {
+    let b = msg.as_bytes();
+    let mut out = String::with_capacity(msg.len());
+    let mut i = 0;
+    while i < b.len() {
+        let boundary = i == 0 || !b[i - 1].is_ascii_alphanumeric();
+        let digits = b[i..]
+            .iter()
+            .skip(2)
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        let end = i + 2 + digits;
+        let after_ok = end >= b.len() || !b[end].is_ascii_alphanumeric();
+        if boundary && b[i..].starts_with(b"md") && digits > 0 && after_ok {
+            if out.ends_with(" (") && b.get(end) == Some(&b')') {
+                out.truncate(out.len() - 2);
+                i = end + 1;
+            } else {
+                out.push_str("the disks");
+                i = end;
+            }
+            continue;
+        }
+        let ch = msg[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    let out = out
+        .replace("the disks has ", "the disks have ")
+        .replace("the disks is ", "the disks are ");
+    match out.strip_prefix("the disks") {
+        Some(rest) => format!("The disks{rest}"),
+        None => out,
+    }
+}
+
 /// The time zone of a name from the settings (UTC when it is unknown).
 pub(crate) fn time_zone(name: &str) -> jiff::tz::TimeZone {
     jiff::tz::TimeZone::get(name).unwrap_or(jiff::tz::TimeZone::UTC)
@@ -337,6 +375,22 @@ mod tests {
             "peer: CT1; stored count: 3"
         );
         assert_eq!(audit_detail("x", "", "not json"), "not json");
+    }
+
+    #[test]
+    fn no_device_names() {
+        assert_eq!(
+            without_device_names("The disk in bay 3 failed (md0)"),
+            "The disk in bay 3 failed"
+        );
+        assert_eq!(
+            without_device_names("md0 has no redundancy left: one more failure loses data"),
+            "The disks have no redundancy left: one more failure loses data"
+        );
+        assert_eq!(
+            without_device_names("cmd0 and md and mdx é"),
+            "cmd0 and md and mdx é"
+        );
     }
 
     #[test]

@@ -921,8 +921,14 @@ async fn disks_page_shows_bays_rebuild_eta_and_smart_warnings() {
     };
     let overview = b.send(get("/")).await;
     assert_eq!(overview.status, StatusCode::OK);
-    // The overview speaks of "the disks", never of md0, and shows the rebuild as a bar with
-    // the time left (the banner above it quotes the alarm as the monitor raised it).
+    // The overview speaks of "the disks", never of md0 (nor does the alarm banner above it),
+    // and shows the rebuild as a bar with the time left.
+    assert!(!overview.body.contains("md0"), "{}", overview.body);
+    assert!(
+        overview.body.contains("The disk in bay 3 failed"),
+        "{}",
+        overview.body
+    );
     let main = overview.body.split("<main>").nth(1).unwrap();
     assert!(
         main.contains("Rebuilding the disks: 25 % done"),
