@@ -188,10 +188,19 @@ pub(crate) fn audit_detail(action: &str, object: &str, detail: &str) -> String {
             )
         }
         "restart" => "restart of the box asked from the panel".into(),
+        "volume-location" if d["from"].is_null() => format!("first seen {}", spaced(&d["to"])),
         "volume-location" | "volume-state" => {
             let mut out = format!("moved from {} to {}", spaced(&d["from"]), spaced(&d["to"]));
             if action == "volume-state" {
-                out = format!("now {} (was {})", spaced(&d["to"]), spaced(&d["from"]));
+                let name = d["name"]
+                    .as_str()
+                    .map(|n| format!("{n}: "))
+                    .unwrap_or_default();
+                out = format!(
+                    "{name}now {} (was {})",
+                    spaced(&d["to"]),
+                    spaced(&d["from"])
+                );
                 if let Some(w) = d["why"].as_str().filter(|w| !w.is_empty()) {
                     out.push_str(&format!(": {}", plain(w)));
                 }
@@ -212,7 +221,68 @@ pub(crate) fn audit_detail(action: &str, object: &str, detail: &str) -> String {
             if m.is_empty() {
                 "alarm raised".into()
             } else {
-                format!("alarm: {m}")
+                format!("alarm: {}", without_device_names(&m))
+            }
+        }
+        "archive-target" => format!(
+            "{} drive {}",
+            medium(&s("kind")),
+            if s("change").is_empty() {
+                "changed".into()
+            } else {
+                s("change")
+            }
+        ),
+        "association" => {
+            let from = s("peer");
+            if from.is_empty() {
+                "a device connected".into()
+            } else {
+                format!("a device connected from {from}")
+            }
+        }
+        "store" => {
+            let size = d["size"]
+                .as_u64()
+                .map(|b| format!(" ({})", crate::data::human_bytes(b)))
+                .unwrap_or_default();
+            match s("outcome").as_str() {
+                "stored" | "" => format!("image received and stored{size}"),
+                other => format!("image received: {}{size}", plain(other)),
+            }
+        }
+        "raid-event" => {
+            let bay = d["bay"].as_u64().map(|b| format!("bay {b}"));
+            let in_bay = bay.as_ref().map(|b| format!(" in {b}")).unwrap_or_default();
+            match s("kind").as_str() {
+                "disk-failed" => format!("the disk{in_bay} failed"),
+                "disk-added" => format!("a disk{in_bay} joined the disks"),
+                "disk-removed" => format!("the disk{in_bay} was taken out"),
+                "rebuild-started" => "rebuild of the disks started".into(),
+                "rebuild-finished" => "rebuild of the disks finished".into(),
+                "health-changed" => format!(
+                    "the disks went from {} to {}",
+                    spaced(&d["from"]),
+                    spaced(&d["to"])
+                ),
+                _ => without_device_names(&pairs(&d)),
+            }
+        }
+        "raid-action" => {
+            let a = &d["action"];
+            let what = match (a["action"].as_str(), a["value"].as_str()) {
+                (Some("add"), _) => match a["bay"].as_u64() {
+                    Some(b) => format!("the disk in bay {b} added to the disks"),
+                    None => "a disk added to the disks".into(),
+                },
+                (Some("set-state"), Some("remove")) => "a failed disk taken out".into(),
+                (Some(x), _) => x.replace('-', " "),
+                (None, _) => "disk action".into(),
+            };
+            if d["ok"] == Value::Bool(false) {
+                format!("{what}: failed ({})", without_device_names(&s("error")))
+            } else {
+                what
             }
         }
         "alarm-clear" => "alarm cleared: the cause is fixed".into(),
@@ -371,10 +441,46 @@ mod tests {
             "wrong password from 10.0.0.2"
         );
         assert_eq!(
-            audit_detail("association", "", r#"{"peer":"CT1","stored_count":3}"#),
+            audit_detail("archive-scan", "", r#"{"peer":"CT1","stored_count":3}"#),
             "peer: CT1; stored count: 3"
         );
         assert_eq!(audit_detail("x", "", "not json"), "not json");
+        assert_eq!(
+            audit_detail(
+                "raid-event",
+                "md0",
+                r#"{"array":"md0","bay":3,"device":"sdc","kind":"disk-failed"}"#
+            ),
+            "the disk in bay 3 failed"
+        );
+        assert_eq!(
+            audit_detail(
+                "alarm-raise",
+                "md0",
+                r#"{"bay":3,"id":1,"kind":"disk-failed","message":"The disk in bay 3 failed (md0)"}"#
+            ),
+            "alarm: The disk in bay 3 failed"
+        );
+        assert_eq!(
+            audit_detail(
+                "volume-state",
+                "T",
+                r#"{"from":"blank","kind":"tape","name":"DEMO01","to":"labelled"}"#
+            ),
+            "DEMO01: now ready, empty (was blank)"
+        );
+        assert_eq!(
+            audit_detail("volume-location", "T", r#"{"from":null,"to":"in_drive"}"#),
+            "first seen in drive"
+        );
+        assert_eq!(
+            audit_detail(
+                "store",
+                "1.2",
+                r#"{"outcome":"stored","sha256":"ab","size":39078,"study":"1.2.3"}"#
+            ),
+            "image received and stored (39.1 kB)"
+        );
     }
 
     #[test]
