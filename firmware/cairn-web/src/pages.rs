@@ -711,7 +711,7 @@ fn archive_body(c: &Ctx, a: &Value, message: Option<&str>, tz: &jiff::tz::TimeZo
                                             @if let Some(s) = &c.session {
                                                 form.inline method="post" action="/archive" {
                                                     (csrf_field(s))
-                                                    input type="hidden" name="volume" value=(id);
+                                                    input type="hidden" name="volume" value=(v["name"].as_str().unwrap_or(id));
                                                     select name="location" aria-label="location" {
                                                         @for l in ["onsite_shelf", "offsite_vault", "returned", "retired"] {
                                                             option value=(l) selected[v["location"] == json!(l)] { (l.replace('_', " ")) }
