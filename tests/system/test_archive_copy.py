@@ -105,10 +105,12 @@ def test_status_and_volumes_commands(box):
         assert (v["kind"], v["state"], v["location"]) == (kind, state, location), (v, db[vid])
         assert location == "in_drive" and state in ("labelled", "append"), db[vid]
         assert v["verified_copies"] == int(copies) == N, (v, db[vid])
-    # the human table names both volumes
+    # the human table names both volumes by the names printed on them (issue 20 item 6)
+    assert sorted(v["name"] for v in vols.values()) == ["DISC01", "TAPE01"], vols
     text = box.ok("archive", "status")
-    for vid in vols:
-        assert vid in text, f"`archive status` does not name volume {vid}:\n{text}"
+    for vid, v in vols.items():
+        assert v["name"] in text, f"`archive status` does not name volume {v['name']}:\n{text}"
+        assert vid not in text, f"`archive status` shows the internal id {vid}:\n{text}"
 
 
 def test_catalog_matches_sent_set(box):
