@@ -108,7 +108,7 @@ def test_idle_and_slow_connections_are_closed_within_the_header_timeout(cairn_fa
     t0 = time.monotonic()
     sent = 0
     slow_closed = None
-    while time.monotonic() - t0 < 8 and slow_closed is None:
+    while time.monotonic() - t0 < 10 and slow_closed is None:
         try:
             slow.send(head[sent:sent + 1])
             sent += 1
@@ -121,9 +121,9 @@ def test_idle_and_slow_connections_are_closed_within_the_header_timeout(cairn_fa
     idle_closed = wait_closed(idle, 1)
     if idle_closed is not None:
         idle_closed = time.monotonic() - t0
-    assert slow_closed is not None and slow_closed <= 4.5, \
+    assert slow_closed is not None and slow_closed <= 6, \
         f"a header trickled one byte per 0.4 s stayed open {time.monotonic() - t0:.1f} s"
-    assert idle_closed is not None and idle_closed <= 4.5, "an idle connection stayed open"
+    assert idle_closed is not None and idle_closed <= 6, "an idle connection stayed open"
     idle.close()
     slow.close()
     assert fresh_get(c.http_port) == 200
@@ -135,15 +135,19 @@ def test_one_address_gets_at_most_its_share(cairn_factory):
     c.start()
     wait_port(c.http_port, 10)
     mine = [socket.create_connection(("127.0.0.1", c.http_port), timeout=5) for _ in range(20)]
-    time.sleep(1.0)
+    # The refused ones are closed at once; wait (bounded) for a loaded machine to show it.
+    deadline = time.monotonic() + 5
+    while sum(closed_by_peer(s) for s in mine) < 12 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
     closed = sum(closed_by_peer(s) for s in mine)
     assert closed == 12, f"{closed} of 20 connections from one address were closed, not 12"
     # Another address is not affected, and the slots come back when the first ones close.
     other = socket.socket()
     other.bind(("127.0.0.9", 0))
     other.connect(("127.0.0.1", c.http_port))
-    time.sleep(0.3)
-    assert not closed_by_peer(other)
+    time.sleep(1.0)
+    assert not closed_by_peer(other), "a connection from another address was refused"
     for s in mine:
         s.close()
     other.close()

@@ -15,6 +15,25 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// The longest request target (path and query) the panel reads, in bytes.
 pub const MAX_URI: usize = 8192;
 
+/// A refused body is read and dropped up to this many bytes...
+const DRAIN_BYTES: u64 = 16 << 20;
+/// ...or for this long, before the refusal is sent.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Read `body` to its end or past `limit` bytes, keeping nothing.
+async fn drain(mut body: Body, limit: u64) {
+    use hyper::body::Body as _;
+    let mut seen = 0u64;
+    while seen <= limit {
+        match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            Some(Ok(frame)) => {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
+        }
+    }
+}
+
 /// The sentence for a refusal that carries none of its own.
 pub(crate) fn sentence(status: StatusCode) -> &'static str {
     match status {
@@ -55,6 +74,8 @@ pub(crate) async fn refusals_as_json(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > max_body as u64) {
+        // Read what the client sends (bounded) so it hears the answer instead of a reset.
+        let _ = tokio::time::timeout(DRAIN_TIME, drain(req.into_body(), DRAIN_BYTES)).await;
         return json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             sentence(StatusCode::PAYLOAD_TOO_LARGE),
