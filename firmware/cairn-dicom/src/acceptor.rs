@@ -103,7 +103,7 @@ fn user_reject(reason: AssociationRJServiceUserReason, why: String) -> Refusal {
 fn service_of(abstract_syntax: &str) -> Option<Service> {
     if abstract_syntax == VERIFICATION {
         Some(Service::Verification)
-    } else if abstract_syntax == crate::commitment::STORAGE_COMMITMENT_PUSH {
+    } else if abstract_syntax == syntax::STORAGE_COMMITMENT_PUSH {
         Some(Service::Commitment)
     } else if syntax::is_storage_class(abstract_syntax) {
         Some(Service::Storage)

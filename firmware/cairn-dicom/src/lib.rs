@@ -11,17 +11,19 @@
 //! Must never: write outside the store's spool, trust a UID, or panic on input.
 
 pub mod acceptor;
+mod association;
 mod association_out;
+mod audit_detail;
 mod commitment;
 pub mod damage;
 pub mod dataset;
 pub mod decompress;
 pub mod dimse;
-mod outgoing;
+mod index_record;
 pub mod pdu;
-mod qr;
 pub mod server;
-mod service;
+mod services;
+mod session;
 pub mod syntax;
 pub mod transcode;
 

@@ -11,8 +11,9 @@ pub(crate) mod refusals;
 mod slots;
 
 use crate::acceptor::{self, printable, Refusal};
+use crate::association::Association;
+use crate::audit_detail::json_obj;
 use crate::pdu::{self, types, PduError, PduReader, MAX_ASSOCIATE_RQ};
-use crate::service::{json_obj, Association};
 use cairn_audit::AuditEvent;
 use cairn_config::Config;
 use cairn_store::Store;
@@ -138,7 +139,7 @@ impl Server {
             std::thread::Builder::new()
                 .name("commitment".into())
                 .spawn(move || {
-                    crate::commitment::run_worker(
+                    crate::commitment::worker::run_worker(
                         shared.commitments.clone(),
                         shared.store.clone(),
                         shared.config.clone(),

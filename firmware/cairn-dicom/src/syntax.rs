@@ -3,6 +3,11 @@
 use dicom_core::dictionary::{UidDictionary, UidType};
 use dicom_dictionary_std::StandardSopClassDictionary;
 
+/// Storage Commitment Push Model SOP Class.
+pub const STORAGE_COMMITMENT_PUSH: &str = "1.2.840.10008.1.20.1";
+/// Its well-known SOP Instance.
+pub const STORAGE_COMMITMENT_INSTANCE: &str = "1.2.840.10008.1.20.1.1";
+
 /// Implicit VR Little Endian.
 pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 /// Explicit VR Little Endian.

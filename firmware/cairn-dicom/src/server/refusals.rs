@@ -7,7 +7,7 @@
 //! `MAX_FIRST_ROWS` first rows are written per window; beyond that, refusals are counted into
 //! one overflow row per window. Nothing is dropped without being counted.
 
-use crate::service::json_obj;
+use crate::audit_detail::json_obj;
 use cairn_audit::AuditEvent;
 use cairn_store::Store;
 use std::collections::HashMap;
