@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
 /// The state file could not be read or written.
@@ -316,6 +317,56 @@ impl AlarmFile {
     }
 }
 
+/// The alarm state one process shares between the thread that raises and clears events and
+/// the one that plays the pattern, written to its [`AlarmFile`] whenever a change leaves it
+/// different.
+#[derive(Debug, Clone)]
+pub struct SharedAlarm {
+    state: Arc<Mutex<AlarmState>>,
+    file: AlarmFile,
+}
+
+impl SharedAlarm {
+    /// The state kept in `file`, loaded from it (a missing file is a quiet state).
+    pub fn load(file: AlarmFile) -> Result<Self, AlarmError> {
+        let state = file.load()?;
+        Ok(Self {
+            state: Arc::new(Mutex::new(state)),
+            file,
+        })
+    }
+
+    /// Run `f` on the state and, if it changed the state, write the state to the file. Returns
+    /// what `f` returned and how the write went (the change stays in memory either way).
+    pub fn change<T>(&self, f: impl FnOnce(&mut AlarmState) -> T) -> (T, Result<(), AlarmError>) {
+        let mut a = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let before = a.clone();
+        let out = f(&mut a);
+        let saved = if *a != before {
+            self.file.save(&a)
+        } else {
+            Ok(())
+        };
+        (out, saved)
+    }
+
+    /// A copy of the state now.
+    pub fn snapshot(&self) -> AlarmState {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The pattern to play now (see [`AlarmState::pattern`]).
+    pub fn pattern(&self) -> Option<Pattern> {
+        self.state.lock().map(|a| a.pattern()).unwrap_or(None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +440,22 @@ mod tests {
             "array":"md0","message":"m","raised_at_ms":1,"silenced":false,"silenced_by":null}]}"#;
         let old: AlarmState = serde_json::from_str(old).unwrap();
         assert_eq!(old.events[0].study, None);
+    }
+
+    #[test]
+    fn shared_alarm_writes_only_a_change() {
+        let t = tempfile::tempdir().unwrap();
+        let file = AlarmFile::new(t.path().join("alarm.json"));
+        let shared = SharedAlarm::load(file.clone()).unwrap();
+        let (cleared, saved) = shared.change(|a| a.clear_array("md0"));
+        assert!(cleared.is_empty() && saved.is_ok());
+        assert!(!file.path().exists(), "nothing changed, nothing written");
+        let (id, saved) =
+            shared.change(|a| a.raise(AlarmKind::DiskFailed, Some(2), Some("md0"), "bay 2", 5));
+        assert_eq!((id, saved.is_ok()), (Some(1), true));
+        assert_eq!(file.load().unwrap(), shared.snapshot());
+        assert_eq!(shared.pattern(), Some(AlarmKind::DiskFailed.pattern()));
+        assert_eq!(SharedAlarm::load(file).unwrap().snapshot().events.len(), 1);
     }
 
     #[test]
