@@ -104,6 +104,26 @@ pub enum RaidEvent {
     },
 }
 
+impl RaidEvent {
+    /// The array it happened to.
+    pub fn array(&self) -> &str {
+        match self {
+            RaidEvent::DiskFailed { array, .. }
+            | RaidEvent::DiskRemoved { array, .. }
+            | RaidEvent::DiskAdded { array, .. }
+            | RaidEvent::SpareActivated { array, .. }
+            | RaidEvent::RebuildStarted { array, .. }
+            | RaidEvent::RebuildProgress { array, .. }
+            | RaidEvent::RebuildFinished { array, .. }
+            | RaidEvent::ScrubStarted { array }
+            | RaidEvent::ScrubFinished { array, .. }
+            | RaidEvent::HealthChanged { array, .. }
+            | RaidEvent::ArrayAppeared { array }
+            | RaidEvent::ArrayGone { array } => array,
+        }
+    }
+}
+
 fn rebuilding(a: &ArraySnapshot) -> Option<Progress> {
     Progress::of(a).filter(|p| p.is_rebuild())
 }

@@ -4,11 +4,14 @@
 //!
 //! Owns: the health rule per RAID level, event detection, rebuild progress and ETA, and which
 //! md actions are safe (the refusals that protect data), and the request/answer file exchange
-//! with the running monitor ([`requests::send`], shared by `cairnctl` and the panel).
+//! with the running monitor ([`requests::send`], shared by `cairnctl` and the panel), and the
+//! monitor's state machine that runs all of it ([`monitor::Monitor`]: events to alarms, SMART
+//! polling, scrub schedule, requests, `raid.json`).
 //! Must never: touch `/sys` or `/dev` itself (it only reads snapshots and returns plans), or name
 //! a disk to a person by its kernel name alone: bays come first.
 
 mod events;
+pub mod monitor;
 mod plan;
 pub mod requests;
 mod smart;
