@@ -7,7 +7,7 @@ use crate::acceptor::{AcceptedContext, Negotiated};
 use crate::commitment::AssocCommit;
 use crate::damage::DamageSink;
 use crate::pdu::{self, PduReader};
-use crate::server::refusals::RefusalAudit;
+use crate::refusal_audit::RefusalAudit;
 use cairn_config::Config;
 use cairn_store::Store;
 use std::net::{SocketAddr, TcpStream};

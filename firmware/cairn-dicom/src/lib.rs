@@ -21,6 +21,7 @@ pub mod decompress;
 pub mod dimse;
 mod index_record;
 pub mod pdu;
+mod refusal_audit;
 pub mod server;
 mod services;
 mod session;

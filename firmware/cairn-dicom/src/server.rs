@@ -5,21 +5,20 @@
 //! request are counted per address, and the whole request must arrive within ARTIM;
 //! associations are counted per address and per calling AE title, and some slots are kept
 //! for the AEs listed under `[[dicom.peers]]` (see `slots`). Refusals are audited through a
-//! coalescer (see `refusals`), so a peer cannot grow the audit table without limit.
+//! coalescer (see `crate::refusal_audit`), so a peer cannot grow the audit table without limit.
 
-pub(crate) mod refusals;
 mod slots;
 
 use crate::acceptor::{self, printable, Refusal};
 use crate::association::Association;
 use crate::audit_detail::json_obj;
 use crate::pdu::{self, types, PduError, PduReader, MAX_ASSOCIATE_RQ};
+use crate::refusal_audit::{kind_of, RefusalAudit, RefusalEvent};
 use cairn_audit::AuditEvent;
 use cairn_config::Config;
 use cairn_store::Store;
 use dicom_ul::pdu::Pdu;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use refusals::{kind_of, RefusalAudit, RefusalEvent};
 use slots::{Limits, NoSlot, Slots};
 use std::collections::HashMap;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -325,7 +324,7 @@ fn make_room(shared: &Shared, newcomer: SocketAddr) -> bool {
     true
 }
 
-/// Audit a refused association (coalesced: see `refusals`); `kind` must not be text the peer
+/// Audit a refused association (coalesced: see `crate::refusal_audit`); `kind` must not be text the peer
 /// chose.
 fn audit_refusal(shared: &Shared, calling: &str, peer: SocketAddr, kind: &str, why: &str) {
     shared.refusals.record(

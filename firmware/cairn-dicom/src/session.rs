@@ -10,7 +10,7 @@ use crate::audit_detail::json_obj;
 use crate::commitment;
 use crate::dimse::{self, command, status, Command, CommandError, Refusal, MAX_COMMAND_BYTES};
 use crate::pdu::{self, types, PduError};
-use crate::server::refusals::{kind_of, RefusalEvent};
+use crate::refusal_audit::{kind_of, RefusalEvent};
 use crate::services::query;
 use crate::services::store::Receiving;
 use crate::syntax::QrService;
