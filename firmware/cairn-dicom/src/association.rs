@@ -61,6 +61,11 @@ impl Association<'_> {
         self.neg.contexts.iter().find(|c| c.id == id)
     }
 
+    /// The transfer syntax of the accepted presentation context `id`.
+    pub(crate) fn context_ts(&self, id: u8) -> Option<String> {
+        self.context(id).map(|c| c.transfer_syntax.clone())
+    }
+
     /// Sends a response command without a data set.
     pub(crate) fn respond(&mut self, context_id: u8, rsp: Vec<u8>) -> Result<(), Ending> {
         pdu::send_message(

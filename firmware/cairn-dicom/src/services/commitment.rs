@@ -26,13 +26,7 @@ impl Association<'_> {
         let class = cmd.string(0x0003).unwrap_or_default();
         let instance = cmd.string(0x1001).unwrap_or_default();
         let action = cmd.u16(0x1008);
-        let ts = self
-            .neg
-            .contexts
-            .iter()
-            .find(|c| c.id == context_id)
-            .map(|c| c.transfer_syntax.clone())
-            .unwrap_or_default();
+        let ts = self.context_ts(context_id).unwrap_or_default();
         let refuse =
             |code: u16, why: &str| Err::<(String, Vec<CommitItem>), _>(Refusal::new(code, why));
         let parsed = if dimse::trim(&class) != STORAGE_COMMITMENT_PUSH {
@@ -145,13 +139,7 @@ impl Association<'_> {
             self.commit.hub.settle(id);
             return Ok(());
         };
-        let ts = self
-            .neg
-            .contexts
-            .iter()
-            .find(|c| c.id == context)
-            .map(|c| c.transfer_syntax.clone())
-            .unwrap_or_default();
+        let ts = self.context_ts(context).unwrap_or_default();
         let body = match encode_report(&req.transaction_uid, &report, &ts) {
             Ok(b) => b,
             Err(why) => {

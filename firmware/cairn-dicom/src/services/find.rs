@@ -41,13 +41,7 @@ impl Association<'_> {
         query: &Query,
         keys_text: &str,
     ) -> Result<(), Ending> {
-        let ts_uid = self
-            .neg
-            .contexts
-            .iter()
-            .find(|c| c.id == context_id)
-            .map(|c| c.transfer_syntax.clone())
-            .unwrap_or_default();
+        let ts_uid = self.context_ts(context_id).unwrap_or_default();
         let Some(ts) = TransferSyntaxRegistry.get(&ts_uid) else {
             return self.final_rsp(
                 context_id,

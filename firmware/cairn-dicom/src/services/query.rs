@@ -124,13 +124,7 @@ impl Association<'_> {
         cmd: &Command,
         identifier: &[u8],
     ) -> Result<QrRequest, Refusal> {
-        let Some(ctx) = self
-            .neg
-            .contexts
-            .iter()
-            .find(|c| c.id == context_id)
-            .cloned()
-        else {
+        let Some(ctx) = self.context(context_id).cloned() else {
             return Err(Refusal::new(status::CANNOT_UNDERSTAND, "unknown context"));
         };
         let Some((service, study_root)) = syntax::qr_class(&ctx.abstract_syntax) else {
@@ -150,10 +144,7 @@ impl Association<'_> {
                 "command does not match the presentation context",
             ));
         }
-        let id = match decode_identifier(identifier, &ctx.transfer_syntax) {
-            Ok(i) => i,
-            Err(refusal) => return Err(refusal),
-        };
+        let id = decode_identifier(identifier, &ctx.transfer_syntax)?;
         let Some(level) = id.level else {
             return Err(Refusal::new(
                 IDENTIFIER_MISMATCH,

@@ -271,14 +271,6 @@ impl Association<'_> {
             });
         }
     }
-
-    fn context_ts(&self, id: u8) -> Option<String> {
-        self.neg
-            .contexts
-            .iter()
-            .find(|c| c.id == id)
-            .map(|c| c.transfer_syntax.clone())
-    }
 }
 
 /// Sub-operation counts and the instances sent or not, for one C-GET or C-MOVE.
