@@ -31,6 +31,15 @@ impl Monitor {
             }
             Request::DiskRemove { bay, by } => self.remove(bay, by),
             Request::DiskConfirm { bay, by } => {
+                if self.hw.board.bay(bay).is_none() {
+                    return no(format!("no bay {bay} on this board"));
+                }
+                if let Some((a, _)) = self.member_in_bay(bay) {
+                    return no(format!(
+                        "bay {bay} holds a disk in use by {}: it is not wiped; confirm only a new disk that waits to be added",
+                        a.name
+                    ));
+                }
                 self.confirmed.insert(bay);
                 self.audit(
                     &by,

@@ -371,6 +371,14 @@ fn requests_are_answered_and_unsafe_ones_refused() {
         }),
         no(&crate::Refusal::HealthyMemberOfDegradedArray.to_string())
     );
+    // A disk in use is never confirmed for wiping, and the refusal is not audited.
+    assert_eq!(
+        ask(Request::DiskConfirm {
+            bay: 3,
+            by: "cli".into()
+        }),
+        no("bay 3 holds a disk in use by md0: it is not wiped; confirm only a new disk that waits to be added")
+    );
     assert_eq!(
         ask(Request::DiskRemove {
             bay: 2,
