@@ -687,12 +687,17 @@ mod tests {
         assert_eq!(shipped.http.time_zone, "UTC");
         let paris = format!("{base}time_zone = \"Europe/Paris\"\n");
         assert_eq!(
-            Config::parse(&paris, Path::new("t")).unwrap().http.time_zone,
+            Config::parse(&paris, Path::new("t"))
+                .unwrap()
+                .http
+                .time_zone,
             "Europe/Paris"
         );
         for bad in ["Mars/Olympus", "", "../../etc/passwd"] {
             let text = format!("{base}time_zone = \"{bad}\"\n");
-            let e = Config::parse(&text, Path::new("t")).unwrap_err().to_string();
+            let e = Config::parse(&text, Path::new("t"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("http.time_zone"), "{e}");
         }
     }

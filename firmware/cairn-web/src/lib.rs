@@ -445,9 +445,7 @@ async fn authorize(State(panel): State<Panel>, req: Request, next: Next) -> Resp
                     let (parts, body) = req.into_parts();
                     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
                         Ok(b) => b,
-                        Err(_) => {
-                            return deny(WebError::PayloadTooLarge)
-                        }
+                        Err(_) => return deny(WebError::PayloadTooLarge),
                     };
                     let field = serde_urlencoded_csrf(&bytes);
                     req = Request::from_parts(parts, axum::body::Body::from(bytes));

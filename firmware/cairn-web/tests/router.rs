@@ -1342,8 +1342,16 @@ async fn study_page_shows_values_that_differ_between_images() {
     };
     let page = b.send(get("/studies/1.2.826.0.1.3680043.2.1125.90")).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.body.contains("Values that differ between images"), "{}", page.body);
-    assert!(page.body.contains("&lt;b&gt;Other&lt;/b&gt;"), "{}", page.body);
+    assert!(
+        page.body.contains("Values that differ between images"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("&lt;b&gt;Other&lt;/b&gt;"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("123é567"), "{}", page.body);
     assert!(!page.body.contains("<b>Other"), "raw markup in the page");
     let api = b

@@ -41,12 +41,7 @@ impl PanelHandle {
 /// Bind the panel's port and start serving it on its own runtime thread. `nofile` is the
 /// process's descriptor limit: the panel's connection cap leaves the rest of `cairnd` its
 /// reserve (see `cairn_web::listen::panel_descriptor_cap`).
-pub fn start(
-    config: &Config,
-    store: &Store,
-    mode: &PanelMode,
-    nofile: u64,
-) -> Result<PanelHandle> {
+pub fn start(config: &Config, store: &Store, mode: &PanelMode, nofile: u64) -> Result<PanelHandle> {
     let limits = cairn_web::listen::ConnLimits::from_config(&config.http)
         .within_descriptors(nofile, config.dicom.max_associations);
     if limits.max_connections < config.http.max_connections {
