@@ -20,6 +20,7 @@ pub mod bundle;
 pub mod catalog;
 pub mod engine;
 pub mod label;
+pub mod medium;
 pub mod optical;
 pub mod pax;
 pub mod requests;
@@ -29,6 +30,7 @@ pub use catalog::{
     archive_status, list_volumes, request, set_location, ArchiveStatus, Location, QueueStatus,
     TargetStatus, VolumeRow, VolumeState,
 };
+pub use medium::MediumKind;
 pub use requests::Request;
 
 use thiserror::Error;
