@@ -8,7 +8,6 @@
 //! SMART event, a loaded medium its medium-needed event, a repaired study its damage event).
 
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
@@ -302,17 +301,9 @@ impl AlarmFile {
             path: self.path.clone(),
             message: e.to_string(),
         })?;
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&text).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
+        // Synced: a silenced or cleared alarm must not sound again after a crash.
+        cairn_files::atomic_write(&self.path, &text, cairn_files::Durability::Synced)
+            .map_err(io)?;
         Ok(())
     }
 }

@@ -1,10 +1,11 @@
 //! Requests to the daemon's archive thread, as files: `cairnctl` and the panel drop
 //! `<data>/requests/archive/<name>.json`; the archive thread carries it out and writes
-//! `<name>.done` (an [`Answer`]) beside it. The RAID monitor's `requests/*.json` are separate.
+//! `<name>.done` (an [`Answer`]) beside it, through `cairn-files`' [`Mailbox`]. The RAID monitor's `requests/*.json` are separate.
 
+use cairn_files::mailbox::{Mailbox, ReadError, SendError};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 /// Where archive requests go, relative to the data directory.
 pub const REQUEST_DIR: &str = "requests/archive";
@@ -92,67 +93,29 @@ pub enum RequestError {
     Timeout(Duration),
 }
 
+/// The archive thread's mailbox in the data directory `data`.
+fn mailbox(data: &Path) -> Mailbox {
+    Mailbox::new(data.join(REQUEST_DIR))
+}
+
 /// Drop a request for the daemon and wait (at most `timeout`) for its answer.
 pub fn send(data: &Path, req: &Request, timeout: Duration) -> Result<Answer, RequestError> {
-    let dir = data.join(REQUEST_DIR);
-    std::fs::create_dir_all(&dir)?;
-    let name = format!(
-        "{}-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-        std::process::id()
-    );
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(format!("{name}.json"));
-    let body = serde_json::to_vec(req).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, body)?;
-    std::fs::rename(&tmp, &path)?;
-    let done = dir.join(format!("{name}.done"));
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if let Ok(bytes) = std::fs::read(&done) {
-            if let Ok(a) = serde_json::from_slice::<Answer>(&bytes) {
-                let _ = std::fs::remove_file(&done);
-                return Ok(a);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // withdraw it if the daemon has not taken it yet
-    let _ = std::fs::remove_file(&path);
-    Err(RequestError::Timeout(timeout))
+    let mb = mailbox(data);
+    std::fs::create_dir_all(mb.dir())?;
+    mb.send(req, timeout).map_err(|e| match e {
+        SendError::Io(e) => RequestError::Io(e),
+        SendError::NoAnswer(_) => RequestError::Timeout(timeout),
+    })
 }
 
-/// The pending request files, oldest first (for the daemon).
-pub fn pending(data: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(data.join(REQUEST_DIR)) else {
-        return Vec::new();
-    };
-    let mut v: Vec<PathBuf> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    v.sort();
-    v
-}
-
-/// Read and parse one request file.
-pub fn read(path: &Path) -> Result<Request, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("bad request: {e}"))
-}
-
-/// Answer a request file (the daemon): writes `<name>.done` and removes the request.
-pub fn answer(path: &Path, a: &Answer) {
-    let _ = std::fs::remove_file(path);
-    if let Ok(text) = serde_json::to_vec(a) {
-        let done = path.with_extension("done");
-        let tmp = path.with_extension("done.tmp");
-        if std::fs::write(&tmp, text).is_ok() {
-            let _ = std::fs::rename(&tmp, &done);
-        }
-    }
+/// Answer every pending request file, oldest first, with what `handle` makes of it (the
+/// daemon's archive thread).
+pub fn serve(data: &Path, mut handle: impl FnMut(Request) -> Answer) {
+    mailbox(data).serve(|req: Result<Request, ReadError>| match req {
+        Ok(req) => handle(req),
+        Err(e) => Answer {
+            ok: false,
+            message: e.to_string(),
+        },
+    });
 }

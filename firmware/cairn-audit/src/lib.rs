@@ -255,9 +255,12 @@ pub fn verify(conn: &Connection, anchor: Option<&Head>) -> Result<Report, AuditE
 /// Write the head to an anchor file beside the database (atomically: temp file and rename).
 /// It is a tripwire against tail truncation by someone editing only the database.
 pub fn write_anchor(path: &Path, head: &Head) -> Result<(), AuditError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{} {}\n", head.seq, head.hash))?;
-    std::fs::rename(&tmp, path)?;
+    // NotSynced: the anchor is rewritten after group commits and may lag the database anyway.
+    cairn_files::atomic_write(
+        path,
+        format!("{} {}\n", head.seq, head.hash).as_bytes(),
+        cairn_files::Durability::NotSynced,
+    )?;
     Ok(())
 }
 

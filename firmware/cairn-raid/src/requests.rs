@@ -1,12 +1,12 @@
 //! The files `cairnd`'s RAID monitor shares with `cairnctl` and the panel in the data
 //! directory: the published status (`raid.json`) and requests (`requests/*.json`, answered by a
-//! `*.done` file beside them). [`send`] is the one client side of that exchange, used by
-//! `cairnctl` and the web panel.
+//! `*.done` file beside them, through `cairn-files`' [`Mailbox`]). [`send`] is the one client side
+//! of that exchange, used by `cairnctl` and the web panel; [`serve`] the daemon's side.
 
+use cairn_files::mailbox::{Mailbox, ReadError, SendError as MailboxError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use thiserror::Error;
 
 /// The status the monitor publishes, relative to the data directory.
@@ -128,32 +128,13 @@ impl SendError {
 /// Drop `req` into `<data_dir>/requests/` atomically (temp file, rename) without waiting;
 /// returns the path of the `.done` answer the monitor will write.
 pub fn submit(data_dir: &Path, req: &Request) -> Result<PathBuf, SendError> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
     let dir = data_dir.join(REQUEST_DIR);
     if !dir.is_dir() {
         return Err(SendError::NoMonitor(data_dir.to_path_buf()));
     }
-    let io = |e: std::io::Error| SendError::Io {
-        path: dir.clone(),
-        message: e.to_string(),
-    };
-    let name = format!(
-        "{}-{}-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    );
-    let tmp = dir.join(format!("{name}.tmp"));
-    let body = serde_json::to_vec(req).map_err(|e| SendError::Io {
-        path: dir.clone(),
-        message: e.to_string(),
-    })?;
-    std::fs::write(&tmp, body).map_err(io)?;
-    std::fs::rename(&tmp, dir.join(format!("{name}.json"))).map_err(io)?;
-    Ok(dir.join(format!("{name}.done")))
+    Mailbox::new(&dir)
+        .submit(req)
+        .map_err(|e| io_error(&dir, e))
 }
 
 /// Hand `req` to the RAID monitor running on `data_dir` and wait up to `wait` for its answer.
@@ -161,18 +142,33 @@ pub fn submit(data_dir: &Path, req: &Request) -> Result<PathBuf, SendError> {
 /// in time the request is withdrawn, so a monitor started later does not act on it.
 pub fn send(data_dir: &Path, req: &Request, wait: Duration) -> Result<Answer, SendError> {
     let done = submit(data_dir, req)?;
-    let start = Instant::now();
-    while start.elapsed() < wait {
-        if let Ok(bytes) = std::fs::read(&done) {
-            if let Ok(a) = serde_json::from_slice::<Answer>(&bytes) {
-                let _ = std::fs::remove_file(&done);
-                return Ok(a);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    Mailbox::wait(&done, wait).map_err(|e| io_error(&data_dir.join(REQUEST_DIR), e))
+}
+
+/// Answer every pending request in `<data_dir>/requests/`, oldest first, with what `handle`
+/// makes of it (the daemon's monitor thread).
+pub fn serve(data_dir: &Path, mut handle: impl FnMut(Request) -> Answer) {
+    Mailbox::new(data_dir.join(REQUEST_DIR)).serve(|req: Result<Request, ReadError>| match req {
+        Ok(req) => handle(req),
+        Err(ReadError::Io(e)) => Answer {
+            ok: false,
+            message: format!("bad request: {e}"),
+        },
+        Err(e @ ReadError::Bad(_)) => Answer {
+            ok: false,
+            message: e.to_string(),
+        },
+    });
+}
+
+fn io_error(dir: &Path, e: MailboxError) -> SendError {
+    match e {
+        MailboxError::Io(e) => SendError::Io {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        },
+        MailboxError::NoAnswer(wait) => SendError::NoAnswer(wait),
     }
-    let _ = std::fs::remove_file(done.with_extension("json"));
-    Err(SendError::NoAnswer(wait))
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 use crate::WebError;
 use cairn_config::Config;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 
 /// What changed: (key, old value, new value).
@@ -305,17 +304,9 @@ pub fn change(path: &Path, ch: &SettingsChange) -> Result<Changes, WebError> {
     if changed.is_empty() {
         return Ok(changed);
     }
-    let tmp = path.with_extension("toml.tmp");
-    let io = |e: std::io::Error| WebError::Internal(format!("{}: {e}", tmp.display()));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(out.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
+    // Synced: an acknowledged settings change must survive a crash.
+    cairn_files::atomic_write(path, out.as_bytes(), cairn_files::Durability::Synced)
+        .map_err(|e| WebError::Internal(format!("{}: {e}", path.display())))?;
     Ok(changed)
 }
 

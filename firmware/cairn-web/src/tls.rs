@@ -3,7 +3,7 @@
 //! accepts connections with.
 
 use crate::WebError;
-use std::io::Write;
+use cairn_files::{atomic_write_with_mode, Durability};
 use std::path::Path;
 use std::sync::Arc;
 use tokio_rustls::rustls;
@@ -35,34 +35,21 @@ pub fn ensure_device_cert(cert: &Path, key: &Path, names: &[String]) -> Result<b
     if let Some(dir) = key.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     }
-    write_atomic(key, kp.serialize_pem().as_bytes(), 0o600)?;
-    write_atomic(cert, c.pem().as_bytes(), 0o644)?;
+    // Synced: the key and certificate the panel serves must survive a crash together.
+    atomic_write_with_mode(
+        key,
+        kp.serialize_pem().as_bytes(),
+        0o600,
+        Durability::Synced,
+    )
+    .map_err(|e| io(key, e))?;
+    atomic_write_with_mode(cert, c.pem().as_bytes(), 0o644, Durability::Synced)
+        .map_err(|e| io(cert, e))?;
     Ok(true)
 }
 
 fn io(p: &Path, e: std::io::Error) -> WebError {
     WebError::Internal(format!("{}: {e}", p.display()))
-}
-
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), WebError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| io(&tmp, e))?;
-    f.sync_all().map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
 }
 
 /// A rustls server configuration from PEM files.

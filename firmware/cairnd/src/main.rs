@@ -143,9 +143,9 @@ fn demo_config(dir: &Path) -> Result<Config> {
             data_dir: dir.clone(),
             accept_unknown_peers: true,
         });
-        let tmp = dir.join("cairn.toml.tmp");
-        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path)?;
+        // NotSynced: a default lost in a crash is written again at the next start.
+        cairn_files::atomic_write(&path, text.as_bytes(), cairn_files::Durability::NotSynced)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         println!("cairn: wrote a default configuration to {}", path.display());
     }
     Ok(Config::load(&path)?)

@@ -20,7 +20,7 @@ use cairn_hal::uevent::UeventWatcher;
 use cairn_raid::monitor::{
     DamageKind, DamageReport, Hardware, Monitor, MonitorConfig, DEMO_SMART_EVERY_MS, SMART_EVERY_MS,
 };
-use cairn_raid::requests::{Answer, Request, REQUEST_DIR};
+use cairn_raid::requests::{Request, REQUEST_DIR};
 use cairn_store::Store;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -315,33 +315,12 @@ impl Wiring {
 
     /// Answer each `requests/*.json` in name order with a `*.done` beside it.
     fn handle_requests(&mut self) {
-        let dir = self.data_dir.join(REQUEST_DIR);
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            return;
-        };
-        let mut files: Vec<PathBuf> = rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        files.sort();
-        for path in files {
-            let answer = match std::fs::read(&path)
-                .map_err(anyhow::Error::from)
-                .and_then(|b| Ok(serde_json::from_slice::<Request>(&b)?))
-            {
-                Ok(req) => self.monitor.handle(req, cairn_hal::now_ms()),
-                Err(e) => Answer {
-                    ok: false,
-                    message: format!("bad request: {e}"),
-                },
-            };
+        let data_dir = self.data_dir.clone();
+        cairn_raid::requests::serve(&data_dir, |req| {
+            let answer = self.monitor.handle(req, cairn_hal::now_ms());
             self.flush_audit();
-            let _ = std::fs::remove_file(&path);
-            if let Ok(text) = serde_json::to_vec(&answer) {
-                let _ = std::fs::write(path.with_extension("done"), text);
-            }
-        }
+            answer
+        });
     }
 
     /// Real kernel: sleep until md notifies a change, the kernel announces a block device

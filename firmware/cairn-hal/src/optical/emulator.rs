@@ -9,9 +9,9 @@
 //! Every file can be read without cairn: `xorriso -indev stdio:discs/<id>.iso -toc`.
 
 use super::OpticalError;
+use cairn_files::{atomic_write, Durability};
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 /// What the emulator knows about one disc.
@@ -73,18 +73,9 @@ fn check_id(tray_dir: &Path, id: &str) -> Result<(), OpticalError> {
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), OpticalError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let body = serde_json::to_vec_pretty(value).map_err(|e| io(path, std::io::Error::other(e)))?;
-    let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
-    f.write_all(&body)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io(path, e))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(dir, e))
+    // Synced: the emulated disc's state stands for what is burnt on it.
+    atomic_write(path, &body, Durability::Synced).map_err(|e| io(path, e))
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, OpticalError> {

@@ -25,6 +25,7 @@
 //! records recorded (filemarks take no space).
 
 use super::{TapeDrive, TapeError, TapeStatus};
+use cairn_files::{atomic_write, Durability};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
@@ -149,18 +150,9 @@ fn rec_path(cdir: &Path, file: u32) -> PathBuf {
 
 /// Writes `value` as JSON to `path` atomically and durably (temp file, fsync, rename, fsync dir).
 fn write_json<T: Serialize>(dev: &Path, path: &Path, value: &T) -> Result<(), TapeError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let body = serde_json::to_vec_pretty(value).map_err(|e| invalid(dev, e.to_string()))?;
-    let mut f = File::create(&tmp).map_err(|e| io_err(dev, "create state", e))?;
-    f.write_all(&body)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| io_err(dev, "write state", e))?;
-    fs::rename(&tmp, path).map_err(|e| io_err(dev, "rename state", e))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(dev, "sync state dir", e))
+    // Synced: the emulated tape's state stands for what is on the cartridge.
+    atomic_write(path, &body, Durability::Synced).map_err(|e| io_err(dev, "write state", e))
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(dev: &Path, path: &Path) -> Result<T, TapeError> {
@@ -804,9 +796,8 @@ fn repair_file(dev: &Path, cdir: &Path, f: u32) -> Result<u64, TapeError> {
     }
     let size = runs_bytes(&runs_ok);
     if !rec_len.is_multiple_of(8) || size != want {
-        let tmp = cdir.join(format!(".file-{f:04}.rec.tmp"));
-        fs::write(&tmp, encode_runs(&runs_ok))
-            .and_then(|_| fs::rename(&tmp, &rpath))
+        // NotSynced, as before: the repair is made again from the data file after a crash.
+        atomic_write(&rpath, &encode_runs(&runs_ok), Durability::NotSynced)
             .map_err(|e| io_err(dev, "repair .rec", e))?;
     }
     if data_len > size {

@@ -5,6 +5,7 @@
 use super::{Monitor, MonitorError};
 use crate::requests::STATUS_FILE;
 use crate::{ArrayStatus, BayDisk, Blocked, MemberState};
+use cairn_files::{atomic_write, Durability};
 use cairn_hal::disks::Contents;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -114,9 +115,13 @@ impl Monitor {
         let mut value = serde_json::to_value(&file)?;
         value["updated_at_ms"] = now.into();
         let path = self.status_path();
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&value)?).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        // NotSynced: published status, written again on the next pass.
+        atomic_write(
+            &path,
+            &serde_json::to_vec_pretty(&value)?,
+            Durability::NotSynced,
+        )
+        .map_err(io(&path))?;
         self.last_written = body;
         Ok(())
     }
