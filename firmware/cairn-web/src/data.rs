@@ -953,21 +953,8 @@ pub fn audit_csv(rows: &[AuditRow]) -> String {
     out
 }
 
-/// A size for people: `1.5 GB`.
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 6] = ["bytes", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} bytes")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+/// A size for people: `1.5 GB` (the wording `cairnctl` shares).
+pub use cairn_core::human_bytes;
 
 /// A duration for people: `12 min`.
 pub fn human_secs(s: u64) -> String {

@@ -133,17 +133,6 @@ fn ask(data: &DataDir, req: Request, timeout: u64) -> Result<i32> {
     Ok(if a.ok { 0 } else { 1 })
 }
 
-fn human(b: i64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < units.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.1} {}", units[i])
-}
-
 fn print_status(s: &ArchiveStatus) {
     if s.targets.is_empty() {
         println!("no cold targets configured ([[archive.targets]] in cairn.toml)");
@@ -157,14 +146,14 @@ fn print_status(s: &ArchiveStatus) {
                 v.state.as_str(),
                 v.verified_bundles,
                 v.verified_copies,
-                human(v.bytes_written)
+                crate::human(v.bytes_written)
             ),
             None => println!("  volume    none"),
         }
         println!(
             "  queue     {} image(s), {}{}",
             t.queue.instances,
-            human(t.queue.bytes),
+            crate::human(t.queue.bytes),
             t.queue
                 .oldest_queued_at
                 .as_deref()
@@ -176,7 +165,7 @@ fn print_status(s: &ArchiveStatus) {
                 "  last verified bundle {} ({} images, {}) at {}",
                 b.name,
                 b.members,
-                human(b.bytes),
+                crate::human(b.bytes),
                 b.verified_at.as_deref().unwrap_or("?")
             ),
             None => println!("  last verified bundle: none yet"),
@@ -225,7 +214,7 @@ fn print_volumes(v: &[VolumeRow]) {
             r.target.as_deref().unwrap_or("-"),
             r.verified_bundles,
             r.verified_copies,
-            human(r.bytes_written),
+            crate::human(r.bytes_written),
             r.updated_at,
             r.updated_by
         );
@@ -416,8 +405,8 @@ pub fn demo(data: &Path, cmd: DemoMediaCommand) -> Result<i32> {
                 println!(
                     "{:<10} {:>10} used of {:>10}{labelled}{}{}",
                     c.id,
-                    human(c.bytes_used as i64),
-                    human(c.capacity as i64),
+                    cairn_core::human_bytes(c.bytes_used),
+                    cairn_core::human_bytes(c.capacity),
                     if c.loaded { ", in the drive" } else { "" },
                     if c.write_protected {
                         ", write-protected"

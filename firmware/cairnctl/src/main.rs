@@ -215,15 +215,9 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// A size for people, in the panel's wording (a negative count reads as 0 bytes).
 fn human(b: i64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < units.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.1} {}", units[i])
+    cairn_core::human_bytes(u64::try_from(b).unwrap_or(0))
 }
 
 /// Cut to `w` characters, never splitting a character.
