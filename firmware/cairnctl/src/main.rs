@@ -291,4 +291,11 @@ mod tests {
         assert_eq!(day("éééé"), "éééé");
         assert_eq!(day(""), "");
     }
+
+    #[test]
+    fn sizes_read_as_on_the_panel() {
+        assert_eq!(human(1_500), "1.5 kB");
+        assert_eq!(human(1_500_000_000), cairn_core::human_bytes(1_500_000_000));
+        assert_eq!(human(-1), "0 bytes");
+    }
 }
