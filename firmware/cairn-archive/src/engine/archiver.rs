@@ -101,10 +101,8 @@ impl Archiver {
                 .targets
                 .iter()
                 .map(|t| {
-                    let mut l = t.live.clone();
-                    l.updated_at = now.clone();
-                    l.uptime_ms = self.started.elapsed().as_millis() as u64;
-                    l
+                    let uptime_ms = self.started.elapsed().as_millis() as u64;
+                    t.status.render(&t.name, &now, uptime_ms)
                 })
                 .collect(),
         };
@@ -119,7 +117,7 @@ impl Archiver {
 
     /// Whether any target needs a medium now.
     pub fn medium_needed(&self) -> bool {
-        self.targets.iter().any(|t| t.live.medium_needed)
+        self.targets.iter().any(|t| t.status.medium_needed)
     }
 
     /// The positions of the targets a request names (every target when `None`).

@@ -8,12 +8,12 @@
 //! a write or verify error: the bundle is `failed`, the volume goes to `error`; in every case
 //! the queue rows stay until a verified copy exists, so nothing queued is lost.
 //!
-//! Split by job, each module using only those listed before it: `status` (the sentences
-//! published about a drive), `unpack` (objects from a bundle back into the store), `drive`
-//! (everything that differs between tape and optical), `target` (one target, its policy and
-//! context), `archiver` (the targets together, the live status file), then the jobs: `probe`
-//! (probing, loading, ejecting), `write` (bundles), `scan`, `restore`. This module runs the
-//! loop and carries out requests.
+//! Split by job, each module using only those listed before it: `status` (what is published
+//! about a target, rendered in one place), `unpack` (objects from a bundle back into the
+//! store), `drive` (everything that differs between tape and optical), `target` (one target,
+//! its policy and context), `archiver` (the targets together, the live status file), then the
+//! jobs: `probe` (probing, loading, ejecting), `write` (bundles), `scan`, `restore`. This module
+//! runs the loop and carries out requests.
 
 mod archiver;
 mod drive;
@@ -33,6 +33,7 @@ pub use unpack::{restore_from_dir, restore_from_tar};
 use crate::catalog::{self, Location};
 use crate::requests::{self, Answer, Request};
 use crate::ArchiveError;
+use status::{Activity, DriveState};
 use std::time::{Duration, Instant};
 
 impl Archiver {
@@ -114,8 +115,8 @@ impl Archiver {
             std::thread::sleep(Duration::from_millis(100));
         }
         for t in &mut self.targets {
-            t.live.activity = "cairnd stopped".into();
-            t.live.drive = "unknown".into();
+            t.status.activity = Activity::Stopped;
+            t.status.drive = DriveState::Unknown;
         }
         self.publish();
     }

@@ -3,7 +3,7 @@
 
 use super::archiver::Archiver;
 use super::drive::Seen;
-use super::status::{drive_says, unreadable_advice, write_it_on};
+use super::status::{unreadable_advice, write_it_on, DriveState};
 use super::target::{Ctx, Target};
 use crate::catalog::{self, Location, VolumeState};
 use crate::label::Label;
@@ -83,21 +83,21 @@ impl Target {
         let mut found = Found::Other;
         match seen {
             Seen::None => {
-                self.live.drive = "no medium".into();
+                self.status.drive = DriveState::NoMedium;
             }
             Seen::Unreadable(err) if !label_unreadable => {
                 tracing::warn!(target = %self.name, error = %err,
                     "the tape cannot be read at its beginning: not written");
-                self.live.drive = "unreadable medium".into();
-                self.live.last_error = Some(err);
-                self.live.message = unreadable_advice(&self.name, cx.several);
+                self.status.drive = DriveState::Unreadable;
+                self.status.last_error = Some(err);
+                self.status.message = unreadable_advice(&self.name, cx.several);
                 found = Found::Unreadable;
             }
             Seen::Unreadable(err) => {
                 if d.write_protected()? {
-                    self.live.drive = "write protected".into();
-                    self.live.last_error = Some(err);
-                    self.live.message = "the tape in the drive cannot be read at its beginning \
+                    self.status.drive = DriveState::WriteProtected;
+                    self.status.last_error = Some(err);
+                    self.status.message = "the tape in the drive cannot be read at its beginning \
                                       and is write-protected: it cannot be labelled"
                         .into();
                     return Ok(Found::Unreadable);
@@ -124,12 +124,12 @@ impl Target {
                     .map_err(ArchiveError::Store)?;
                 // the label must read back before the volume is used
                 if let Some(other) = d.write_label_checked(cx.data, &label)? {
-                    self.live.drive = "error".into();
-                    self.live.message = format!(
+                    self.status.drive = DriveState::Error;
+                    self.status.message = format!(
                         "the label written on the tape did not read back ({other}): the \
                          tape is not used; eject it"
                     );
-                    return Err(ArchiveError::Refused(self.live.message.clone()));
+                    return Err(ArchiveError::Refused(self.status.message.clone()));
                 }
                 catalog::register_volume(
                     cx.store,
@@ -142,9 +142,9 @@ impl Target {
                 tracing::info!(volume = %label.volume_id, name = %label.name,
                     target = %self.name, %by,
                     "labelled a tape that could not be read at its beginning");
-                self.live.drive = "ready".into();
-                self.live.last_error = None;
-                self.live.message = format!(
+                self.status.drive = DriveState::Ready;
+                self.status.last_error = None;
+                self.status.message = format!(
                     "volume {} labelled (the tape could not be read at its beginning; labelled \
                      on request by {by}) and in use{}",
                     label.name,
@@ -155,14 +155,14 @@ impl Target {
                 found = Found::UnreadableLabelled;
             }
             Seen::Foreign => {
-                self.live.drive = "foreign medium".into();
-                self.live.message = "the medium in the drive holds data not written by cairn: \
+                self.status.drive = DriveState::Foreign;
+                self.status.message = "the medium in the drive holds data not written by cairn: \
                                      it is never overwritten; eject it"
                     .into();
             }
             Seen::Blank { protected: true } => {
-                self.live.drive = "write protected".into();
-                self.live.message = "the blank medium in the drive is write-protected".into();
+                self.status.drive = DriveState::WriteProtected;
+                self.status.message = "the blank medium in the drive is write-protected".into();
             }
             Seen::Blank { protected: false } => {
                 let conn = catalog::open_read(cx.data)?;
@@ -180,8 +180,8 @@ impl Target {
                 )?;
                 tracing::info!(volume = %label.volume_id, name = %label.name,
                     target = %self.name, "labelled a blank volume");
-                self.live.drive = "ready".into();
-                self.live.message = format!(
+                self.status.drive = DriveState::Ready;
+                self.status.message = format!(
                     "volume {} labelled and in use{}",
                     label.name,
                     write_it_on(&label.name, kind, chosen)
@@ -195,8 +195,8 @@ impl Target {
                 let row = catalog::volume(&conn, &label.volume_id)?;
                 match row {
                     None => {
-                        self.live.drive = "uncatalogued volume".into();
-                        self.live.message = format!(
+                        self.status.drive = DriveState::Uncatalogued;
+                        self.status.message = format!(
                             "volume {} is not in the catalog: run `cairnctl archive scan` to \
                              read it in; nothing is written to it until then",
                             label.short_name()
@@ -215,12 +215,12 @@ impl Target {
                         };
                         catalog::register_volume(cx.store, &label, self.id, state, cap, by)?;
                         self.writable = state.writable() && !protected && label.box_id == box_id;
-                        self.live.drive = if protected {
-                            "write protected".into()
+                        self.status.drive = if protected {
+                            DriveState::WriteProtected
                         } else {
-                            "ready".into()
+                            DriveState::Ready
                         };
-                        self.live.message = format!(
+                        self.status.message = format!(
                             "volume {} ({}){}",
                             v.name,
                             state.as_str(),
@@ -247,10 +247,10 @@ impl Target {
         label_unreadable: bool,
     ) -> Result<Found, ArchiveError> {
         self.probe(cx, by, label_unreadable).inspect_err(|e| {
-            self.live.last_error = Some(e.to_string());
-            if self.live.drive != "error" {
-                self.live.drive = "error".into();
-                self.live.message = format!("reading the medium failed: {e}");
+            self.status.last_error = Some(e.to_string());
+            if self.status.drive != DriveState::Error {
+                self.status.drive = DriveState::Error;
+                self.status.message = format!("reading the medium failed: {e}");
             }
             self.drive = None;
         })
@@ -268,7 +268,7 @@ impl Archiver {
             t.drive = None;
             unreadable |= t.probe(&cx, by, false)? == Found::Unreadable;
             t.settle_need(cx.data);
-            msgs.push(format!("{}: {}", t.name, drive_says(&t.live)));
+            msgs.push(format!("{}: {}", t.name, t.status.drive_says()));
         }
         self.publish();
         if unreadable {
@@ -315,7 +315,7 @@ impl Archiver {
             t.settle_need(cx.data);
             match found {
                 Found::UnreadableLabelled | Found::BlankLabelled => {
-                    msgs.push(format!("{}: {}", t.name, t.live.message))
+                    msgs.push(format!("{}: {}", t.name, t.status.message))
                 }
                 _ => {
                     ok = false;
@@ -323,7 +323,7 @@ impl Archiver {
                         "{}: not labelled: only a tape whose beginning cannot be read is \
                          labelled this way, and this drive says: {}",
                         t.name,
-                        drive_says(&t.live)
+                        t.status.drive_says()
                     ));
                 }
             }
@@ -378,10 +378,10 @@ impl Archiver {
         }
         t.writable = false;
         t.probed = false;
-        t.live.drive = "no medium".into();
+        t.status.drive = DriveState::NoMedium;
         t.settle_need(cx.data);
         let Some(label) = vol else {
-            t.live.message = "the medium was ejected".into();
+            t.status.message = "the medium was ejected".into();
             self.publish();
             return Ok("ejected (the medium was not a catalogued cairn volume)".into());
         };
@@ -400,7 +400,7 @@ impl Archiver {
             by,
             "ejected",
         )?;
-        t.live.message = format!(
+        t.status.message = format!(
             "volume {} ejected; recorded as {}",
             label.short_name(),
             location.words()

@@ -1,6 +1,7 @@
 //! Restore: bring a study's missing or damaged instances back from the volumes in the drives.
 
 use super::archiver::Archiver;
+use super::status::Activity;
 use crate::catalog::{self, Location};
 use crate::ArchiveError;
 use std::collections::HashSet;
@@ -64,7 +65,7 @@ impl Archiver {
             };
             for file in files {
                 let shown = t.volume.as_ref().map_or(vol.as_str(), |l| l.short_name());
-                t.live.activity = format!("restoring from {shown}.{file}");
+                t.status.activity = Activity::Restoring(format!("{shown}.{file}"));
                 if let Some(d) = t.drive.as_mut() {
                     restored +=
                         d.restore_bundle(&self.store, &self.data, &vol, file, &mut wanted, by)?;

@@ -2,6 +2,7 @@
 
 use super::archiver::Archiver;
 use super::drive::Scanned;
+use super::status::{Activity, DriveState};
 use super::target::{Ctx, Target};
 use crate::catalog::{self, VolumeState};
 use crate::ArchiveError;
@@ -13,7 +14,7 @@ impl Target {
         if !self.ensure_drive() {
             return Ok(Some(format!("{}: drive unavailable", self.name)));
         }
-        self.live.activity = "scanning".into();
+        self.status.activity = Activity::Scanning;
         let Some(d) = self.drive.as_mut() else {
             return Ok(None);
         };
@@ -37,8 +38,8 @@ impl Target {
             .map(|v| v.state)
             .unwrap_or(VolumeState::Error);
         self.writable = st.writable() && label.box_id == cx.policy.box_id;
-        self.live.drive = "ready".into();
-        self.live.activity = "idle".into();
+        self.status.drive = DriveState::Ready;
+        self.status.activity = Activity::Idle;
         Ok(Some(format!(
             "{}: volume {}: {} bundle(s), {} verified",
             self.name,

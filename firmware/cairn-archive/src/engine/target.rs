@@ -2,7 +2,8 @@
 //! policy and context every job on a target needs, and what a bundle attempt did.
 
 use super::drive::{Drive, Opener};
-use crate::catalog::{self, LiveTarget};
+use super::status::{Activity, DriveState, Status};
+use crate::catalog;
 use crate::label::Label;
 use crate::{ArchiveError, MediumKind};
 use cairn_store::{DataDir, Store};
@@ -87,7 +88,7 @@ pub(super) struct Target {
     /// Whether bundles may be written to it now.
     pub writable: bool,
     /// What is published about it.
-    pub live: LiveTarget,
+    pub status: Status,
     /// Instances whose hot copy failed to read or hash: skipped until restart.
     pub exclude: HashSet<i64>,
     /// The drive was probed since the last request or change.
@@ -99,12 +100,7 @@ impl Target {
     /// opened yet.
     pub fn new(spec: TargetSpec, kind: MediumKind, id: i64) -> Self {
         Target {
-            live: LiveTarget {
-                name: spec.name.clone(),
-                drive: "unknown".into(),
-                activity: "starting".into(),
-                ..Default::default()
-            },
+            status: Status::starting(),
             name: spec.name,
             kind,
             open: spec.open,
@@ -129,9 +125,9 @@ impl Target {
                 true
             }
             Err(e) => {
-                self.live.drive = "unavailable".into();
-                self.live.last_error = Some(e.to_string());
-                self.live.message =
+                self.status.drive = DriveState::Unavailable;
+                self.status.last_error = Some(e.to_string());
+                self.status.message =
                     format!("the {} drive cannot be opened: {e}", self.kind.as_str());
                 false
             }
@@ -151,13 +147,13 @@ impl Target {
         let Ok(queued) = self.queued(data) else {
             return;
         };
-        self.live.medium_needed = queued > 0 && !self.writable;
-        self.live.activity = if self.live.medium_needed {
-            format!("waiting for a writable medium ({queued} queued)")
+        self.status.medium_needed = queued > 0 && !self.writable;
+        self.status.activity = if self.status.medium_needed {
+            Activity::WaitingForMedium(Some(queued))
         } else if queued > 0 {
-            format!("collecting ({queued} queued)")
+            Activity::Collecting(queued)
         } else {
-            "idle".into()
+            Activity::Idle
         };
     }
 }

@@ -2,6 +2,7 @@
 //! request (flush), write it, read it back, and only then record the copies as verified.
 
 use super::archiver::Archiver;
+use super::status::{Activity, DriveState};
 use super::target::{Ctx, Outcome, Target};
 use crate::bundle::{BundleHead, Member, ReadBack, SmallFiles};
 use crate::catalog::{self, VolumeState};
@@ -51,9 +52,9 @@ impl Target {
     fn step_once(&mut self, cx: &Ctx<'_>, force: bool) -> Outcome {
         if !self.probed || self.drive.is_none() {
             if let Err(e) = self.probe(cx, SYSTEM, false) {
-                self.live.drive = "error".into();
-                self.live.last_error = Some(e.to_string());
-                self.live.message = format!("reading the medium failed: {e}");
+                self.status.drive = DriveState::Error;
+                self.status.last_error = Some(e.to_string());
+                self.status.message = format!("reading the medium failed: {e}");
                 tracing::warn!(target = %self.name, error = %e, "probing the medium failed");
                 self.drive = None;
             }
@@ -67,16 +68,16 @@ impl Target {
             Err(e) => return Outcome::NotVerified(e.to_string()),
         };
         if q.instances == 0 {
-            self.live.medium_needed = false;
-            self.live.activity = "idle".into();
+            self.status.medium_needed = false;
+            self.status.activity = Activity::Idle;
             return Outcome::Idle;
         }
         if !self.writable {
-            self.live.medium_needed = true;
-            self.live.activity = format!("waiting for a writable medium ({} queued)", q.instances);
+            self.status.medium_needed = true;
+            self.status.activity = Activity::WaitingForMedium(Some(q.instances));
             return Outcome::MediumNeeded;
         }
-        self.live.medium_needed = false;
+        self.status.medium_needed = false;
         let policy = cx.policy;
         let due = force
             || q.bytes as u64 >= policy.bundle_max_bytes
@@ -86,7 +87,7 @@ impl Target {
                 .and_then(age_of)
                 .is_some_and(|a| a >= policy.bundle_max_age);
         if !due {
-            self.live.activity = format!("collecting ({} queued)", q.instances);
+            self.status.activity = Activity::Collecting(q.instances);
             return Outcome::Idle;
         }
         let batch = match catalog::next_batch(
@@ -100,7 +101,7 @@ impl Target {
             Err(e) => return Outcome::NotVerified(e.to_string()),
         };
         if batch.is_empty() {
-            self.live.activity = "idle (queued instances skipped: damaged hot copies)".into();
+            self.status.activity = Activity::IdleSkipping;
             return Outcome::Idle;
         }
         let head = cairn_audit::head(&conn)
@@ -110,7 +111,7 @@ impl Target {
         match self.write_bundle(cx, batch, head) {
             Ok(o) => o,
             Err(e) => {
-                self.live.last_error = Some(e.to_string());
+                self.status.last_error = Some(e.to_string());
                 tracing::warn!(target = %self.name, error = %e, "bundle not verified");
                 Outcome::NotVerified(e.to_string())
             }
@@ -136,7 +137,7 @@ impl Target {
         for (id, m) in &bad {
             tracing::error!(sha256 = %m.sha256, "hot copy missing or truncated: not archived");
             self.exclude.insert(*id);
-            self.live.last_error = Some(format!(
+            self.status.last_error = Some(format!(
                 "the hot copy of {} is missing or truncated: run cairnctl fsck",
                 m.sha256
             ));
@@ -168,7 +169,7 @@ impl Target {
         let manifest_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&small.manifest));
         let row =
             catalog::begin_bundle(store, &label.volume_id, file_number, &bundle_id, &members)?;
-        self.live.activity = format!("writing bundle {shown} ({} objects)", members.len());
+        self.status.activity = Activity::Writing(shown.clone(), members.len());
         tracing::info!(bundle = %bundle_id, members = members.len(), "writing a bundle");
         let started = Instant::now();
         // write
@@ -196,7 +197,7 @@ impl Target {
                             "end of medium",
                         )?;
                         self.writable = false;
-                        self.live.message = format!(
+                        self.status.message = format!(
                             "volume {vname} is full: bundle {shown} will be written whole on \
                              the next volume; eject it and load another"
                         );
@@ -228,24 +229,24 @@ impl Target {
                             &format!("write failed: {e}"),
                         )?;
                         self.writable = false;
-                        self.live.message = format!(
+                        self.status.message = format!(
                             "writing to volume {vname} failed ({e}); its instances stay queued. \
                              Eject it and load another"
                         );
                     }
                 }
-                self.live.last_error = Some(e.to_string());
-                self.live.medium_needed = !self.writable;
-                self.live.activity = if self.writable {
-                    "idle".into()
+                self.status.last_error = Some(e.to_string());
+                self.status.medium_needed = !self.writable;
+                self.status.activity = if self.writable {
+                    Activity::Idle
                 } else {
-                    "waiting for a writable medium".into()
+                    Activity::WaitingForMedium(None)
                 };
                 return Ok(Outcome::NotVerified(e.to_string()));
             }
         };
         // read back
-        self.live.activity = format!("verifying bundle {shown}");
+        self.status.activity = Activity::Verifying(shown.clone());
         let rb: Result<ReadBack, ArchiveError> = match self.drive.as_mut() {
             Some(d) => d.verify(data, &bundle_id),
             None => Err(ArchiveError::Refused("drive gone".into())),
@@ -286,14 +287,14 @@ impl Target {
                 &format!("verify failed: {why}"),
             )?;
             self.writable = false;
-            self.live.last_error = Some(format!("bundle {shown}: {why}"));
-            self.live.message = format!(
+            self.status.last_error = Some(format!("bundle {shown}: {why}"));
+            self.status.message = format!(
                 "bundle {shown} did not verify ({why}); volume {} is set aside, its \
                  instances stay queued",
                 label.short_name()
             );
-            self.live.medium_needed = true;
-            self.live.activity = "waiting for a writable medium".into();
+            self.status.medium_needed = true;
+            self.status.activity = Activity::WaitingForMedium(None);
             tracing::error!(bundle = %bundle_id, %why, "verify failed");
             return Ok(Outcome::NotVerified(why));
         }
@@ -309,8 +310,8 @@ impl Target {
             manifest_sha,
         )?;
         let secs = started.elapsed().as_secs_f64();
-        self.live.busy_ms += started.elapsed().as_millis() as u64;
-        self.live.bytes_verified += members.iter().map(|m| m.size).sum::<u64>();
+        self.status.busy_ms += started.elapsed().as_millis() as u64;
+        self.status.bytes_verified += members.iter().map(|m| m.size).sum::<u64>();
         tracing::info!(
             bundle = %bundle_id,
             copies = n,
@@ -318,15 +319,15 @@ impl Target {
             mb_per_s = (bytes as f64 / 1e6 / secs.max(1e-9)) as u64,
             "bundle written and verified"
         );
-        self.live.activity = "idle".into();
-        self.live.last_error = (!self.exclude.is_empty()).then(|| {
+        self.status.activity = Activity::Idle;
+        self.status.last_error = (!self.exclude.is_empty()).then(|| {
             format!(
                 "{} queued image(s) skipped: their hot copy is missing or damaged (run \
                  cairnctl fsck)",
                 self.exclude.len()
             )
         });
-        self.live.message = format!("bundle {shown} verified ({n} objects)");
+        self.status.message = format!("bundle {shown} verified ({n} objects)");
         Ok(Outcome::Verified(n))
     }
 }
@@ -371,7 +372,7 @@ impl Archiver {
                         match o {
                             Outcome::MediumNeeded => "no writable medium".to_string(),
                             Outcome::NotVerified(w) => w,
-                            _ => t.live.message.clone(),
+                            _ => t.status.message.clone(),
                         }
                     ));
                     break;
