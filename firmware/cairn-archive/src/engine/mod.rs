@@ -12,11 +12,12 @@
 //! about a target, rendered in one place), `unpack` (objects from a bundle back into the
 //! store), `drive` (everything that differs between tape and optical), `target` (one target,
 //! its policy and context), `archiver` (the targets together, the live status file), then the
-//! jobs: `probe` (probing, loading, ejecting), `write` (bundles), `scan`, `restore`. This module
-//! runs the loop and carries out requests.
+//! jobs: `probe` (probing and loading), `write` (bundles), `eject` (after a flush), `scan`,
+//! `restore`. This module runs the loop and carries out requests.
 
 mod archiver;
 mod drive;
+mod eject;
 mod probe;
 mod restore;
 mod scan;
