@@ -190,7 +190,13 @@ def test_storage_commitment_for_the_archived_instances(box):
             got.wait(60)
         finally:
             if assoc.is_established:
-                assoc.release()
+                # pynetdicom's release can spin forever when its reactor lost a race with
+                # send_n_action; never let that hang the suite: give it 30 s, then abort.
+                closer = threading.Thread(target=assoc.release, daemon=True)
+                closer.start()
+                closer.join(30)
+                if closer.is_alive():
+                    assoc.abort()
         assert got.wait(30), f"no N-EVENT-REPORT within 90 s\n{box.log_tail()}"
     finally:
         server.shutdown()
