@@ -1,4 +1,4 @@
-"""Helpers for the archive system tests (issue 4): a cairnd with cold targets, the tape and disc
+"""Helpers for the archive system tests: a cairnd with cold targets, the tape and disc
 emulators driven through their documented state files, and readers of the catalog.
 
 The emulators' files are documented in firmware/cairn-hal/src/tape/emulator.rs and
@@ -206,7 +206,7 @@ class DiscEmu:
 
 
 class ArchiveCairn(Cairn):
-    """A Cairn whose config has an `[archive]` section (docs/interface.md, issue 4).
+    """A Cairn whose config has an `[archive]` section (docs/interface.md, "Archive").
 
     targets: ("tape",), ("disc",) or both; the tape drive directory is `base/hw/tape`, the disc
     tray `base/hw/optical`. Bundles close by flush in the tests (max age 1 hour) unless

@@ -1,4 +1,4 @@
-"""Helpers for the query/retrieve system tests (docs/interface.md, "Query/retrieve (issue 3)").
+"""Helpers for the query/retrieve system tests (docs/interface.md, "Query/retrieve").
 
 - A controlled corpus (`build_corpus`): four patients, six studies, nine series, thirteen
   instances with known names (Latin-1 and UTF-8), dates, times, accessions and modalities, so

@@ -1,4 +1,4 @@
-"""The air-gapped copy end to end (issue 4): 2,000 instances sent with DCMTK's storescu reach an
+"""The air-gapped copy end to end: 2,000 instances sent with DCMTK's storescu reach an
 emulated tape AND an optical disc image, every one read back and verified on both; the catalog
 matches what was sent; the media are read without cairn (GNU tar, sha256sum, dcmdump, xorriso);
 storage commitment answers for them (pynetdicom as the requester); the catalog is rebuilt from
@@ -105,7 +105,7 @@ def test_status_and_volumes_commands(box):
         assert (v["kind"], v["state"], v["location"]) == (kind, state, location), (v, db[vid])
         assert location == "in_drive" and state in ("labelled", "append"), db[vid]
         assert v["verified_copies"] == int(copies) == N, (v, db[vid])
-    # the human table names both volumes by the names printed on them (issue 20 item 6)
+    # the human table names both volumes by the names printed on them
     assert sorted(v["name"] for v in vols.values()) == ["DISC01", "TAPE01"], vols
     text = box.ok("archive", "status")
     for vid, v in vols.items():

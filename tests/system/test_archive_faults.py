@@ -1,4 +1,4 @@
-"""The archive under faults (issue 4): end of medium in the middle of a bundle, a write error,
+"""The archive under faults: end of medium in the middle of a bundle, a write error,
 a write-protected tape, no medium, and a power cut (SIGKILL of cairnd) while a bundle is being
 written. Each case ends with every stored instance verified on some volume and nothing lost.
 

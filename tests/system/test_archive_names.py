@@ -1,11 +1,11 @@
-"""Names, agreeing screens and the restore's audit (issue 20, items 6-9).
+"""Names, agreeing screens and the restore's audit.
 
-6. Every volume has one short name (the name printed on the cartridge: the demo's DEMO01, the
+1. Every volume has one short name (the name printed on the cartridge: the demo's DEMO01, the
    emulator's TAPE02) in every command, page and message; the long id stays internal.
-7. The medium-needed text has no stray spaces, and right after a load the overview and the
+2. The medium-needed text has no stray spaces, and right after a load the overview and the
    Archive page (the panel's JSON API) never contradict each other.
-8. A disk md has failed never shows "SMART ok" (Disks page, `cairnctl raid status`).
-9. Restored images are audited as a restore by the person who asked, not as a store by an AE.
+3. A disk md has failed never shows "SMART ok" (Disks page, `cairnctl raid status`).
+4. Restored images are audited as a restore by the person who asked, not as a store by an AE.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def disc(st):
 
 
 # ----------------------------------------------------------------------------------------------
-# 6. one name
+# 1. one name
 # ----------------------------------------------------------------------------------------------
 
 
@@ -161,7 +161,7 @@ def ctl_query(d, sql):
 
 
 # ----------------------------------------------------------------------------------------------
-# 7. the medium-needed text, and screens that agree
+# 2. the medium-needed text, and screens that agree
 # ----------------------------------------------------------------------------------------------
 
 
@@ -218,7 +218,7 @@ def test_medium_needed_text_and_screens_agree_after_a_load(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# 8. a failed disk is not "SMART ok"
+# 3. a failed disk is not "SMART ok"
 # ----------------------------------------------------------------------------------------------
 
 
@@ -254,7 +254,7 @@ def test_a_failed_disk_does_not_show_smart_ok(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# 9. the restore's audit
+# 4. the restore's audit
 # ----------------------------------------------------------------------------------------------
 
 

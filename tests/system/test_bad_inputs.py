@@ -1,4 +1,5 @@
-"""The CVE-derived bad-input list (research/reliability-anchors.md section 8, items 1-7, 9-11).
+"""The CVE-derived bad-input list: malformed input modelled on published DICOM parser flaws,
+numbered as in that list (1-7 and 9-11; the sections below keep the numbers).
 
 A raw-socket "parrot" sends hand-built PDUs. Each bad input must be answered within the ARTIM
 time by a refusal -- A-ABORT, A-ASSOCIATE-RJ, a failure C-STORE status, or a closed

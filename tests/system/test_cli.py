@@ -93,7 +93,7 @@ def studies(store, *args) -> set[str]:
     (("--date=-20201231",), {"john"}),
     (("--date", "20230101-"), {"anna"}),
     (("--patient", "DOE*", "--modality", "CT"), {"john"}),
-    # issue 20 item 5: like the panel, part of a name finds it, in any case
+    # like the panel, part of a name finds it, in any case
     (("--patient", "smith"), {"anna"}),
     (("--patient", "doe"), {"john", "jane", "max"}),
     (("--patient", "doe jane"), {"jane"}),

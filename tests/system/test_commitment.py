@@ -1,4 +1,4 @@
-"""Storage commitment, push model, with pynetdicom as the requester (issue 4).
+"""Storage commitment, push model, with pynetdicom as the requester.
 
 The box says "committed" only for an instance on the hot store with a verified copy on a cold
 volume; it never says so for one that is only on disk, and an unknown UID is in the failure list

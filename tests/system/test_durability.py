@@ -1,4 +1,4 @@
-"""DESIGN.md section 2: an acknowledged instance survives anything; nothing is half-kept.
+"""The durability contract: an acknowledged instance survives anything; nothing is half-kept.
 
 (a) SIGKILL at random moments under 4 concurrent storescu peers, 20 rounds on one store;
 (b) 8 associations storing the same study at once; (c) same UID with different bytes;

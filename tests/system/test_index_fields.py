@@ -1,12 +1,12 @@
 """What the index keeps about each study and patient.
 
-- Issue 13 item 1: a date or time that is not one (StudyDate bytes `123\\xE9567`) is indexed as
+- A date or time that is not one (StudyDate bytes `123\\xE9567`) is indexed as
   invalid, the object is kept exactly as received, and `cairnctl studies` lists it safely.
-- Issue 20 item 2: a later instance (DCMTK `pdf2dcm --study-from`) never blanks a study or
+- A later instance (DCMTK `pdf2dcm --study-from`) never blanks a study or
   patient field; a different non-empty value keeps the first, is recorded and audited.
-- Issue 20 item 3: patients with an empty Patient ID are not merged unless name and birth date
+- Patients with an empty Patient ID are not merged unless name and birth date
   match, and C-FIND answers them as separate patients.
-- Issue 20 item 5: `cairnctl studies --patient` matches like the panel; `--patient-id` and
+- `cairnctl studies --patient` matches like the panel; `--patient-id` and
   `--accession` filter.
 """
 
@@ -99,7 +99,7 @@ def pdf_from(study_file: Path, out: Path, **changes: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------------
-# Issue 13 item 1: dates and times that are not
+# Dates and times that are not
 # ------------------------------------------------------------------------------------------
 
 def test_invalid_date_is_indexed_as_invalid_and_listed_safely(box, tmp_path):
@@ -139,7 +139,7 @@ def test_invalid_date_is_indexed_as_invalid_and_listed_safely(box, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# Issue 20 item 2: later instances never blank or silently overwrite
+# Later instances never blank or silently overwrite
 # ------------------------------------------------------------------------------------------
 
 def test_pdf_study_from_keeps_study_fields(box, tmp_path):
@@ -221,7 +221,7 @@ def test_different_value_keeps_the_first_and_is_recorded(box, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# Issue 20 item 3: empty Patient IDs
+# Empty Patient IDs
 # ------------------------------------------------------------------------------------------
 
 def test_empty_patient_ids_are_not_merged(box, tmp_path):
@@ -275,7 +275,7 @@ def test_empty_patient_ids_are_not_merged(box, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# Issue 20 item 5: the CLI matches like the panel
+# The CLI matches like the panel
 # ------------------------------------------------------------------------------------------
 
 def test_studies_patient_matches_like_the_panel(box, tmp_path):

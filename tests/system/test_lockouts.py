@@ -1,14 +1,14 @@
-"""Cheap attacks on the DICOM node (issue 13, items 3, 4, 5 and 11), bounded in count and time.
+"""Cheap attacks on the DICOM node, bounded in count and time.
 
 Every attacker here is on loopback, but binds its own source address (127.0.0.2 and up: Linux
 routes all of 127/8 to lo), so the daemon sees it as another machine than the honest peer,
 which calls from 127.0.0.1. After each attack the honest peer must still get in at once.
 
-- item 3: bare connections, idle associations, one AE title from many addresses, unknown AEs
+- slots: bare connections, idle associations, one AE title from many addresses, unknown AEs
   against the slots kept for configured peers, a C-STORE that trickles its data set;
-- item 4: C-FIND keys that are too long for their VR are the client's error (0xA900/0xC000);
-- item 5: the query keys are in the audit row, never in the daemon's log;
-- item 11: refused associations from one address make a bounded number of audit rows.
+- over-long keys: C-FIND keys that are too long for their VR are the client's error (0xA900/0xC000);
+- patient names: the query keys are in the audit row, never in the daemon's log;
+- refusal audit: refused associations from one address make a bounded number of audit rows.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def close_all(conns) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# item 3: slots
+# slots
 # ------------------------------------------------------------------------------------------
 
 def test_3_bare_connections_from_one_address_do_not_lock_out_others(cairn):
@@ -184,7 +184,7 @@ def test_3_trickled_store_is_aborted(cairn):
 
 
 # ------------------------------------------------------------------------------------------
-# item 4: over-long C-FIND keys
+# over-long C-FIND keys
 # ------------------------------------------------------------------------------------------
 
 def store_one(cairn, sop: str, **kw) -> None:
@@ -223,7 +223,7 @@ def test_4_over_long_find_keys_are_the_clients_error(cairn):
 
 
 # ------------------------------------------------------------------------------------------
-# item 5: patient names in the audit row, never in the log
+# patient names in the audit row, never in the log
 # ------------------------------------------------------------------------------------------
 
 def test_5_patient_names_reach_the_audit_row_not_the_log(cairn_factory, monkeypatch):
@@ -274,7 +274,7 @@ def test_5_patient_names_reach_the_audit_row_not_the_log(cairn_factory, monkeypa
 
 
 # ------------------------------------------------------------------------------------------
-# item 11: refused associations do not grow the audit table without limit
+# refused associations do not grow the audit table without limit
 # ------------------------------------------------------------------------------------------
 
 def test_11_refusals_from_one_address_are_coalesced(cairn_factory):

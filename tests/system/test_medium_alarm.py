@@ -1,4 +1,4 @@
-""""Medium needed" sounds the alarm (issue 4) on the demo box (`cairnd demo`).
+""""Medium needed" sounds the alarm on the demo box (`cairnd demo`).
 
 The demo's tape is ejected and images arrive: the archive thread says a medium is needed, the
 RAID monitor raises the latched `medium-needed` alarm, the emulated buzzer (DIR/hw/buzzer.jsonl)

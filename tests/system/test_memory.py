@@ -1,4 +1,5 @@
-"""Memory is bounded by the PDU size, never the object size (DESIGN.md section 2.1)."""
+"""Memory is bounded by the PDU size, never the object size: a box with little RAM must take
+objects of any size."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""C-FIND against the box (docs/interface.md, "Query/retrieve (issue 3)").
+"""C-FIND against the box (docs/interface.md, "Query/retrieve").
 
 One box per module holds the controlled corpus of qrlib (four patients, six studies, nine
 series, thirteen instances), so every answer set is known exactly. Each query runs through two

@@ -1,4 +1,4 @@
-"""C-GET and C-MOVE from the box (docs/interface.md, "Query/retrieve (issue 3)").
+"""C-GET and C-MOVE from the box (docs/interface.md, "Query/retrieve").
 
 What a requester or a move destination receives is compared byte for byte with what the box
 stored: the data set bytes after the meta group of objects/aa/bb/<sha256>.dcm (and, for files
@@ -293,7 +293,7 @@ def test_get_unaccepted_transfer_syntax(box, data):
 
 
 def test_get_decompresses_jpeg_for_a_requester_without_it(box, data):
-    """Issue 20: the JPEG Baseline instance, whose syntax the requester did not propose, arrives
+    """The JPEG Baseline instance, whose syntax the requester did not propose, arrives
     decompressed in Explicit VR LE (it used to be a failed sub-operation); the two Explicit VR LE
     CT images arrive unchanged."""
     seq = q.last_seq(box)

@@ -1,4 +1,4 @@
-"""C-GET and C-MOVE of compressed images (issue 20 item 1; docs/interface.md, "Query/retrieve").
+"""C-GET and C-MOVE of compressed images (docs/interface.md, "Query/retrieve").
 
 pydicom's own RLE and JPEG test files are stored as they are (each with fresh UIDs). A requester
 that offers the stored syntax first (DCMTK getscu +xr, +xy) gets the stored data set byte for

@@ -1,4 +1,4 @@
-"""A missing or damaged stored file found by a retrieve (issue 20 item 4), on the demo box
+"""A missing or damaged stored file found by a retrieve, on the demo box
 (`cairnd demo`: the monitor and its alarm run).
 
 One object file of a study is deleted and another has one byte changed. A C-GET of the study

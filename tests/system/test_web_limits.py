@@ -1,4 +1,4 @@
-"""The panel cannot starve the box (issue 13 item 2): idle and slow connections to the web panel
+"""The panel cannot starve the box: idle and slow connections to the web panel
 are closed within the header timeout, one address gets at most `max_connections_per_address`,
 and a flood of idle connections from many addresses holds at most `max_connections` descriptors,
 so the DICOM node keeps storing and the panel keeps answering a fresh request. Bounded: loopback

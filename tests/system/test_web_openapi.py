@@ -1,4 +1,4 @@
-"""schemathesis against the panel's own OpenAPI document (issue 13 item 6): every operation of
+"""schemathesis against the panel's own OpenAPI document: every operation of
 `cairnd demo` (emulated disks, tape and disc, so the monitor and the archive answer), logged in
 as admin, with generated valid and invalid input; no answer may be a 5xx, nor a status, content
 type or body the document does not describe. Bounded: 8 examples per operation and a 150 s

@@ -21,7 +21,7 @@ and the archive thread's scheduler statistics (on a CPU / runnable but waiting f
 asleep). Also: ingest rate, tape rate during the load, backlog when storescu finished and
 the time to drain it.
 
-Nothing here asserts a target (DESIGN.md: >= 400 MB/s writing and verifying); it prints
+Nothing here asserts a target (the design asks >= 400 MB/s writing and verifying); it prints
 numbers and appends one JSON line per part to --out.
 """
 

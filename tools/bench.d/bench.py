@@ -11,7 +11,7 @@ Driver behind tools/bench.  It
      leaves the records in a JSONL file (--out).
 
 The harness (dcmbench.py, make_corpus.py, peers.toml, peers/orthanc.json.in) is
-a copy of the dcmbench harness provided to this project in shared/bench/; see
+a copy of the dcmbench harness provided to this project; see
 the header of dcmbench.py for what was changed.
 
 Examples:

@@ -1,10 +1,9 @@
 #!/usr/bin/env python3
 """dcmbench: C-STORE ingest benchmark harness for DICOM storage SCPs.
 
-Origin: copied from the dcmbench harness provided to this project in
-shared/bench/ (dcmbench.py, make_corpus.py, peers.toml, peers/orthanc.json.in,
-README.md there); not written by the cairn project.  Local changes for cairn's
-tools/bench: a {repo} placeholder (this repository's root), rendered `version`
+Origin: copied from the dcmbench harness provided to this project (dcmbench.py,
+make_corpus.py, peers.toml, peers/orthanc.json.in); not written by the cairn project.
+Local changes for cairn's tools/bench: a {repo} placeholder (this repository's root), rendered `version`
 commands, --tag KEY=VALUE fields on every record, a client timeout, a peer that
 fails to start is recorded as a failed run instead of aborting the matrix, the
 peer's exit status after SIGTERM is recorded (peer_rc), and an optional `post`

@@ -1,4 +1,4 @@
-//! The bundle format (DESIGN.md section 3): what one pax tar (tape) or one session (optical)
+//! The bundle format: what one pax tar (tape) or one session (optical)
 //! holds, built in one streaming pass that hashes every object while it is copied.
 //!
 //! Members, in this order:

@@ -1,4 +1,4 @@
-//! The cold copy (DESIGN.md section 3, issue 4): bundles of stored objects written as POSIX pax
+//! The cold copy: bundles of stored objects written as POSIX pax
 //! tars to tape (fixed 256 KiB records between filemarks) or as one ISO 9660 session each to
 //! optical discs, read back and compared SHA-256 by SHA-256 before any copy counts as verified;
 //! the catalog of volumes, bundles and copies; the catalog rebuilt from volumes alone; restore.

@@ -1,9 +1,9 @@
-//! Every volume has one short name (issue 20 item 6): the name printed on the cartridge when
+//! Every volume has one short name: the name printed on the cartridge when
 //! the drive can read it (the emulator's cartridge id), else the next free `<prefix>NN` the box
 //! asks the person to write on it; written in the label beside the internal volume id, kept in
 //! the catalog, used in every message, typed back by people; a catalog from before names
 //! (no name rows) calls its volumes by their ids. A restore is audited as a restore by the
-//! person who asked for it (item 9).
+//! person who asked for it.
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -186,7 +186,7 @@ fn sessions_verify_fill_a_disc_and_scan_and_restore() {
         .find(|v| v.location == catalog::Location::OnsiteShelf)
         .unwrap();
     let e = a.restore("1.2.3.700", "user:test").unwrap_err().to_string();
-    // by the short name people read on the disc (issue 20 item 6), not the internal id
+    // by the short name people read on the disc, not the internal id
     assert!(e.contains(&d1.name) && !e.contains(&d1.volume_id), "{e}");
     store.close().unwrap();
 }

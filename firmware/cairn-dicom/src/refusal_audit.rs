@@ -1,5 +1,5 @@
 //! Audit rows for refused and aborted associations, coalesced so that no peer can grow the
-//! audit table without limit (issue 13, item 11).
+//! audit table without limit.
 //!
 //! The first refusal of each kind from an address is written at once. Repeats of that kind
 //! from that address within `WINDOW` are only counted; when the window has closed (or at

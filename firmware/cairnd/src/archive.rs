@@ -1,4 +1,4 @@
-//! Wiring of the archive writer (issue 4): one thread that writes queued images to every
+//! Wiring of the archive writer: one thread that writes queued images to every
 //! configured cold target, reads them back, answers `requests/archive/*.json` and publishes
 //! `archive.json`. The policy lives in `cairn-archive`; the drives in `cairn-hal`.
 
