@@ -93,7 +93,7 @@ impl Archiver {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Publish the live status (`archive.json`: temp file, rename).
+    /// Publish the live status (`archive.json`, replaced whole: readers never see a mix).
     pub fn publish(&self) {
         let now = cairn_store::now_rfc3339();
         let s = LiveStatus {
@@ -107,11 +107,10 @@ impl Archiver {
                 .collect(),
         };
         let path = self.data.root().join(requests::STATUS_FILE);
-        let tmp = path.with_extension("json.tmp");
         if let Ok(b) = serde_json::to_vec_pretty(&s) {
-            if std::fs::write(&tmp, b).is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
-            }
+            // NotSynced: a live status lost in a crash is published again on the next pass; a
+            // failed write leaves the previous one, and the next pass tries again.
+            let _ = cairn_files::atomic_write(&path, &b, cairn_files::Durability::NotSynced);
         }
     }
 
