@@ -5,6 +5,7 @@
 
 use crate::index::open_ro;
 use crate::layout::DataDir;
+pub use crate::merge::normalize_name;
 use crate::StoreError;
 use rusqlite::types::Value;
 use rusqlite::Connection;
@@ -230,24 +231,6 @@ pub enum FindEnd {
     Stopped,
     /// More than `limit` matches.
     LimitReached,
-}
-
-/// Normalise a person name for case-insensitive, per-component matching: upper case, empty
-/// trailing components and padding removed in each component group.
-pub fn normalize_name(s: &str) -> String {
-    s.split('=')
-        .map(|group| {
-            let comps: Vec<String> = group.split('^').map(|c| c.trim().to_uppercase()).collect();
-            let mut end = comps.len();
-            while end > 0 && comps[end - 1].is_empty() {
-                end -= 1;
-            }
-            comps[..end].join("^")
-        })
-        .collect::<Vec<_>>()
-        .join("=")
-        .trim_end_matches('=')
-        .to_string()
 }
 
 /// Decide how a raw key value (padding trimmed) matches, given its kind.
@@ -553,16 +536,6 @@ pub fn query_connection(data: &DataDir) -> Result<Connection, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_normalise() {
-        assert_eq!(normalize_name("Doe^John^^^"), "DOE^JOHN");
-        assert_eq!(normalize_name("müller^hans "), "MÜLLER^HANS");
-        assert_eq!(
-            normalize_name("Yamada^Tarou=山田^太郎"),
-            "YAMADA^TAROU=山田^太郎"
-        );
-    }
 
     #[test]
     fn matchers() {

@@ -1,8 +1,7 @@
 //! `fsck`: prove the store. Every indexed file exists with its hash; no orphans; no temp files.
 
 use crate::index::open_ro;
-use crate::layout::{is_sha256_hex, DataDir};
-use crate::writer::walk_objects;
+use crate::layout::{is_sha256_hex, walk_objects, DataDir};
 use crate::StoreError;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;

@@ -550,7 +550,7 @@ fn patient_row(conn: &Connection, p: &PatientInfo, now: &str) -> Result<i64, Sto
                AND birth_date = ?3 ORDER BY id LIMIT 1",
         )?
         .query_row(
-            params![p.issuer, crate::find::normalize_name(&p.name), birth_date],
+            params![p.issuer, merge::normalize_name(&p.name), birth_date],
             |r| r.get(0),
         )
         .optional()?

@@ -80,3 +80,33 @@ pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
         .and_then(|f| f.sync_all())
         .map_err(|e| StoreError::io(format!("fsync {}", dir.display()), e))
 }
+
+/// Every regular file two levels under `objects/`.
+pub(crate) fn walk_objects(objects: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(l1) = std::fs::read_dir(objects) else {
+        return out;
+    };
+    for a in l1.flatten() {
+        if !a.path().is_dir() {
+            out.push(a.path());
+            continue;
+        }
+        let Ok(l2) = std::fs::read_dir(a.path()) else {
+            continue;
+        };
+        for b in l2.flatten() {
+            if !b.path().is_dir() {
+                out.push(b.path());
+                continue;
+            }
+            let Ok(l3) = std::fs::read_dir(b.path()) else {
+                continue;
+            };
+            for f in l3.flatten() {
+                out.push(f.path());
+            }
+        }
+    }
+    out
+}

@@ -107,6 +107,25 @@ pub fn is_valid_time(v: &str) -> bool {
                 .all(|b| b.is_ascii_digit() || b == b'.' || b == b':'))
 }
 
+/// Normalise a person name for case-insensitive, per-component matching: upper case, empty
+/// trailing components and padding removed in each component group. This is the form the
+/// index keeps in a name's `norm_column` and the form a query key is compared in.
+pub fn normalize_name(s: &str) -> String {
+    s.split('=')
+        .map(|group| {
+            let comps: Vec<String> = group.split('^').map(|c| c.trim().to_uppercase()).collect();
+            let mut end = comps.len();
+            while end > 0 && comps[end - 1].is_empty() {
+                end -= 1;
+            }
+            comps[..end].join("^")
+        })
+        .collect::<Vec<_>>()
+        .join("=")
+        .trim_end_matches('=')
+        .to_string()
+}
+
 /// The value an index column gets for a received value: dates and times are checked (an
 /// invalid one is recorded in `out` and becomes empty); padding spaces are dropped.
 pub(crate) fn indexable<'a>(f: &Field<'a>, kept: &str, out: &mut Vec<Conflict>) -> &'a str {
@@ -146,9 +165,7 @@ fn conflict(f: &Field<'_>, kept: &str, reason: Reason) -> Conflict {
 
 fn same(kind: Kind, a: &str, b: &str) -> bool {
     match kind {
-        Kind::PersonName { .. } => {
-            a == b || crate::find::normalize_name(a) == crate::find::normalize_name(b)
-        }
+        Kind::PersonName { .. } => a == b || normalize_name(a) == normalize_name(b),
         _ => a == b,
     }
 }
@@ -184,7 +201,7 @@ pub(crate) fn merge(
         if kept.is_empty() && f.kind != Kind::Identity {
             sets.push((f.column, v.to_string()));
             if let Kind::PersonName { norm_column } = f.kind {
-                sets.push((norm_column, crate::find::normalize_name(v)));
+                sets.push((norm_column, normalize_name(v)));
             }
         } else if !same(f.kind, v, kept) {
             out.push(conflict(f, kept, Reason::Differs));
@@ -271,6 +288,16 @@ mod tests {
         assert!(!is_valid_time("1"));
         assert!(!is_valid_time("ab1234"));
         assert!(!is_valid_time("07273012345678901"));
+    }
+
+    #[test]
+    fn names_normalise() {
+        assert_eq!(normalize_name("Doe^John^^^"), "DOE^JOHN");
+        assert_eq!(normalize_name("müller^hans "), "MÜLLER^HANS");
+        assert_eq!(
+            normalize_name("Yamada^Tarou=山田^太郎"),
+            "YAMADA^TAROU=山田^太郎"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The one writer: every state change goes through this thread, batched into group commits.
 
 use crate::index::{self, Indexed, InstanceRecord};
-use crate::layout::{fsync_dir, is_sha256_hex, DataDir};
+use crate::layout::{fsync_dir, is_sha256_hex, walk_objects, DataDir};
 use crate::oneshot;
 use crate::spool::{FinishedSpool, SpoolWriter};
 use crate::{now_rfc3339, StoreError};
@@ -395,36 +395,6 @@ fn check_one_filesystem(data: &DataDir) -> Result<(), StoreError> {
         }
     }
     Ok(())
-}
-
-/// Every regular file two levels under `objects/`.
-pub(crate) fn walk_objects(objects: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(l1) = std::fs::read_dir(objects) else {
-        return out;
-    };
-    for a in l1.flatten() {
-        if !a.path().is_dir() {
-            out.push(a.path());
-            continue;
-        }
-        let Ok(l2) = std::fs::read_dir(a.path()) else {
-            continue;
-        };
-        for b in l2.flatten() {
-            if !b.path().is_dir() {
-                out.push(b.path());
-                continue;
-            }
-            let Ok(l3) = std::fs::read_dir(b.path()) else {
-                continue;
-            };
-            for f in l3.flatten() {
-                out.push(f.path());
-            }
-        }
-    }
-    out
 }
 
 struct Writer {
