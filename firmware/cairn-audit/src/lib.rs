@@ -1,10 +1,13 @@
 //! The audit trail: one row per association, store, refusal and admin action.
 //!
-//! Owns: the `audit` and `audit_head` tables, the chain rule and the verifier.
+//! Owns: the `audit` and `audit_head` tables, the chain rule, the verifier and the read-only
+//! queries of the audit view ([`query`]).
 //! Invariants: rows are only appended, inside the caller's transaction (so the audit row and
 //! the change it records commit together); each row's `hash` is SHA-256 over the previous
 //! row's hash and this row's fields, length-prefixed; `audit_head` always names the last row.
 //! Must never: hold patient names in `actor` or `object` (the caller passes UIDs and AE titles).
+
+pub mod query;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};

@@ -31,8 +31,9 @@ pub use index::{InstanceRecord, PatientInfo, SeriesInfo, StudyInfo};
 pub use layout::DataDir;
 pub use merge::{is_valid_date, is_valid_time};
 pub use query::{
-    list_studies, stats, study_conflicts, typed_person_name, typed_text, DateRange, FieldConflict,
-    Stats, StudyFilter, StudyRow,
+    images_received_since, list_studies, search_studies, series_bytes, stats, study_conflicts,
+    study_series, study_summary, typed_person_name, typed_text, DateRange, FieldConflict,
+    SeriesSummary, Stats, StudyFilter, StudyKeys, StudyRow, StudySummary,
 };
 pub use spool::{FinishedSpool, SpoolWriter};
 pub use writer::{Store, StoreJob, StoreOutcome};

@@ -1,5 +1,15 @@
 //! Read-only questions the CLI and panel ask of the index.
 
+mod browse;
+mod counts;
+#[cfg(test)]
+mod fixture;
+
+pub use browse::{
+    search_studies, study_series, study_summary, SeriesSummary, StudyKeys, StudySummary,
+};
+pub use counts::{images_received_since, series_bytes};
+
 use crate::find::{Matcher, QueryError};
 use crate::index::open_ro;
 use crate::layout::DataDir;
