@@ -130,7 +130,7 @@ pub struct SysfsLed {
 impl SysfsLed {
     /// The LED `<root>/sys/class/leds/<led>`.
     pub fn new(root: &Path, led: &str) -> Result<Self, HalError> {
-        crate::md::check_name(led)?;
+        crate::sysfs::check_name(led)?;
         Ok(Self {
             path: root.join("sys/class/leds").join(led).join("brightness"),
         })
@@ -139,7 +139,7 @@ impl SysfsLed {
 
 impl Buzzer for SysfsLed {
     fn tone(&mut self, hz: u32) -> Result<(), HalError> {
-        crate::md::write_attr(&self.path, if hz > 0 { "1" } else { "0" })
+        crate::sysfs::write_attr(&self.path, if hz > 0 { "1" } else { "0" })
     }
 }
 

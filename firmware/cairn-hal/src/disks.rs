@@ -1,7 +1,7 @@
 //! Block devices under the root: which disk sits behind a `/dev/disk/by-path` name, its size
 //! and `MAJ:MIN` (`sys/class/block/<kname>/{size,dev}`), and whether it is blank.
 
-use crate::md::{check_name, read_opt};
+use crate::sysfs::{check_name, read_opt};
 use crate::HalError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -9,7 +9,8 @@
 //! [`crate::disks::Disks`], so the demo runs the same probe code as the box.
 
 use crate::disks::{Disks, MD_SB_MAGIC};
-use crate::md::{check_name, read_opt, MdControl, MdSysfs, SysfsControl};
+use crate::md::{MdControl, MdSysfs, SysfsControl};
+use crate::sysfs::{check_name, read_opt};
 use crate::HalError;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

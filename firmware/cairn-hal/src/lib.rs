@@ -17,9 +17,11 @@ pub mod buzzer;
 pub mod disks;
 pub mod emulator;
 pub mod md;
+mod medium;
 pub mod optical;
 pub mod smart;
 pub mod superblock;
+mod sysfs;
 pub mod tape;
 pub mod uevent;
 

@@ -2,6 +2,7 @@
 //! awaited with `poll(POLLPRI)` on the attributes md notifies, actions written to md's
 //! attributes (see the kernel's `Documentation/admin-guide/md.rst`).
 
+use crate::sysfs::{check_name, read_opt, write_attr};
 use crate::HalError;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -346,35 +347,6 @@ impl MdControl for SysfsControl {
             .join(led)
             .join("brightness");
         write_attr(&path, if on { "1" } else { "0" })
-    }
-}
-
-/// Refuse names that could walk out of the directory they are joined to.
-pub(crate) fn check_name(name: &str) -> Result<(), HalError> {
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(HalError::invalid(name, "not a device name"));
-    }
-    Ok(())
-}
-
-/// Write a sysfs attribute in one `write` call, as sysfs expects.
-pub(crate) fn write_attr(path: &Path, value: &str) -> Result<(), HalError> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|e| HalError::io(path, e))?;
-    f.write_all(format!("{value}\n").as_bytes())
-        .map_err(|e| HalError::io(path, e))
-}
-
-/// Read a sysfs attribute, trimmed; `None` when it does not exist.
-pub(crate) fn read_opt(path: &Path) -> Result<Option<String>, HalError> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s.trim().to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(HalError::io(path, e)),
     }
 }
 

@@ -5,7 +5,7 @@
 //! smartctl cannot read is "SMART unavailable", not an error. The emulator's disks carry JSON
 //! files of the same shape ([`SmartFiles`]). Judging the numbers is `cairn-raid`'s business.
 
-use crate::md::check_name;
+use crate::sysfs::check_name;
 use crate::HalError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

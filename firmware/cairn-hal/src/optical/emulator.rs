@@ -9,6 +9,7 @@
 //! Every file can be read without cairn: `xorriso -indev stdio:discs/<id>.iso -toc`.
 
 use super::OpticalError;
+use crate::medium::{is_valid_id, ID_RULE};
 use cairn_files::{atomic_write, Durability};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -57,18 +58,10 @@ fn invalid(tray_dir: &Path, message: impl Into<String>) -> OpticalError {
 }
 
 fn check_id(tray_dir: &Path, id: &str) -> Result<(), OpticalError> {
-    let ok = !id.is_empty()
-        && id.len() <= 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if is_valid_id(id) {
         Ok(())
     } else {
-        Err(invalid(
-            tray_dir,
-            format!("disc id {id:?}: use 1 to 32 of A-Z a-z 0-9 - _"),
-        ))
+        Err(invalid(tray_dir, format!("disc id {id:?}: use {ID_RULE}")))
     }
 }
 
