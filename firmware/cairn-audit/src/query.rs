@@ -1,7 +1,7 @@
 //! Read-only questions about the trail, for the panel's audit view: rows under a filter,
 //! newest first, their count and the actions that occur.
 
-use crate::AuditError;
+use crate::{AuditError, AuditEvent};
 use rusqlite::Connection;
 
 /// Which rows to read; every field set narrows the selection, none set selects every row.
@@ -24,14 +24,8 @@ pub struct Row {
     pub seq: i64,
     /// When (RFC 3339 UTC).
     pub at: String,
-    /// Who.
-    pub actor: String,
-    /// What.
-    pub action: String,
-    /// On what.
-    pub object: String,
-    /// Details (JSON).
-    pub detail: String,
+    /// Who did what on what.
+    pub event: AuditEvent,
 }
 
 /// The WHERE clause of a selection and its arguments.
@@ -77,10 +71,12 @@ pub fn rows(
         Ok(Row {
             seq: r.get(0)?,
             at: r.get(1)?,
-            actor: r.get(2)?,
-            action: r.get(3)?,
-            object: r.get(4)?,
-            detail: r.get(5)?,
+            event: AuditEvent {
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                object: r.get(4)?,
+                detail: r.get(5)?,
+            },
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -96,7 +92,7 @@ pub fn actions(conn: &Connection) -> Result<Vec<String>, AuditError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{append, ensure_schema, AuditEvent};
+    use crate::{append, ensure_schema};
 
     fn trail() -> Connection {
         let conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
@@ -134,17 +130,15 @@ mod tests {
         assert_eq!(seqs(&conn, &all, 10, 0), [4, 3, 2, 1]);
         assert_eq!(seqs(&conn, &all, 2, 2), [2, 1]);
         let first = &rows(&conn, &all, 1, 3).unwrap_or_else(|e| panic!("{e}"))[0];
+        assert_eq!(first.at, "2024-01-01T08:00:00Z");
         assert_eq!(
-            (
-                first.at.as_str(),
-                first.actor.as_str(),
-                first.action.as_str()
-            ),
-            ("2024-01-01T08:00:00Z", "user:Alice", "login")
-        );
-        assert_eq!(
-            (first.object.as_str(), first.detail.as_str()),
-            ("1.2.3", "{}")
+            first.event,
+            AuditEvent {
+                actor: "user:Alice".into(),
+                action: "login".into(),
+                object: "1.2.3".into(),
+                detail: "{}".into(),
+            }
         );
     }
 

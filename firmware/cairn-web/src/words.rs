@@ -244,7 +244,7 @@ pub(crate) fn audit_detail(action: &str, object: &str, detail: &str) -> String {
         "store" => {
             let size = d["size"]
                 .as_u64()
-                .map(|b| format!(" ({})", crate::data::human_bytes(b)))
+                .map(|b| format!(" ({})", cairn_core::human_bytes(b)))
                 .unwrap_or_default();
             match s("outcome").as_str() {
                 "stored" | "" => format!("image received and stored{size}"),
