@@ -1,6 +1,7 @@
 //! How one received instance's patient, study and series values meet what the index holds.
 //!
-//! The rules (issue 20 item 2, issue 13 item 1):
+//! The rules, so that a stored value is never blanked or silently replaced and nothing received
+//! is dropped unseen:
 //! - a date (DA) is eight ASCII digits and a time (TM) ASCII digits with `.` or `:`; any other
 //!   received value is indexed as empty and recorded as `invalid` (the object file keeps it
 //!   exactly as received);
@@ -28,6 +29,15 @@ pub(crate) enum Level {
 }
 
 impl Level {
+    /// The index table that holds this level's rows (a fixed name, never received text).
+    fn table(self) -> &'static str {
+        match self {
+            Level::Patient => "patients",
+            Level::Study => "studies",
+            Level::Series => "series",
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Level::Patient => "patient",
@@ -170,18 +180,18 @@ fn same(kind: Kind, a: &str, b: &str) -> bool {
     }
 }
 
-/// Merge an instance's values into row `id` of `table` by the rules above, appending the
-/// conflicts to `out`. `table` and the columns are fixed names from this crate, never
+/// Merge an instance's values into row `id` of `level`'s table by the rules above, appending
+/// the conflicts to `out`. The table and the columns are fixed names from this crate, never
 /// received text.
 pub(crate) fn merge(
     conn: &Connection,
-    table: &'static str,
     id: i64,
     level: Level,
     fields: &[Field<'_>],
     now: &str,
     out: &mut Vec<Conflict>,
 ) -> Result<(), StoreError> {
+    let table = level.table();
     let cols: Vec<&str> = fields.iter().map(|f| f.column).collect();
     let current: Vec<String> = conn
         .prepare_cached(&format!(
