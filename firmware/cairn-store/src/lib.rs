@@ -3,7 +3,7 @@
 //! Owns: the data directory (`objects/`, `spool/`, `quarantine/`, `cairn.db`), the index schema
 //! and its migrations, the single writer thread, fsck and read-only queries.
 //!
-//! Invariants (DESIGN.md section 2):
+//! Invariants (they are what lets a caller answer "stored" and mean it across a power cut):
 //! - an object file is named by the SHA-256 of its bytes, never by a received string;
 //! - a file is received into `spool/` (its writeback starts while it arrives and completes
 //!   before it leaves the receiving thread), renamed into `objects/`, and its index row is
