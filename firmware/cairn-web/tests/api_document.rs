@@ -1,20 +1,19 @@
-//! The OpenAPI document describes every `/api/v1` operation fully (issue 13 item 6): its
+//! The OpenAPI document describes every `/api/v1` operation fully: its
 //! parameters, request body and answer schemas, and the refusals it may give; every `$ref`
 //! resolves; and what the router answers is what the document says it may answer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Request, StatusCode};
-use cairn_store::{DataDir, Store};
-use cairn_web::auth::HashCost;
 use cairn_web::routes::{Perm, ROUTES};
-use cairn_web::{Panel, PanelOptions, CSRF_HEADER};
+use cairn_web::CSRF_HEADER;
+use common::{open_panel, PW};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use tower::ServiceExt;
-
-const PW: &str = "a long enough password";
 
 async fn call(
     router: &axum::Router,
@@ -77,18 +76,7 @@ fn refs(v: &Value, out: &mut Vec<String>) {
 #[tokio::test]
 async fn every_operation_has_its_parameters_bodies_answers_and_refusals() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(DataDir::new(dir.path())).unwrap();
-    let panel = Panel::open(
-        PanelOptions {
-            data_dir: dir.path().to_path_buf(),
-            config_path: None,
-            https: true,
-            session_idle_secs: 900,
-            hash_cost: HashCost::Test,
-        },
-        store,
-    )
-    .unwrap();
+    let (_, panel) = open_panel(dir.path(), None, true);
     let router = panel.router();
     let (status, _, body) = call(&router, "GET", "/api/v1/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);

@@ -5,10 +5,10 @@
 //! comes back after a flood. Bounded: loopback only, at most 2,000 connections.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cairn_store::{DataDir, Store};
-use cairn_web::auth::HashCost;
+mod common;
+
 use cairn_web::listen::ConnLimits;
-use cairn_web::{Panel, PanelOptions};
+use common::open_panel;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -33,18 +33,7 @@ impl Served {
 
 async fn serve(limits: ConnLimits) -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(DataDir::new(dir.path())).unwrap();
-    let panel = Panel::open(
-        PanelOptions {
-            data_dir: dir.path().to_path_buf(),
-            config_path: None,
-            https: false,
-            session_idle_secs: 900,
-            hash_cost: HashCost::Test,
-        },
-        store,
-    )
-    .unwrap();
+    let (_, panel) = open_panel(dir.path(), None, false);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

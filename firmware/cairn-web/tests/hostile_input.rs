@@ -4,175 +4,23 @@
 //! Every refusal is a JSON `{"error": ...}` (API) with the status that names the problem.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
-use cairn_store::{DataDir, InstanceRecord, Store, StoreJob};
-use cairn_web::auth::HashCost;
-use cairn_web::{Panel, PanelOptions, CSRF_HEADER};
+use cairn_web::CSRF_HEADER;
+use common::{ct_image, get, start, Box_, HOST, ORIGIN, R};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use tower::ServiceExt;
 
-const HOST: &str = "cairn.test";
-const ORIGIN: &str = "https://cairn.test";
-const PW: &str = "a long enough password";
-
-struct Box_ {
-    dir: tempfile::TempDir,
-    data: DataDir,
-    store: Store,
-    panel: Panel,
-    router: Router,
-}
-
-struct Resp {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: String,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-    fn error(&self) -> String {
-        self.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-}
-
-/// One request: `body` is sent as is with `content_type`.
-#[derive(Default, Clone)]
-struct R<'a> {
-    method: &'a str,
-    path: &'a str,
-    session: Option<&'a (String, String)>,
-    content_type: Option<&'a str>,
-    body: Option<Vec<u8>>,
-}
-
-fn start() -> Box_ {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = cairn_config::default_toml(&cairn_config::Defaults {
-        bind: [127, 0, 0, 1].into(),
-        dicom_port: 11112,
-        http_port: 8080,
-        data_dir: dir.path().to_path_buf(),
-        accept_unknown_peers: true,
-    });
-    let cfg_path = dir.path().join("cairn.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let data = DataDir::new(dir.path());
-    let store = Store::open(data.clone()).unwrap();
-    let panel = Panel::open(
-        PanelOptions {
-            data_dir: dir.path().to_path_buf(),
-            config_path: Some(cfg_path),
-            https: true,
-            session_idle_secs: 900,
-            hash_cost: HashCost::Test,
-        },
-        store.clone(),
-    )
-    .unwrap();
-    let router = panel.router();
-    Box_ {
-        dir,
-        data,
-        store,
-        panel,
-        router,
-    }
-}
-
 impl Box_ {
-    async fn send(&self, r: R<'_>) -> Resp {
-        let mut b = Request::builder()
-            .method(r.method)
-            .uri(r.path)
-            .header(header::HOST, HOST)
-            .header(header::ORIGIN, ORIGIN);
-        if let Some((cookie, csrf)) = r.session {
-            b = b
-                .header(header::COOKIE, format!("cairn_session={cookie}"))
-                .header(CSRF_HEADER, csrf);
-        }
-        if let Some(ct) = r.content_type {
-            b = b.header(header::CONTENT_TYPE, ct);
-        }
-        let body = r.body.map_or_else(Body::empty, Body::from);
-        let mut req = b.body(body).unwrap();
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 5000))));
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
-            .await
-            .unwrap();
-        Resp {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
-    }
-
-    /// First-boot setup of `admin`; returns (cookie, csrf).
-    async fn setup(&self) -> (String, String) {
-        let code = self.panel.setup_code().unwrap();
-        let r = self
-            .send(R {
-                method: "POST",
-                path: "/api/v1/setup",
-                content_type: Some("application/json"),
-                body: Some(
-                    json!({"code": code, "username": "admin", "password": PW})
-                        .to_string()
-                        .into_bytes(),
-                ),
-                ..Default::default()
-            })
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        let cookie = r.headers[header::SET_COOKIE]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .split_once('=')
-            .unwrap()
-            .1
-            .to_string();
-        (cookie, r.json()["csrf_token"].as_str().unwrap().to_string())
-    }
-
-    fn store_study(&self, pid: &str, study: &str) {
-        let mut rec = InstanceRecord {
-            sop_instance_uid: format!("{study}.1.1"),
-            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
-            transfer_syntax: "1.2.840.10008.1.2.1".into(),
-            ..Default::default()
-        };
-        rec.patient.id = pid.into();
+    /// Stores one CT image of `study` for patient `Doe^Jane` (id `pid`).
+    fn store_plain_study(&self, pid: &str, study: &str) {
+        let mut rec = ct_image(pid, study);
         rec.patient.name = "Doe^Jane".into();
-        rec.study.uid = study.into();
-        rec.study.date = "20240102".into();
-        rec.series.uid = format!("{study}.1");
-        rec.series.modality = "CT".into();
-        let mut w = self.store.spool().unwrap();
-        w.write(study.as_bytes()).unwrap();
-        self.store
-            .commit(StoreJob {
-                spool: w.finish().unwrap(),
-                record: rec,
-                source_ae: "TEST".into(),
-            })
-            .unwrap();
+        self.store_image(rec, study.as_bytes());
     }
 
     /// Set a study's date in the index directly, whatever the store does on intake.
@@ -189,28 +37,19 @@ impl Box_ {
     }
 }
 
-fn get<'a>(path: &'a str, s: &'a (String, String)) -> R<'a> {
-    R {
-        method: "GET",
-        path,
-        session: Some(s),
-        ..Default::default()
-    }
-}
-
-/// Issue 13 item 1: a study date of eight bytes that are not eight digits (`123é567`, as a
+/// A study date of eight bytes that are not eight digits (`123é567`, as a
 /// C-STORE may bring it) is shown as received, escaped, on the list and the study page: no
 /// panic, no dropped connection.
 #[tokio::test]
 async fn a_non_ascii_study_date_is_shown_as_received() {
     let b = start();
     let admin = b.setup().await;
-    b.store_study("PIDX", "1.2.3.4.200");
+    b.store_plain_study("PIDX", "1.2.3.4.200");
     let odd = "123é567";
     assert_eq!(odd.len(), 8);
     b.set_study_date("1.2.3.4.200", odd);
     for path in ["/studies?id=PIDX", "/studies/1.2.3.4.200"] {
-        let r = b.send(get(path, &admin)).await;
+        let r = b.send_same_origin(get(path, &admin)).await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
         assert!(
             r.body.contains(odd),
@@ -220,14 +59,18 @@ async fn a_non_ascii_study_date_is_shown_as_received() {
     }
     // Markup in a date is shown inert; the API gives the value as received.
     b.set_study_date("1.2.3.4.200", "<b>é</b>");
-    let r = b.send(get("/studies/1.2.3.4.200", &admin)).await;
+    let r = b
+        .send_same_origin(get("/studies/1.2.3.4.200", &admin))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.body.contains("&lt;b&gt;é&lt;/b&gt;"), "{}", r.body);
-    let api = b.send(get("/api/v1/studies?id=PIDX", &admin)).await;
+    let api = b
+        .send_same_origin(get("/api/v1/studies?id=PIDX", &admin))
+        .await;
     assert_eq!(api.json()["studies"][0]["date"], "<b>é</b>");
 }
 
-/// Issue 13 item 7: a method no route serves at an existing path is 405 with `Allow` (the
+/// A method no route serves at an existing path is 405 with `Allow` (the
 /// table's methods), never 403; HEAD answers wherever GET does, with GET's status and no body.
 #[tokio::test]
 async fn other_methods_are_405_with_allow_and_head_works_like_get() {
@@ -246,9 +89,9 @@ async fn other_methods_are_405_with_allow_and_head_works_like_get() {
             .collect();
         if allow.contains(&"GET") {
             allow.push("HEAD");
-            let g = b.send(get(&p, &admin)).await;
+            let g = b.send_same_origin(get(&p, &admin)).await;
             let h = b
-                .send(R {
+                .send_same_origin(R {
                     method: "HEAD",
                     ..get(&p, &admin)
                 })
@@ -262,7 +105,7 @@ async fn other_methods_are_405_with_allow_and_head_works_like_get() {
             }
             for session in [Some(&admin), None] {
                 let r = b
-                    .send(R {
+                    .send_same_origin(R {
                         method: m,
                         path: &p,
                         session,
@@ -291,7 +134,7 @@ async fn other_methods_are_405_with_allow_and_head_works_like_get() {
     assert!(checked > 50, "{checked}");
 }
 
-/// Issue 13 item 8: a body over 64 KiB is 413, a request target over 8 KiB is 414, and every
+/// A body over 64 KiB is 413, a request target over 8 KiB is 414, and every
 /// refusal, whichever extractor or check makes it, is JSON `{"error": ...}`.
 #[tokio::test]
 async fn oversized_requests_are_413_and_414_as_json() {
@@ -335,12 +178,13 @@ async fn oversized_requests_are_413_and_414_as_json() {
         ("/login", "application/x-www-form-urlencoded"),
     ] {
         let r = b
-            .send(R {
+            .send_same_origin(R {
                 method: "POST",
                 path,
                 session: Some(&admin),
                 content_type: Some(ct),
                 body: Some(vec![b'a'; 100 << 10]),
+                ..Default::default()
             })
             .await;
         assert_eq!(
@@ -353,17 +197,18 @@ async fn oversized_requests_are_413_and_414_as_json() {
     }
     // (Over 64 KiB, hyper refuses the head itself: tests/connections.rs.)
     let long = format!("/api/v1/studies?name={}", "a".repeat(20 << 10));
-    let r = b.send(get(&long, &admin)).await;
+    let r = b.send_same_origin(get(&long, &admin)).await;
     assert_eq!(r.status, StatusCode::URI_TOO_LONG);
     assert!(r.error().contains("too long"), "{}", r.body);
     // A JSON body of the wrong type, as a plain-text rejection would have it.
     let r = b
-        .send(R {
+        .send_same_origin(R {
             method: "POST",
             path: "/api/v1/users",
             session: Some(&admin),
             content_type: Some("text/plain"),
             body: Some(b"{}".to_vec()),
+            ..Default::default()
         })
         .await;
     assert!(r.status.is_client_error(), "{}", r.status);
@@ -394,7 +239,7 @@ fn chunked(bytes: Vec<u8>) -> Body {
     ))
 }
 
-/// Issue 13 item 9: numbers are checked before anything is written, and a refusal never shows
+/// Numbers are checked before anything is written, and a refusal never shows
 /// the configuration file's path.
 #[tokio::test]
 async fn settings_numbers_are_checked_and_errors_show_no_path() {
@@ -414,12 +259,13 @@ async fn settings_numbers_are_checked_and_errors_show_no_path() {
         r#"{"session_idle_secs": 1e300}"#,
     ] {
         let r = b
-            .send(R {
+            .send_same_origin(R {
                 method: "PUT",
                 path: "/api/v1/settings",
                 session: Some(&admin),
                 content_type: Some("application/json"),
                 body: Some(body.as_bytes().to_vec()),
+                ..Default::default()
             })
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
@@ -437,7 +283,7 @@ async fn settings_numbers_are_checked_and_errors_show_no_path() {
     }
     // The page's form says the same, without the path.
     let r = b
-        .send(R {
+        .send_same_origin(R {
             method: "POST",
             path: "/settings",
             session: Some(&admin),
@@ -450,6 +296,7 @@ async fn settings_numbers_are_checked_and_errors_show_no_path() {
                 )
                 .into_bytes(),
             ),
+            ..Default::default()
         })
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
@@ -457,7 +304,7 @@ async fn settings_numbers_are_checked_and_errors_show_no_path() {
     assert_eq!(std::fs::read(&cfg).unwrap(), before);
 }
 
-/// Issue 13 item 12: a day that is not on the calendar is a 400 with a sentence, on the API and
+/// A day that is not on the calendar is a 400 with a sentence, on the API and
 /// on the page.
 #[tokio::test]
 async fn audit_days_must_be_real_days() {
@@ -476,14 +323,14 @@ async fn audit_days_must_be_real_days() {
             format!("/audit?from={bad}"),
             format!("/audit.csv?to={bad}"),
         ] {
-            let r = b.send(get(&path, &admin)).await;
+            let r = b.send_same_origin(get(&path, &admin)).await;
             assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.body);
             assert!(r.body.contains(bad), "{path}: {}", r.body);
         }
     }
     for good in ["2024-02-29", "2023-12-31", "2024-01-01"] {
         let r = b
-            .send(get(&format!("/api/v1/audit?from={good}&to={good}"), &admin))
+            .send_same_origin(get(&format!("/api/v1/audit?from={good}&to={good}"), &admin))
             .await;
         assert_eq!(r.status, StatusCode::OK, "{good}: {}", r.body);
     }
@@ -529,7 +376,7 @@ impl Drop for FakeMonitor {
     }
 }
 
-/// Issue 13 item 10: the Silence form returns only to one of the panel's own pages; anything
+/// The Silence form returns only to one of the panel's own pages; anything
 /// else (a tab or backslash browsers drop, another host, a query) returns to the overview.
 #[tokio::test]
 async fn silence_returns_only_to_the_panels_own_pages() {
@@ -555,12 +402,13 @@ async fn silence_returns_only_to_the_panels_own_pages() {
         let form =
             serde_urlencoded::to_string([("csrf", admin.1.as_str()), ("back", back)]).unwrap();
         let r = b
-            .send(R {
+            .send_same_origin(R {
                 method: "POST",
                 path: "/alarm/silence",
                 session: Some(&admin),
                 content_type: Some("application/x-www-form-urlencoded"),
                 body: Some(form.into_bytes()),
+                ..Default::default()
             })
             .await;
         assert!(
