@@ -9,12 +9,15 @@
 //! Must never: write `cairn.db` or the data directory's objects, log a patient name or ID, or
 //! serve a route that is not in [`routes::ROUTES`] with its permission.
 
+mod actions;
 mod api;
 pub mod auth;
 mod data;
+mod extract;
 pub mod listen;
 mod openapi;
 mod pages;
+mod read;
 mod reply;
 pub mod routes;
 mod settings;
