@@ -66,36 +66,22 @@ const fn r(method: &'static str, path: &'static str, perm: Perm, summary: &'stat
     }
 }
 
-/// Every route.
+/// Every route (one a line, so that the table reads as a table).
+#[rustfmt::skip]
 pub const ROUTES: &[Route] = &[
     // pages
     r("GET", "/", Perm::Any, "Overview page"),
     r("GET", "/disks", Perm::Any, "Disks page"),
     r("POST", "/disks", Perm::Disks, "Disk swap step (form)"),
     r("GET", "/archive", Perm::Any, "Archive page"),
-    r(
-        "POST",
-        "/archive",
-        Perm::Media,
-        "Eject or set a volume's location (form)",
-    ),
+    r("POST", "/archive", Perm::Media, "Eject or set a volume's location (form)"),
     r("GET", "/studies", Perm::Patients, "Studies search page"),
     r("GET", "/studies/{uid}", Perm::Patients, "One study page"),
     r("GET", "/audit", Perm::Admin, "Audit page"),
     r("GET", "/audit.csv", Perm::Admin, "Audit as CSV"),
     r("GET", "/settings", Perm::Admin, "Settings page"),
-    r(
-        "POST",
-        "/settings",
-        Perm::Admin,
-        "Change settings or users (form)",
-    ),
-    r(
-        "POST",
-        "/alarm/silence",
-        Perm::Any,
-        "Silence the alarm (form)",
-    ),
+    r("POST", "/settings", Perm::Admin, "Change settings or users (form)"),
+    r("POST", "/alarm/silence", Perm::Any, "Silence the alarm (form)"),
     r("GET", "/login", Perm::Public, "Login page"),
     r("POST", "/login", Perm::Public, "Log in (form)"),
     r("POST", "/logout", Perm::Any, "Log out (form)"),
@@ -104,110 +90,25 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/static/panel.css", Perm::Public, "Stylesheet"),
     // JSON API
     r("GET", "/api/v1/openapi.json", Perm::Public, "This document"),
-    r(
-        "POST",
-        "/api/v1/setup",
-        Perm::Public,
-        "First boot: setup code, admin name and password",
-    ),
-    r(
-        "POST",
-        "/api/v1/session",
-        Perm::Public,
-        "Log in: {username, password}; returns the CSRF token",
-    ),
-    r(
-        "GET",
-        "/api/v1/session",
-        Perm::Any,
-        "Who is logged in, and the CSRF token",
-    ),
+    r("POST", "/api/v1/setup", Perm::Public, "First boot: setup code, admin name and password"),
+    r("POST", "/api/v1/session", Perm::Public, "Log in: {username, password}; returns the CSRF token"),
+    r("GET", "/api/v1/session", Perm::Any, "Who is logged in, and the CSRF token"),
     r("DELETE", "/api/v1/session", Perm::Any, "Log out"),
-    r(
-        "GET",
-        "/api/v1/status",
-        Perm::Any,
-        "Health in one word and sentence, storage, RAID, alarm, archive",
-    ),
-    r(
-        "POST",
-        "/api/v1/alarm/silence",
-        Perm::Any,
-        "Silence the alarm: {id?}",
-    ),
-    r(
-        "POST",
-        "/api/v1/disks/action",
-        Perm::Disks,
-        "Disk swap step: {action: locate|unlocate|remove|confirm, bay}",
-    ),
-    r(
-        "GET",
-        "/api/v1/archive",
-        Perm::Any,
-        "Archive drive, volumes and queue",
-    ),
-    r(
-        "POST",
-        "/api/v1/archive/eject",
-        Perm::Media,
-        "Eject the volume of a target once written and verified: {target?, location?}",
-    ),
-    r(
-        "POST",
-        "/api/v1/archive/load",
-        Perm::Media,
-        "Take the medium in a target's drive into use: {target?}",
-    ),
-    r(
-        "POST",
-        "/api/v1/archive/location",
-        Perm::Media,
-        "Set a volume's location: {volume, location}",
-    ),
-    r(
-        "GET",
-        "/api/v1/studies",
-        Perm::Patients,
-        "Search studies: name, id, date, modality, accession, limit",
-    ),
-    r(
-        "GET",
-        "/api/v1/studies/{uid}",
-        Perm::Patients,
-        "One study: series, size, copies, retention",
-    ),
-    r(
-        "GET",
-        "/api/v1/audit",
-        Perm::Admin,
-        "Audit rows: actor, action, from, to, limit; format=csv",
-    ),
+    r("GET", "/api/v1/status", Perm::Any, "Health in one word and sentence, storage, RAID, alarm, archive"),
+    r("POST", "/api/v1/alarm/silence", Perm::Any, "Silence the alarm: {id?}"),
+    r("POST", "/api/v1/disks/action", Perm::Disks, "Disk swap step: {action: locate|unlocate|remove|confirm, bay}"),
+    r("GET", "/api/v1/archive", Perm::Any, "Archive drive, volumes and queue"),
+    r("POST", "/api/v1/archive/eject", Perm::Media, "Eject the volume of a target once written and verified: {target?, location?}"),
+    r("POST", "/api/v1/archive/load", Perm::Media, "Take the medium in a target's drive into use: {target?}"),
+    r("POST", "/api/v1/archive/location", Perm::Media, "Set a volume's location: {volume, location}"),
+    r("GET", "/api/v1/studies", Perm::Patients, "Search studies: name, id, date, modality, accession, limit"),
+    r("GET", "/api/v1/studies/{uid}", Perm::Patients, "One study: series, size, copies, retention"),
+    r("GET", "/api/v1/audit", Perm::Admin, "Audit rows: actor, action, from, to, limit; format=csv"),
     r("GET", "/api/v1/users", Perm::Admin, "Accounts and roles"),
-    r(
-        "POST",
-        "/api/v1/users",
-        Perm::Admin,
-        "Make an account: {username, role, password}",
-    ),
-    r(
-        "PUT",
-        "/api/v1/users/{name}",
-        Perm::Admin,
-        "Change an account: {role?, password?, disabled?}",
-    ),
-    r(
-        "GET",
-        "/api/v1/settings",
-        Perm::Admin,
-        "AE title, peers, schedules",
-    ),
-    r(
-        "PUT",
-        "/api/v1/settings",
-        Perm::Admin,
-        "Change AE title, peers, schedules (applied at the next start)",
-    ),
+    r("POST", "/api/v1/users", Perm::Admin, "Make an account: {username, role, password}"),
+    r("PUT", "/api/v1/users/{name}", Perm::Admin, "Change an account: {role?, password?, disabled?}"),
+    r("GET", "/api/v1/settings", Perm::Admin, "AE title, peers, schedules"),
+    r("PUT", "/api/v1/settings", Perm::Admin, "Change AE title, peers, schedules (applied at the next start)"),
 ];
 
 /// The route registered for this method and matched path.
