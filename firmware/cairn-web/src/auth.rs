@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use crate::WebError;
 
-/// What a person may do; see [`crate::routes`] for the matrix.
+/// What a person may do; the route table's permissions (`routes::Perm`) hold the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -1,8 +1,9 @@
 //! The OpenAPI 3.1 document of `/api/v1`: the operations of the route table
 //! ([`crate::routes::ROUTES`]) with their parameters, request bodies, answers and refusals, so a
 //! client generator or a fuzzer (schemathesis, in `tools/test`) can use every operation fully.
-//! The shapes here describe what the handlers in [`crate::api`] send and accept; the router
-//! tests check the document against the route table.
+//! The shapes here describe what the JSON API's handlers send and accept (the action inputs
+//! they read are the request bodies); the router tests check the document against the route
+//! table.
 
 use crate::routes::{Perm, Route, ROUTES};
 use serde_json::{json, Map, Value};
