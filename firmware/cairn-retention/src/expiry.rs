@@ -194,29 +194,26 @@ mod tests {
 
     #[test]
     fn only_missing_data_needs_review() {
-        assert!(!Expiry::Never {
-            why: NeverReason::Held
+        use NeverReason::*;
+        let cases = [
+            (Held, false),
+            (Forever, false),
+            (BeyondCalendar, false),
+            (BirthDateMissing, true),
+            (BirthDateUnparseable, true),
+            (LastVisitUnknown, true),
+            (StudyDateUnknown, true),
+        ];
+        for (why, review) in cases {
+            assert_eq!(Expiry::Never { why }.needs_review(), review, "{why:?}");
         }
-        .needs_review());
-        assert!(!Expiry::Never {
-            why: NeverReason::Forever
-        }
-        .needs_review());
-        assert!(Expiry::Never {
-            why: NeverReason::BirthDateMissing
-        }
-        .needs_review());
-        assert!(Expiry::Never {
-            why: NeverReason::BirthDateUnparseable
-        }
-        .needs_review());
-        assert!(Expiry::Never {
-            why: NeverReason::LastVisitUnknown
-        }
-        .needs_review());
-        assert!(Expiry::Never {
-            why: NeverReason::StudyDateUnknown
-        }
-        .needs_review());
+        let on = Expiry::On {
+            date: jiff::civil::date(2030, 1, 1),
+            clause: Clause::UntilBirthday {
+                age: 28,
+                birthday: jiff::civil::date(2030, 1, 1),
+            },
+        };
+        assert!(!on.needs_review());
     }
 }

@@ -149,7 +149,7 @@ impl fmt::Display for Period {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jiff::civil::date;
+    use jiff::civil::{date, date as d};
 
     fn p(text: &str) -> Period {
         text.parse().expect("a valid period")
@@ -198,40 +198,28 @@ mod tests {
         assert_eq!(p("30d").words(), "30 days");
     }
 
-    #[test]
-    fn years_keep_the_day() {
-        assert_eq!(p("20y").after(date(2010, 1, 1)), Some(date(2030, 1, 1)));
-        assert_eq!(p("20y").after(date(2012, 2, 29)), Some(date(2032, 2, 29)));
-    }
+    /// (period, from, the later reading, the earlier reading).
+    const SHIFTS: [(&str, Date, Date, Date); 11] = [
+        ("20y", d(2010, 1, 1), d(2030, 1, 1), d(2030, 1, 1)),
+        ("20y", d(2012, 2, 29), d(2032, 2, 29), d(2032, 2, 29)),
+        ("1y", d(2016, 2, 29), d(2017, 3, 1), d(2017, 2, 28)),
+        ("10y", d(2016, 2, 29), d(2026, 3, 1), d(2026, 2, 28)),
+        ("28y", d(2072, 2, 29), d(2100, 3, 1), d(2100, 2, 28)),
+        ("6m", d(2023, 8, 31), d(2024, 3, 1), d(2024, 2, 29)),
+        ("1m", d(2023, 1, 31), d(2023, 3, 1), d(2023, 2, 28)),
+        ("1m", d(2024, 1, 29), d(2024, 2, 29), d(2024, 2, 29)),
+        ("13m", d(2023, 12, 15), d(2025, 1, 15), d(2025, 1, 15)),
+        ("30d", d(2024, 2, 15), d(2024, 3, 16), d(2024, 3, 16)),
+        ("366d", d(2024, 1, 1), d(2025, 1, 1), d(2025, 1, 1)),
+    ];
 
     #[test]
-    fn the_29th_of_february_rounds_up_to_the_1st_of_march() {
-        assert_eq!(p("1y").after(date(2016, 2, 29)), Some(date(2017, 3, 1)));
-        assert_eq!(p("10y").after(date(2016, 2, 29)), Some(date(2026, 3, 1)));
-        assert_eq!(p("28y").after(date(2072, 2, 29)), Some(date(2100, 3, 1)));
-        assert_eq!(
-            p("10y").after_earliest(date(2016, 2, 29)),
-            Some(date(2026, 2, 28))
-        );
-    }
-
-    #[test]
-    fn months_past_the_end_of_the_month_round_up() {
-        assert_eq!(p("6m").after(date(2023, 8, 31)), Some(date(2024, 3, 1)));
-        assert_eq!(p("1m").after(date(2023, 1, 31)), Some(date(2023, 3, 1)));
-        assert_eq!(p("1m").after(date(2024, 1, 31)), Some(date(2024, 3, 1)));
-        assert_eq!(p("1m").after(date(2024, 1, 29)), Some(date(2024, 2, 29)));
-        assert_eq!(p("13m").after(date(2023, 12, 15)), Some(date(2025, 1, 15)));
-        assert_eq!(
-            p("1m").after_earliest(date(2023, 1, 31)),
-            Some(date(2023, 2, 28))
-        );
-    }
-
-    #[test]
-    fn days_count_through_leap_days() {
-        assert_eq!(p("30d").after(date(2024, 2, 15)), Some(date(2024, 3, 16)));
-        assert_eq!(p("366d").after(date(2024, 1, 1)), Some(date(2025, 1, 1)));
+    fn a_missing_day_rounds_up_to_the_1st_of_the_next_month() {
+        for (period, from, later, earlier) in SHIFTS {
+            assert_eq!(p(period).after(from), Some(later), "{period} after {from}");
+            let got = p(period).after_earliest(from);
+            assert_eq!(got, Some(earlier), "{period} after {from}, earlier reading");
+        }
     }
 
     #[test]

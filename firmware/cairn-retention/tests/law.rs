@@ -26,6 +26,11 @@ fn assert_on(got: Expiry, date: Date, sentence: &str) {
     assert!(!got.needs_review());
 }
 
+/// The French rules give `date`, for the reason `sentence`.
+fn fr_on(facts: Facts, date: Date, sentence: &str) {
+    assert_on(expiry(&fr(), facts), date, sentence);
+}
+
 fn assert_never(got: Expiry, why: NeverReason, sentence: &str, review: bool) {
     assert_eq!(got, Expiry::Never { why });
     assert_eq!(got.sentence(), sentence);
@@ -52,9 +57,8 @@ fn adult_is_kept_20_years_after_the_last_visit() {
 #[test]
 fn minor_at_the_last_visit_is_kept_until_the_28th_birthday() {
     // Born 2003-05-04, seen at 4 in 2007: 20 years gives 2027, the 28th birthday is 2031.
-    let got = expiry(&fr(), facts(date(2007, 9, 1), date(2003, 5, 4)));
-    assert_on(
-        got,
+    fr_on(
+        facts(date(2007, 9, 1), date(2003, 5, 4)),
         date(2031, 5, 4),
         "until the 28th birthday on 2031-05-04",
     );
@@ -63,9 +67,8 @@ fn minor_at_the_last_visit_is_kept_until_the_28th_birthday() {
 #[test]
 fn a_minor_seen_at_ten_reaches_28_before_the_20_years_end() {
     // Seen at 10 in 2010: the 28th birthday (2028) comes before 2030, so 20 years wins.
-    let got = expiry(&fr(), facts(date(2010, 3, 1), date(2000, 1, 1)));
-    assert_on(
-        got,
+    fr_on(
+        facts(date(2010, 3, 1), date(2000, 1, 1)),
         date(2030, 3, 1),
         "20 years after the last visit on 2010-03-01",
     );
@@ -75,8 +78,8 @@ fn a_minor_seen_at_ten_reaches_28_before_the_20_years_end() {
 fn death_within_10_years_keeps_10_years_after_the_death() {
     let mut f = facts(date(2010, 1, 1), date(1950, 1, 1));
     f.death = Some(date(2015, 3, 2));
-    assert_on(
-        expiry(&fr(), f),
+    fr_on(
+        f,
         date(2025, 3, 2),
         "10 years after the death on 2015-03-02",
     );
@@ -87,8 +90,8 @@ fn death_within_10_years_replaces_the_28th_birthday() {
     // A child seen at 2 who died at 5: the birthday clause no longer applies.
     let mut f = facts(date(2012, 1, 1), date(2010, 1, 1));
     f.death = Some(date(2015, 6, 1));
-    assert_on(
-        expiry(&fr(), f),
+    fr_on(
+        f,
         date(2025, 6, 1),
         "10 years after the death on 2015-06-01",
     );
@@ -101,20 +104,20 @@ fn death_within_10_years_replaces_the_28th_birthday() {
 fn death_10_years_or_more_after_the_last_visit_changes_nothing() {
     let mut f = facts(date(2010, 1, 1), date(1950, 1, 1));
     f.death = Some(date(2020, 1, 1)); // exactly 10 years: not "less than ten years"
-    assert_on(
-        expiry(&fr(), f),
+    fr_on(
+        f,
         date(2030, 1, 1),
         "20 years after the last visit on 2010-01-01",
     );
     f.death = Some(date(2024, 7, 1));
-    assert_on(
-        expiry(&fr(), f),
+    fr_on(
+        f,
         date(2030, 1, 1),
         "20 years after the last visit on 2010-01-01",
     );
     f.death = Some(date(2019, 12, 31)); // one day less than 10 years: the death clause
-    assert_on(
-        expiry(&fr(), f),
+    fr_on(
+        f,
         date(2029, 12, 31),
         "10 years after the death on 2019-12-31",
     );
@@ -123,16 +126,14 @@ fn death_10_years_or_more_after_the_last_visit_changes_nothing() {
 #[test]
 fn born_on_29_february_the_28th_birthday_in_a_common_year_is_1_march() {
     // 2100 is not a leap year: the 28th birthday of a child born 2072-02-29 is 2100-03-01.
-    let got = expiry(&fr(), facts(date(2073, 1, 1), date(2072, 2, 29)));
-    assert_on(
-        got,
+    fr_on(
+        facts(date(2073, 1, 1), date(2072, 2, 29)),
         date(2100, 3, 1),
         "until the 28th birthday on 2100-03-01",
     );
     // In a leap year it stays on 29 February.
-    let got = expiry(&fr(), facts(date(2005, 1, 1), date(2004, 2, 29)));
-    assert_on(
-        got,
+    fr_on(
+        facts(date(2005, 1, 1), date(2004, 2, 29)),
         date(2032, 2, 29),
         "until the 28th birthday on 2032-02-29",
     );
@@ -156,14 +157,14 @@ fn born_on_29_february_an_18th_birthday_rule_rounds_up() {
 fn dates_on_29_february_round_up_for_visits_and_deaths() {
     let mut f = facts(date(2016, 2, 29), date(1950, 1, 1));
     f.death = Some(date(2017, 2, 28));
-    assert_on(
-        expiry(&fr(), f),
+    fr_on(
+        f,
         date(2027, 2, 28),
         "10 years after the death on 2017-02-28",
     );
     f.death = Some(date(2020, 2, 29));
-    assert_on(
-        expiry(&fr(), f),
+    fr_on(
+        f,
         date(2030, 3, 1),
         "10 years after the death on 2020-02-29",
     );
@@ -176,30 +177,30 @@ fn a_death_on_the_day_the_readings_disagree_keeps_the_longer() {
     // after the visit (2036-02-29) rather than 10 years after the death (2036-02-28).
     let mut f = facts(date(2016, 2, 29), date(1950, 1, 1));
     f.death = Some(date(2026, 2, 28));
-    assert_on(
-        expiry(&fr(), f),
+    fr_on(
+        f,
         date(2036, 2, 29),
         "20 years after the last visit on 2016-02-29",
     );
     // A child: the 28th birthday is later than both, and still counts.
     let mut child = facts(date(2016, 2, 29), date(2015, 1, 1));
     child.death = Some(date(2026, 2, 28));
-    assert_on(
-        expiry(&fr(), child),
+    fr_on(
+        child,
         date(2043, 1, 1),
         "until the 28th birthday on 2043-01-01",
     );
     // On 2026-03-01 both readings agree the death came 10 years or more after the visit.
     child.death = Some(date(2026, 3, 1));
-    assert_on(
-        expiry(&fr(), child),
+    fr_on(
+        child,
         date(2043, 1, 1),
         "until the 28th birthday on 2043-01-01",
     );
     // On 2026-02-27 both agree it came less than 10 years after: the death clause alone.
     child.death = Some(date(2026, 2, 27));
-    assert_on(
-        expiry(&fr(), child),
+    fr_on(
+        child,
         date(2036, 2, 27),
         "10 years after the death on 2026-02-27",
     );
