@@ -3,8 +3,9 @@
 //! [`Store`] is the handle callers hold (`handle`); it sends requests to the writer thread,
 //! which gathers them into batches (`batch`), moves each object file into place (`place`),
 //! commits every row and audit row of a batch in one transaction (`commit`) and makes it all
-//! durable with one flush (`flush`) before anyone hears "stored". `recover` runs once at
-//! start, before the thread, after an unclean stop.
+//! durable with one flush (`flush`) before anyone hears "stored". `recover` runs at each
+//! start, before the thread: it empties the spool and, after an unclean stop, checks the last
+//! rows against their files.
 
 mod batch;
 mod commit;
