@@ -32,6 +32,20 @@ pub enum ConfigError {
         /// Why.
         message: String,
     },
+    /// `[lifecycle] retention` names no built-in rule set (and is not a file's path).
+    #[error("lifecycle.retention: {}", crate::lifecycle::unknown_rules(name))]
+    UnknownRules {
+        /// The name as written.
+        name: String,
+    },
+    /// The retention rule file named by `[lifecycle] retention` has a mistake.
+    #[error("{path}: {source}")]
+    Rules {
+        /// The rule file.
+        path: PathBuf,
+        /// What is wrong, with the line and the field.
+        source: cairn_retention::RuleError,
+    },
 }
 
 impl ConfigError {

@@ -9,6 +9,7 @@ mod dicom;
 mod error;
 mod hardware;
 mod http;
+mod lifecycle;
 mod store;
 
 pub use archive::{ArchiveConfig, ColdKind, ColdTarget};
@@ -17,6 +18,7 @@ pub use dicom::{DicomConfig, Peer};
 pub use error::ConfigError;
 pub use hardware::HardwareConfig;
 pub use http::{valid_time_zone, HttpConfig};
+pub use lifecycle::{LifecycleConfig, RulesSource};
 pub use store::StoreConfig;
 
 use serde::Deserialize;
@@ -39,6 +41,9 @@ pub struct Config {
     /// The archive: cold targets (tape, optical) and when bundles close. Optional.
     #[serde(default)]
     pub archive: ArchiveConfig,
+    /// Retention rules and what happens to studies with age. Optional.
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
 }
 
 impl Config {
@@ -66,7 +71,8 @@ impl Config {
         self.dicom.check(path)?;
         self.http.check(path)?;
         self.archive.check(path)?;
-        self.store.check(path)
+        self.store.check(path)?;
+        self.lifecycle.check(path)
     }
 
     /// The peer with this AE title, if configured.

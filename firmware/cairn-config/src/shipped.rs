@@ -69,3 +69,30 @@ fn rootfs_config_parses_and_is_strict() {
     );
     assert_eq!(c.store.data_dir, PathBuf::from("/var/lib/cairn"));
 }
+
+#[test]
+fn shipped_files_keep_the_lifecycle_defaults() {
+    let d = default_toml(&Defaults {
+        bind: "127.0.0.1".parse().unwrap(),
+        dicom_port: 11112,
+        http_port: 8080,
+        data_dir: "/demo".into(),
+        accept_unknown_peers: true,
+    });
+    let demo = Config::parse(&d, Path::new("t")).unwrap();
+    assert_eq!(demo.lifecycle, LifecycleConfig::default());
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rootfs/overlay/etc/cairn/cairn.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("# [lifecycle]\n"),
+        "the section is shown, commented"
+    );
+    let appliance = Config::parse(&text, &path).unwrap();
+    assert_eq!(appliance.lifecycle, LifecycleConfig::default());
+    let uncommented = text
+        .replace("# [lifecycle]", "[lifecycle]")
+        .replace("# retention = \"fr\"", "retention = \"fr\"");
+    let c = Config::parse(&uncommented, &path).unwrap();
+    assert_eq!(c.lifecycle, LifecycleConfig::default());
+}
