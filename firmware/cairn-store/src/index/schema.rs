@@ -207,7 +207,90 @@ pub(super) const MIGRATIONS: &[&str] = &[
         volume_ref INTEGER PRIMARY KEY REFERENCES volumes(id) ON DELETE CASCADE,
         name TEXT NOT NULL UNIQUE
     );",
+    // 8: the patient lifecycle (kept by `cairn-lifecycle`): a recorded date of death; each
+    // patient's computed expiry with the facts it came from, marked dirty by triggers in the
+    // same transaction as any change of those facts (a new study, a study date, a birth or death
+    // date), so an expiry is never silently stale; every existing patient starts dirty. Legal
+    // holds on a patient or a study (active while not released). And the storage tier of each
+    // study, for moving old studies to the archive tier. Its new columns are in `ADDED_COLUMNS`;
+    // running it again changes nothing.
+    "CREATE TABLE IF NOT EXISTS patient_retention (
+        patient_ref INTEGER PRIMARY KEY REFERENCES patients(id) ON DELETE CASCADE,
+        dirty INTEGER NOT NULL DEFAULT 1,
+        last_visit TEXT NOT NULL DEFAULT '',
+        expires_on TEXT,
+        reason TEXT NOT NULL DEFAULT '',
+        review INTEGER NOT NULL DEFAULT 0,
+        rule_set TEXT NOT NULL DEFAULT '',
+        computed_at TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX IF NOT EXISTS patient_retention_dirty ON patient_retention(dirty) WHERE dirty = 1;
+    CREATE INDEX IF NOT EXISTS patient_retention_expires ON patient_retention(expires_on);
+    CREATE TRIGGER IF NOT EXISTS studies_mark_retention AFTER INSERT ON studies BEGIN
+        INSERT INTO patient_retention (patient_ref) VALUES (NEW.patient_ref)
+        ON CONFLICT (patient_ref) DO UPDATE SET dirty = 1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS studies_date_mark_retention AFTER UPDATE OF study_date, patient_ref ON studies
+    WHEN OLD.study_date IS NOT NEW.study_date OR OLD.patient_ref IS NOT NEW.patient_ref BEGIN
+        INSERT INTO patient_retention (patient_ref) VALUES (NEW.patient_ref)
+        ON CONFLICT (patient_ref) DO UPDATE SET dirty = 1;
+        INSERT INTO patient_retention (patient_ref) VALUES (OLD.patient_ref)
+        ON CONFLICT (patient_ref) DO UPDATE SET dirty = 1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS patients_mark_retention AFTER UPDATE OF birth_date, death_date ON patients
+    WHEN OLD.birth_date IS NOT NEW.birth_date OR OLD.death_date IS NOT NEW.death_date BEGIN
+        INSERT INTO patient_retention (patient_ref) VALUES (NEW.id)
+        ON CONFLICT (patient_ref) DO UPDATE SET dirty = 1;
+    END;
+    INSERT INTO patient_retention (patient_ref) SELECT id FROM patients WHERE true
+        ON CONFLICT (patient_ref) DO UPDATE SET dirty = 1;
+    CREATE TABLE IF NOT EXISTS holds (
+        id INTEGER PRIMARY KEY,
+        patient_ref INTEGER REFERENCES patients(id),
+        study_ref INTEGER REFERENCES studies(id),
+        reason TEXT NOT NULL CHECK (reason <> ''),
+        placed_by TEXT NOT NULL,
+        placed_at TEXT NOT NULL,
+        released_by TEXT,
+        released_at TEXT,
+        release_reason TEXT,
+        CHECK ((patient_ref IS NULL) <> (study_ref IS NULL))
+    );
+    CREATE INDEX IF NOT EXISTS holds_patient ON holds(patient_ref);
+    CREATE INDEX IF NOT EXISTS holds_study ON holds(study_ref);
+    CREATE INDEX IF NOT EXISTS studies_tier ON studies(tier);",
 ];
+
+/// Columns a migration adds: (its number, table, column, definition). `ALTER TABLE ... ADD
+/// COLUMN` has no IF NOT EXISTS, so each is added before the migration's SQL runs and only when
+/// the table lacks it, and running a migration again changes nothing.
+const ADDED_COLUMNS: &[(usize, &str, &str, &str)] = &[
+    (8, "patients", "death_date", "TEXT NOT NULL DEFAULT ''"),
+    (
+        8,
+        "studies",
+        "tier",
+        "TEXT NOT NULL DEFAULT 'storage' CHECK (tier IN ('storage', 'archive'))",
+    ),
+    (8, "studies", "archived_at", "TEXT"),
+];
+
+/// Add the columns of migration `number` its tables do not have yet.
+fn add_columns(conn: &Connection, number: usize) -> Result<(), StoreError> {
+    for (_, table, column, definition) in ADDED_COLUMNS.iter().filter(|c| c.0 == number) {
+        let present: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+            [table, column],
+            |r| r.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition};"
+            ))?;
+        }
+    }
+    Ok(())
+}
 
 /// Newest schema version this build knows.
 pub(crate) fn schema_version() -> i64 {
@@ -238,6 +321,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 fn run_migrations(conn: &mut Connection, current: i64) -> Result<(), StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
+        add_columns(&tx, i + 1)?;
         tx.execute_batch(sql)?;
         if i == 0 {
             cairn_audit::ensure_schema(&tx)?;
