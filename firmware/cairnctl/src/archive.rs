@@ -2,6 +2,7 @@
 //! come from the index (read-only) and `archive.json`; everything that moves a medium or
 //! writes goes to the daemon's archive thread as a request file.
 
+use crate::user::who;
 use anyhow::{bail, Context, Result};
 use cairn_archive::catalog::{self, ArchiveStatus, VolumeRow};
 use cairn_archive::Request;
@@ -115,15 +116,6 @@ pub enum DemoMediaCommand {
         #[arg(long, default_value_t = 734_003_200)]
         capacity: u64,
     },
-}
-
-fn who() -> String {
-    format!(
-        "user:{}",
-        std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "cli".into())
-    )
 }
 
 fn ask(data: &DataDir, req: Request, timeout: u64) -> Result<i32> {

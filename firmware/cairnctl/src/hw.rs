@@ -2,6 +2,7 @@
 //! publishes (`raid.json`, `alarm.json`) and hand requests to it (`requests/`). The daemon
 //! carries them out and audits them; this tool never touches md or the store itself.
 
+use crate::user::who;
 use anyhow::{Context, Result};
 use cairn_alarm::AlarmFile;
 use cairn_raid::requests::{Answer, Request, ALARM_FILE, STATUS_FILE};
@@ -89,15 +90,6 @@ pub enum DemoCommand {
         #[arg(long, default_value = "blank")]
         kind: String,
     },
-}
-
-fn who() -> String {
-    format!(
-        "user:{}",
-        std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "cli".into())
-    )
 }
 
 /// Hand a request to the running daemon and wait for its answer.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 mod archive;
 mod hw;
+mod user;
 
 #[derive(Parser)]
 #[command(name = "cairnctl", version, about = "cairn admin tool")]
