@@ -12,5 +12,8 @@
 //! answers requests dropped in `DIR/requests/lifecycle/`.
 
 mod error;
+pub mod facts;
+mod transact;
 
 pub use error::LifecycleError;
+pub use transact::run;
