@@ -14,6 +14,7 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
+/// Every `/api/v1` route (the authorisation layer is added by the panel).
 pub(crate) fn router() -> Router<Panel> {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))

@@ -42,6 +42,7 @@ impl ConnState {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Record that bytes moved now.
     pub(super) fn touch(&self) {
         self.last_io_ms.store(self.now_ms(), Ordering::Relaxed);
     }
@@ -124,6 +125,7 @@ impl Drop for Slot {
 }
 
 impl Table {
+    /// An empty table under `limits`.
     pub(super) fn new(limits: ConnLimits) -> Table {
         Table {
             limits,

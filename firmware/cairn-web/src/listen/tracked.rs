@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub(super) struct Busy(Arc<ConnState>);
 
 impl Busy {
+    /// Mark `conn` busy until this is dropped.
     pub(super) fn new(conn: Arc<ConnState>) -> Busy {
         conn.busy.fetch_add(1, Ordering::Relaxed);
         Busy(conn)
@@ -34,6 +35,7 @@ pub(super) struct TrackedBody {
 }
 
 impl TrackedBody {
+    /// Track `inner` as a body still arriving on `conn`.
     pub(super) fn new(inner: Incoming, conn: Arc<ConnState>) -> TrackedBody {
         let open = !inner.is_end_stream();
         if open {

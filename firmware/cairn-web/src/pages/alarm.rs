@@ -24,6 +24,7 @@ fn safe_back(b: &str) -> &'static str {
         .unwrap_or("/")
 }
 
+/// POST /alarm/silence: silence, then back to the page the banner was on.
 pub(super) async fn silence_post(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,

@@ -188,6 +188,7 @@ async fn archive_view(panel: &Panel, c: &Ctx, message: Option<&str>) -> Response
     }
 }
 
+/// GET /archive.
 pub(super) async fn archive(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
@@ -231,6 +232,8 @@ pub(super) struct ArchiveForm {
     location: String,
 }
 
+/// POST /archive: eject or load (answered "started" when it outlasts a short wait), or set
+/// a volume's location.
 pub(super) async fn archive_post(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,

@@ -12,6 +12,7 @@ use maud::html;
 /// Rows on one page of the Audit page.
 const AUDIT_PAGE_ROWS: usize = 50;
 
+/// GET /audit: one page of the filtered trail.
 pub(super) async fn audit(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
@@ -91,6 +92,7 @@ pub(super) async fn audit(
     )
 }
 
+/// GET /audit.csv: the filtered trail as CSV, in the days the page shows.
 pub(super) async fn audit_csv(State(panel): State<Panel>, Q(mut f): Q<AuditFilter>) -> Response {
     f.format = "csv".into();
     // The page's export: the same days as the page shows (the API's are UTC days).

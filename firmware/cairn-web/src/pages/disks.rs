@@ -183,6 +183,7 @@ async fn disks_view(panel: &Panel, c: &Ctx, message: Option<&str>) -> Response {
     }
 }
 
+/// GET /disks.
 pub(super) async fn disks(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
@@ -198,6 +199,7 @@ pub(super) struct DiskForm {
     bay: u32,
 }
 
+/// POST /disks: one step of the disk swap.
 pub(super) async fn disks_post(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,

@@ -19,6 +19,7 @@ pub(super) struct Ctx {
     pub(super) path: &'static str,
 }
 
+/// The context of a page at `path` for this caller (the alarm read now).
 pub(super) async fn ctx(panel: &Panel, caller: &Caller, path: &'static str) -> Ctx {
     let p = panel.clone();
     let alarm = blocking(move || data::alarm(&p.0.data))
@@ -31,6 +32,7 @@ pub(super) async fn ctx(panel: &Panel, caller: &Caller, path: &'static str) -> C
     }
 }
 
+/// The navigation: path, label and who sees it.
 pub(super) const NAV: &[(&str, &str, Perm)] = &[
     ("/", "Overview", Perm::Any),
     ("/disks", "Disks", Perm::Any),
@@ -40,6 +42,7 @@ pub(super) const NAV: &[(&str, &str, Perm)] = &[
     ("/settings", "Settings", Perm::Admin),
 ];
 
+/// The hidden field that carries the session's CSRF token in a form.
 pub(super) fn csrf_field(s: &Session) -> Markup {
     html! { input type="hidden" name="csrf" value=(s.csrf); }
 }
@@ -124,6 +127,7 @@ fn layout_every(c: &Ctx, title: &str, refresh: Option<&str>, body: Markup) -> Ma
     }
 }
 
+/// A page, refreshed every 10 s when `refresh`.
 pub(super) fn page(c: &Ctx, title: &str, refresh: bool, body: Markup) -> Response {
     page_every(c, title, refresh.then_some("10"), body)
 }
@@ -178,10 +182,12 @@ pub(super) async fn box_time_zone(panel: &Panel) -> jiff::tz::TimeZone {
     }
 }
 
+/// An error as a page, for this page's session.
 pub(super) fn fail(c: &Ctx, e: WebError) -> Response {
     error_page(c.session.clone(), e)
 }
 
+/// A progress bar with its figure.
 pub(super) fn bar(percent: f64, label: &str) -> Markup {
     bar_saying(percent, label, "")
 }

@@ -25,6 +25,7 @@ fn login_body(message: Option<&str>, username: &str) -> Markup {
     }
 }
 
+/// GET /login (to setup while no account exists, to the overview when logged in).
 pub(super) async fn login_page(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
@@ -50,6 +51,7 @@ pub(super) struct LoginForm {
     password: String,
 }
 
+/// POST /login: the session cookie and the overview, or the form again with why not.
 pub(super) async fn login_post(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
@@ -89,6 +91,7 @@ pub(super) async fn login_post(
     }
 }
 
+/// POST /logout: the session ends and its cookie expires.
 pub(super) async fn logout_post(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,

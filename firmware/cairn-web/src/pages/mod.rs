@@ -34,6 +34,7 @@ use studies::{studies, study};
 pub(crate) use archive::ArchiveJob;
 pub(crate) use layout::error_page;
 
+/// Every page's route (the authorisation layer is added by the panel).
 pub(crate) fn router() -> Router<Panel> {
     Router::new()
         .route("/", get(overview))

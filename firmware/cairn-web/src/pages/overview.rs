@@ -9,6 +9,7 @@ use axum::response::Response;
 use axum::Extension;
 use maud::html;
 
+/// GET /.
 pub(super) async fn overview(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,

@@ -96,6 +96,7 @@ async fn settings_view(panel: &Panel, c: &Ctx, message: Option<(bool, String)>) 
     )
 }
 
+/// GET /settings.
 pub(super) async fn settings_page(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
@@ -104,6 +105,7 @@ pub(super) async fn settings_page(
     settings_view(&panel, &c, None).await
 }
 
+/// POST /settings: one of the page's forms, told apart by its `op` field.
 pub(super) async fn settings_post(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,

@@ -28,6 +28,7 @@ fn setup_body(message: Option<&str>) -> Markup {
     }
 }
 
+/// GET /setup (to the login once an account exists).
 pub(super) async fn setup_page(State(panel): State<Panel>) -> Response {
     if panel.setup_code().is_none() {
         return Redirect::to("/login").into_response();
@@ -49,6 +50,7 @@ pub(super) struct SetupForm {
     password2: String,
 }
 
+/// POST /setup: the first admin and their session, or the form again with why not.
 pub(super) async fn setup_post(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,

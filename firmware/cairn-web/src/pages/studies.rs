@@ -30,6 +30,7 @@ fn date(d: &str) -> String {
     }
 }
 
+/// GET /studies: the search form and, once searched, the hits.
 pub(super) async fn studies(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
@@ -89,6 +90,7 @@ pub(super) async fn studies(
     )
 }
 
+/// GET /studies/{uid}: one study.
 pub(super) async fn study(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
