@@ -59,6 +59,14 @@ pub enum Problem {
         /// What is wrong.
         message: String,
     },
+    /// A file of a study in the archive tier lacks the immutable attribute, on a filesystem
+    /// that has it.
+    NotImmutable {
+        /// The file.
+        path: PathBuf,
+        /// Its study.
+        study_uid: String,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -96,6 +104,11 @@ impl std::fmt::Display for Problem {
             }
             Problem::Database { message } => write!(f, "index database: {message}"),
             Problem::Audit { message } => write!(f, "audit trail: {message}"),
+            Problem::NotImmutable { path, study_uid } => write!(
+                f,
+                "archived file {} (study {study_uid}) lacks the immutable attribute",
+                path.display()
+            ),
         }
     }
 }
@@ -111,6 +124,9 @@ pub struct FsckReport {
     pub bytes_hashed: u64,
     /// Everything wrong.
     pub problems: Vec<Problem>,
+    /// Whether the archived files' immutable attribute was checked (it is when this process
+    /// holds `CAP_LINUX_IMMUTABLE`, as the daemon that sets it does).
+    pub immutable_checked: bool,
 }
 
 pub(crate) fn sha256_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
@@ -200,6 +216,7 @@ pub fn fsck(data: &DataDir, opts: FsckOptions) -> Result<FsckReport, StoreError>
                 .push(Problem::SpoolLeftover { path: e.path() });
         }
     }
+    check_immutable(&conn, data, &mut report)?;
     let anchor = cairn_audit::read_anchor(&data.audit_anchor())
         .ok()
         .flatten();
@@ -210,6 +227,41 @@ pub fn fsck(data: &DataDir, opts: FsckOptions) -> Result<FsckReport, StoreError>
         });
     }
     Ok(report)
+}
+
+/// Reports every file of a study in the archive tier that lacks the immutable attribute
+/// where it could be set: on a filesystem that has the flag, checked by a process that holds
+/// `CAP_LINUX_IMMUTABLE` (as the daemon that sets it does; one without it could not have set
+/// it either, so nothing is concluded). A missing file is reported by the main check.
+fn check_immutable(
+    conn: &rusqlite::Connection,
+    data: &DataDir,
+    report: &mut FsckReport,
+) -> Result<(), StoreError> {
+    use cairn_files::immutable::{immutable_flag, may_set, Flag};
+    if !may_set() {
+        return Ok(());
+    }
+    report.immutable_checked = true;
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT i.sha256, st.study_uid FROM instances i
+           JOIN series se ON se.id = i.series_ref JOIN studies st ON st.id = se.study_ref
+         WHERE st.tier = 'archive' ORDER BY st.study_uid, i.sha256",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (sha, study_uid) = row?;
+        if !is_sha256_hex(&sha) {
+            continue;
+        }
+        let path = data.object_path(&sha);
+        if let Ok(Flag::Clear) = immutable_flag(&path) {
+            report
+                .problems
+                .push(Problem::NotImmutable { path, study_uid });
+        }
+    }
+    Ok(())
 }
 
 /// Verify the audit chain only (with the anchor file, when present).

@@ -27,7 +27,7 @@ mod spool;
 mod writer;
 
 pub use fsck::{fsck, verify_audit, FsckOptions, FsckReport, Problem};
-pub use index::{InstanceRecord, PatientInfo, SeriesInfo, StudyInfo};
+pub use index::{ArchivedChange, InstanceRecord, PatientInfo, SeriesInfo, StudyInfo};
 pub use layout::DataDir;
 pub use merge::{is_valid_date, is_valid_time};
 pub use query::{
@@ -63,6 +63,10 @@ pub enum StoreError {
     /// A search value that cannot be used (the message says why; it holds no stored data).
     #[error("{0}")]
     BadSearch(String),
+    /// Refused, nothing written: the object would change a study fixed in the archive tier
+    /// (different bytes for one of its instances, or a new instance).
+    #[error("{0}")]
+    Archived(ArchivedChange),
     /// The data directory was made by a newer cairn.
     #[error("index schema version {found} is newer than this cairn understands ({supported})")]
     SchemaTooNew {
@@ -80,6 +84,8 @@ pub enum ErrorKind {
     OutOfResources,
     /// The store is stopping.
     ShuttingDown,
+    /// Refused by policy (a study fixed in the archive tier): sending again will not help.
+    Refused,
     /// Anything else.
     Other,
 }
@@ -109,6 +115,7 @@ impl StoreError {
             }
             StoreError::Audit(cairn_audit::AuditError::Anchor(_)) => ErrorKind::OutOfResources,
             StoreError::Closed => ErrorKind::ShuttingDown,
+            StoreError::Archived(_) => ErrorKind::Refused,
             _ => ErrorKind::Other,
         }
     }

@@ -7,11 +7,23 @@ use crate::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Outcome of indexing one instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Indexed {
     New,
     Duplicate,
     NewVersion,
+    /// Refused, nothing written: the instance would change a study fixed in the archive tier.
+    Refused(ArchivedChange),
+}
+
+/// A change refused because its study is in the archive tier (the store's answer is
+/// [`StoreError::Archived`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedChange {
+    /// The archived study.
+    pub study_uid: String,
+    /// True: different bytes for an instance the study holds; false: a new instance.
+    pub changed_instance: bool,
 }
 
 /// Index one instance: its patient, study and series rows by the rules of [`merge`], then the
@@ -31,6 +43,9 @@ pub(crate) fn index_instance(
         .optional()?;
     if same.is_some() {
         return Ok((Indexed::Duplicate, Vec::new()));
+    }
+    if let Some(refused) = archived_change(conn, rec)? {
+        return Ok((Indexed::Refused(refused), Vec::new()));
     }
     let mut conflicts = Vec::new();
     let s = &rec.study;
@@ -132,6 +147,65 @@ pub(crate) fn index_instance(
         Indexed::New
     };
     Ok((indexed, conflicts))
+}
+
+impl std::fmt::Display for ArchivedChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.changed_instance {
+            "a changed instance"
+        } else {
+            "a new instance"
+        };
+        write!(
+            f,
+            "study {} is in the archive tier (fixed): {what} is refused",
+            self.study_uid
+        )
+    }
+}
+
+/// A study in the archive tier is fixed: an instance it holds may be sent again with the same
+/// bytes (a duplicate, answered before this is asked) but never with different ones, and no
+/// new instance joins it. Asked in the transaction that indexes the instance, so a study moved
+/// to the archive tier by a concurrent commit is seen.
+fn archived_change(
+    conn: &Connection,
+    rec: &InstanceRecord,
+) -> Result<Option<ArchivedChange>, StoreError> {
+    let holder: Option<String> = conn
+        .prepare_cached(
+            "SELECT st.study_uid FROM instances i JOIN series se ON se.id = i.series_ref
+               JOIN studies st ON st.id = se.study_ref
+             WHERE i.sop_instance_uid = ?1 AND st.tier = 'archive' LIMIT 1",
+        )?
+        .query_row(params![rec.sop_instance_uid], |r| r.get(0))
+        .optional()?;
+    if let Some(study_uid) = holder {
+        return Ok(Some(ArchivedChange {
+            study_uid,
+            changed_instance: true,
+        }));
+    }
+    let target: Option<String> = conn
+        .prepare_cached("SELECT study_uid FROM studies WHERE study_uid = ?1 AND tier = 'archive'")?
+        .query_row(params![rec.study.uid], |r| r.get(0))
+        .optional()?;
+    Ok(target.map(|study_uid| ArchivedChange {
+        study_uid,
+        changed_instance: false,
+    }))
+}
+
+/// Whether these bytes are an object of a study in the archive tier (whose file keeps the
+/// immutable attribute).
+pub(crate) fn is_archived_object(conn: &Connection, sha256: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM instances i JOIN series se ON se.id = i.series_ref
+               JOIN studies st ON st.id = se.study_ref
+             WHERE i.sha256 = ?1 AND st.tier = 'archive')",
+        )?
+        .query_row(params![sha256], |r| r.get(0))?)
 }
 
 /// The patient columns and the values an instance carries for them.

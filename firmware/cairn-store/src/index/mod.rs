@@ -8,7 +8,8 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use insert::{index_instance, Indexed};
+pub use insert::ArchivedChange;
+pub(crate) use insert::{index_instance, is_archived_object, Indexed};
 pub(crate) use open::{open_ro, open_rw};
 pub use record::{InstanceRecord, PatientInfo, SeriesInfo, StudyInfo};
 pub(crate) use recovery::{

@@ -24,25 +24,31 @@ impl Writer {
         }
         let mut outcomes = Vec::with_capacity(stores.len());
         let mut head = cairn_audit::head(&tx)?;
-        for p in stores.iter() {
+        for p in stores.iter_mut() {
             if p.failed.is_some() {
                 outcomes.push(StoreOutcome::Duplicate);
                 continue;
             }
-            let j = &p.job;
             let (indexed, conflicts) = index::index_instance(
                 &tx,
-                &j.record,
-                &j.spool.sha256,
-                j.spool.size,
-                &j.source_ae,
+                &p.job.record,
+                &p.job.spool.sha256,
+                p.job.spool.size,
+                &p.job.source_ae,
                 now,
             )?;
             let outcome = match indexed {
                 Indexed::New => StoreOutcome::Stored,
                 Indexed::Duplicate => StoreOutcome::Duplicate,
                 Indexed::NewVersion => StoreOutcome::NewVersion,
+                Indexed::Refused(change) => {
+                    refuse(p, change);
+                    // a placeholder: a request that failed is answered with its error
+                    outcomes.push(StoreOutcome::Duplicate);
+                    continue;
+                }
             };
+            let j = &p.job;
             if outcome == StoreOutcome::NewVersion {
                 tracing::warn!(
                     sha256 = %j.spool.sha256,
@@ -124,6 +130,22 @@ impl Writer {
         tx.commit()?;
         Ok((outcomes, head))
     }
+}
+
+/// A refused object: nothing of it was indexed, and the file it placed under `objects/` (named
+/// by its own bytes, which no row names) is removed; the batch's flush makes that durable.
+/// The caller (the DICOM node) answers the refusal and audits it.
+fn refuse(p: &mut Pending, change: index::ArchivedChange) {
+    tracing::warn!(
+        sha256 = %p.job.spool.sha256,
+        "refused: the object would change a study in the archive tier"
+    );
+    if let Some(path) = p.created.take() {
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::error!(error = %e, path = %path.display(), "cannot remove a refused object");
+        }
+    }
+    p.failed = Some(StoreError::Archived(change));
 }
 
 /// The audit row of a conflict: it names the field and both values.

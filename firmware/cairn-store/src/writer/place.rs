@@ -1,9 +1,10 @@
 //! Moving a received object from the spool to its place under `objects/`.
 
 use super::Writer;
+use crate::index;
 use crate::spool::FinishedSpool;
 use crate::StoreError;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 impl Writer {
     /// Move a spool file to its object path. Returns the path when this call created it, and
@@ -16,6 +17,9 @@ impl Writer {
     ) -> Result<Option<PathBuf>, StoreError> {
         use nix::fcntl::{renameat2, RenameFlags};
         let dest = self.data.object_path(&spool.sha256);
+        if replace {
+            unfix_for_restore(&dest);
+        }
         let rename = |spool: &FinishedSpool| {
             if replace {
                 // a restore: whatever holds the name (a damaged file) gives way to the bytes
@@ -49,6 +53,9 @@ impl Writer {
         match done {
             Ok(()) => {
                 spool.disarm();
+                if replace {
+                    self.refix_restored(&dest, &spool.sha256);
+                }
                 Ok(Some(dest))
             }
             // Same bytes already on disk: the spool copy is dropped (and removed) by the caller.
@@ -57,6 +64,35 @@ impl Writer {
                 "move object into place",
                 std::io::Error::from_raw_os_error(e as i32),
             )),
+        }
+    }
+
+    /// A restored file of a study in the archive tier gets its immutable attribute back (the
+    /// file it replaced had it; a missing one was lost with it).
+    fn refix_restored(&self, dest: &Path, sha256: &str) {
+        match index::is_archived_object(&self.conn, sha256) {
+            Ok(true) => {
+                if let Err(e) = cairn_files::immutable::set_immutable(dest, true) {
+                    tracing::warn!(error = %e, "a restored archived object stays without its immutable attribute");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether a restored object is archived")
+            }
+        }
+    }
+}
+
+/// A restore replaces a damaged file under the object's name: when that file is fixed (the
+/// immutable attribute of the archive tier), the attribute is cleared first, or the kernel
+/// refuses the rename. Only a restore does this, and only to put back the bytes the name is
+/// the hash of.
+fn unfix_for_restore(dest: &Path) {
+    use cairn_files::immutable::{immutable_flag, set_immutable, Flag};
+    if let Ok(Flag::Set) = immutable_flag(dest) {
+        if let Err(e) = set_immutable(dest, false) {
+            tracing::warn!(error = %e, "cannot clear the immutable attribute of a damaged object");
         }
     }
 }
