@@ -142,6 +142,9 @@ impl Association<'_> {
                 source_ae: self.neg.calling_ae.clone(),
             })
             .map_err(|e| {
+                if let cairn_store::StoreError::Archived(change) = &e {
+                    return archived_refusal(change);
+                }
                 tracing::error!(error = %e, "cannot commit a received object");
                 let why = match e.kind() {
                     ErrorKind::ShuttingDown => "the archive is shutting down; send again later",
@@ -150,6 +153,22 @@ impl Association<'_> {
                 Refusal::out_of_resources(why)
             })
     }
+}
+
+/// A study in the archive tier is fixed: the refusal of a change to it. Refused: not
+/// authorized (0x0124, a general failure status of PS3.7 annex C) is a permanent failure that says the operation is not
+/// permitted here, so a sender does not retry as it would after 0xA7xx (out of resources);
+/// 0xA9xx and 0xCxxx would say the data set is wrong, which it is not. The Error Comment says
+/// why within its 64 characters; the refusal's audit row names the instance.
+fn archived_refusal(change: &cairn_store::ArchivedChange) -> Refusal {
+    Refusal::new(
+        status::NOT_AUTHORIZED,
+        if change.changed_instance {
+            "study is in the archive tier (fixed): changed instance refused"
+        } else {
+            "study is in the archive tier (fixed): new instance refused"
+        },
+    )
 }
 
 /// The Part-10 preamble, prefix and file meta group (PS3.10 section 7.1), deterministic for a
@@ -211,5 +230,20 @@ mod tests {
         let group_len = u32::from_le_bytes([a[140], a[141], a[142], a[143]]) as usize;
         assert_eq!(group_len, a.len() - 144);
         assert_eq!(a.len() % 2, 0);
+    }
+
+    #[test]
+    fn archived_refusals_are_permanent_and_fit_the_error_comment() {
+        for changed_instance in [true, false] {
+            let r = archived_refusal(&cairn_store::ArchivedChange {
+                study_uid: "1.2.3".into(),
+                changed_instance,
+            });
+            assert_eq!(r.status, status::NOT_AUTHORIZED);
+            assert!(r.comment.len() <= 64, "{}", r.comment);
+            assert!(r
+                .comment
+                .starts_with("study is in the archive tier (fixed)"));
+        }
     }
 }
