@@ -11,9 +11,18 @@
 //! `cairnctl` and the panel go through a read-only connection. The daemon's lifecycle thread
 //! answers requests dropped in `DIR/requests/lifecycle/`.
 
+pub mod death;
 mod error;
 pub mod facts;
+pub mod holds;
+mod input;
+pub mod recompute;
+pub mod requests;
+mod service;
 mod transact;
+pub mod view;
 
 pub use error::LifecycleError;
+pub use service::{today, Service};
 pub use transact::run;
+pub use view::{list_holds, open_read, retention_view, HoldRow, RetentionView, StudyTier};

@@ -1,0 +1,125 @@
+//! The daemon's side: the lifecycle thread's work at each tick, answering the requests in the
+//! mailbox and then recomputing the patients whose facts changed.
+
+use crate::death::{set_death, DeathChange};
+use crate::holds::{add_hold, release_hold, HoldTarget};
+use crate::recompute::{mark_other_rule_sets, recompute_all};
+use crate::requests::{serve, Answer, Request};
+use crate::LifecycleError;
+use cairn_retention::RuleSet;
+use cairn_store::Store;
+use jiff::civil::Date;
+use std::sync::Arc;
+
+/// Today's date in UTC, the date every lifecycle decision is made on.
+pub fn today() -> Date {
+    jiff::tz::Offset::UTC
+        .to_datetime(jiff::Timestamp::now())
+        .date()
+}
+
+/// The lifecycle work of the daemon, owned by its `lifecycle` thread.
+pub struct Service {
+    store: Store,
+    rules: Arc<RuleSet>,
+    /// Whether expiries computed with another rule set still have to be marked dirty.
+    rule_set_unchecked: bool,
+}
+
+impl Service {
+    /// The service on `store` with the configured `rules`. Patients whose expiry was computed
+    /// with another rule set are marked dirty now (or, if the store is busy failing, at the
+    /// first [`Service::tick`]), so that the next pass recomputes them.
+    pub fn new(store: Store, rules: RuleSet) -> Service {
+        let mut service = Service {
+            store,
+            rules: Arc::new(rules),
+            rule_set_unchecked: true,
+        };
+        if let Err(e) = service.check_rule_set() {
+            tracing::warn!(error = %e, "cannot check the rule set of stored expiries yet");
+        }
+        service
+    }
+
+    /// Answer pending requests, then recompute dirty patients.
+    pub fn tick(&mut self) -> Result<(), LifecycleError> {
+        self.check_rule_set()?;
+        let data = self.store.data_dir().root().to_path_buf();
+        serve(&data, |req| self.answer(req));
+        recompute_all(&self.store, &self.rules)?;
+        Ok(())
+    }
+
+    /// Carry out one request through the store's writer and say how it went.
+    pub fn answer(&self, req: Request) -> Answer {
+        let done = match req {
+            Request::SetDeath {
+                patient_id,
+                issuer,
+                date,
+                reason,
+                by,
+            } => {
+                let change = DeathChange {
+                    patient_id,
+                    issuer,
+                    date,
+                    reason,
+                    by,
+                };
+                let today = today();
+                crate::run(&self.store, move |c, now| set_death(c, now, today, &change))
+                    .map(|message| (message, None))
+            }
+            Request::AddHold {
+                patient_id,
+                issuer,
+                study_uid,
+                reason,
+                by,
+            } => HoldTarget::from_parts(patient_id, issuer, study_uid).and_then(|target| {
+                crate::run(&self.store, move |c, now| {
+                    add_hold(c, now, &target, &reason, &by)
+                })
+                .map(|id| (format!("hold {id} placed"), Some(id)))
+            }),
+            Request::ReleaseHold { id, reason, by } => crate::run(&self.store, move |c, now| {
+                release_hold(c, now, id, &reason, &by)
+            })
+            .map(|()| (format!("hold {id} released"), None)),
+        };
+        match done {
+            Ok((message, id)) => Answer {
+                ok: true,
+                message,
+                id,
+            },
+            Err(e) => {
+                if !e.is_bad_input() {
+                    tracing::error!(error = %e, "a lifecycle request failed");
+                }
+                Answer::refused(e.to_string())
+            }
+        }
+    }
+
+    fn check_rule_set(&mut self) -> Result<(), LifecycleError> {
+        if !self.rule_set_unchecked {
+            return Ok(());
+        }
+        let name = self.rules.name().to_owned();
+        let marked = crate::run(&self.store, move |c, _| {
+            Ok((mark_other_rule_sets(c, &name)?, vec![]))
+        })?;
+        if marked > 0 {
+            tracing::info!(
+                patients = marked,
+                rules = self.rules.name(),
+                "expiries to recompute with the configured rules"
+            );
+        }
+        self.rule_set_unchecked = false;
+        Ok(())
+    }
+}
