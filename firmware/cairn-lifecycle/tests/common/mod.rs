@@ -147,7 +147,7 @@ impl Box_ {
             "SELECT id || '|' || coalesce(patient_ref, '-') || '|' || coalesce(study_ref, '-') ||
              '|' || reason || '|' || coalesce(released_at, '-') || '|' ||
              coalesce(release_reason, '-') FROM holds ORDER BY id",
-            "SELECT count(*) FROM audit",
+            "SELECT CAST(count(*) AS TEXT) FROM audit",
         ] {
             let mut s = c.prepare(sql).unwrap();
             let rows: Vec<String> = s
