@@ -58,6 +58,8 @@ impl From<cairn_store::StoreError> for WebError {
             cairn_store::ErrorKind::OutOfResources | cairn_store::ErrorKind::ShuttingDown => {
                 WebError::Unavailable(format!("the store cannot answer now: {e}"))
             }
+            // A study fixed in the archive tier: asking again will not help.
+            cairn_store::ErrorKind::Refused => WebError::Conflict(e.to_string()),
             cairn_store::ErrorKind::Other => WebError::Internal(e.to_string()),
         }
     }
