@@ -228,7 +228,8 @@ async fn drive<S>(
 mod tests {
     use super::*;
 
-    fn limits(total: usize, per: usize) -> ConnLimits {
+    /// Limits of `total` connections, `per` from one address (the tests' timeouts).
+    pub(super) fn limits(total: usize, per: usize) -> ConnLimits {
         ConnLimits {
             max_connections: total,
             max_per_address: per,

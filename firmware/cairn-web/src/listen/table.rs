@@ -214,17 +214,8 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::limits;
     use super::*;
-    use std::time::Duration;
-
-    fn limits(total: usize, per: usize) -> ConnLimits {
-        ConnLimits {
-            max_connections: total,
-            max_per_address: per,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
-        }
-    }
 
     #[test]
     fn per_address_cap_and_slots_come_back() {
