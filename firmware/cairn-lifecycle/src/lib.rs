@@ -19,6 +19,7 @@ mod input;
 pub mod recompute;
 pub mod requests;
 mod service;
+pub mod tier;
 mod transact;
 pub mod view;
 

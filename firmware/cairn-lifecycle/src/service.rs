@@ -24,6 +24,8 @@ pub struct Service {
     rules: Arc<RuleSet>,
     /// Whether expiries computed with another rule set still have to be marked dirty.
     rule_set_unchecked: bool,
+    /// When the tier pass runs, and with which `archive_after`.
+    tier: crate::tier::TierSchedule,
 }
 
 impl Service {
@@ -35,6 +37,7 @@ impl Service {
             store,
             rules: Arc::new(rules),
             rule_set_unchecked: true,
+            tier: crate::tier::TierSchedule::new(cairn_retention::Period::years(3)),
         };
         if let Err(e) = service.check_rule_set() {
             tracing::warn!(error = %e, "cannot check the rule set of stored expiries yet");
@@ -42,12 +45,21 @@ impl Service {
         service
     }
 
-    /// Answer pending requests, then recompute dirty patients.
+    /// The service with `archive_after` (`[lifecycle] archive_after`; `None` for `"0"`) instead
+    /// of the default three years.
+    pub fn with_archive_after(mut self, archive_after: Option<cairn_retention::Period>) -> Service {
+        self.tier = crate::tier::TierSchedule::new(archive_after);
+        self
+    }
+
+    /// Answer pending requests, recompute dirty patients, then move studies that are old
+    /// enough and fully copied to the archive tier (`tier`).
     pub fn tick(&mut self) -> Result<(), LifecycleError> {
         self.check_rule_set()?;
         let data = self.store.data_dir().root().to_path_buf();
         serve(&data, |req| self.answer(req));
         recompute_all(&self.store, &self.rules)?;
+        self.tier.tick(&self.store, today())?;
         Ok(())
     }
 
