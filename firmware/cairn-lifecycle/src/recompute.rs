@@ -82,6 +82,14 @@ pub fn recompute_batch(
     let more = ids.len() > limit;
     let mut counts = PassCounts::default();
     for id in ids.into_iter().take(limit) {
+        if !patient_exists(conn, id)? {
+            // a patient removed while foreign keys were off (its row would cascade otherwise)
+            conn.execute(
+                "DELETE FROM patient_retention WHERE patient_ref = ?1",
+                params![id],
+            )?;
+            continue;
+        }
         let old: (Option<String>, String, bool) = conn.query_row(
             "SELECT expires_on, reason, review FROM patient_retention WHERE patient_ref = ?1",
             params![id],
@@ -106,6 +114,25 @@ pub fn recompute_batch(
         counts.changed += u64::from(old != (new.expires_on, new.reason, new.review));
     }
     Ok((counts, more))
+}
+
+/// Whether patient `id` is (still) in the index.
+fn patient_exists(conn: &Connection, id: i64) -> Result<bool, LifecycleError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM patients WHERE id = ?1)",
+        params![id],
+        |r| r.get(0),
+    )?)
+}
+
+/// Whether any patient waits for its expiry to be recomputed (read from any connection, so
+/// that an idle tick costs the writer nothing).
+pub fn any_dirty(conn: &Connection) -> Result<bool, LifecycleError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM patient_retention WHERE dirty = 1)",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 /// Recompute every dirty patient with `rules`, [`BATCH`] patients per transaction. The batch

@@ -3,12 +3,13 @@
 
 use crate::death::{set_death, DeathChange};
 use crate::holds::{add_hold, release_hold, HoldTarget};
-use crate::recompute::{mark_other_rule_sets, recompute_all};
+use crate::recompute::{any_dirty, mark_other_rule_sets, recompute_all};
 use crate::requests::{serve, Answer, Request};
 use crate::LifecycleError;
 use cairn_retention::RuleSet;
 use cairn_store::Store;
 use jiff::civil::Date;
+use rusqlite::Connection;
 use std::sync::Arc;
 
 /// Today's date in UTC, the date every lifecycle decision is made on.
@@ -24,6 +25,9 @@ pub struct Service {
     rules: Arc<RuleSet>,
     /// Whether expiries computed with another rule set still have to be marked dirty.
     rule_set_unchecked: bool,
+    /// A read-only connection on the index, to see without the writer whether anything is to
+    /// be recomputed (opened at the first tick).
+    reader: Option<Connection>,
     /// When the tier pass runs, and with which `archive_after`.
     tier: crate::tier::TierSchedule,
 }
@@ -37,6 +41,7 @@ impl Service {
             store,
             rules: Arc::new(rules),
             rule_set_unchecked: true,
+            reader: None,
             tier: crate::tier::TierSchedule::new(cairn_retention::Period::years(3)),
         };
         if let Err(e) = service.check_rule_set() {
@@ -58,7 +63,9 @@ impl Service {
         self.check_rule_set()?;
         let data = self.store.data_dir().root().to_path_buf();
         serve(&data, |req| self.answer(req));
-        recompute_all(&self.store, &self.rules)?;
+        if self.anything_dirty()? {
+            recompute_all(&self.store, &self.rules)?;
+        }
         self.tier.tick(&self.store, today())?;
         Ok(())
     }
@@ -114,6 +121,20 @@ impl Service {
                 Answer::refused(e.to_string())
             }
         }
+    }
+
+    /// Whether a patient is marked dirty, read without the writer (each of its transactions
+    /// ends with a flush of the disk, too dear for every idle tick).
+    fn anything_dirty(&mut self) -> Result<bool, LifecycleError> {
+        let reader = match self.reader.take() {
+            Some(reader) => reader,
+            None => crate::open_read(self.store.data_dir())?,
+        };
+        let dirty = any_dirty(&reader);
+        if dirty.is_ok() {
+            self.reader = Some(reader);
+        }
+        dirty
     }
 
     fn check_rule_set(&mut self) -> Result<(), LifecycleError> {

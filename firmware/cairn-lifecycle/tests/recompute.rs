@@ -138,3 +138,24 @@ fn a_batch_says_whether_dirty_patients_remain() {
         assert!(!b.row(&format!("P{i}")).0);
     }
 }
+
+#[test]
+fn a_row_left_by_a_removed_patient_does_not_stop_the_pass() {
+    let b = open();
+    b.store(pat("P1", "19700615"), "1.2.1", "20100101", 1);
+    let c = b.conn();
+    c.execute_batch(
+        "PRAGMA foreign_keys = OFF;
+         INSERT INTO patient_retention (patient_ref) VALUES (999);",
+    )
+    .unwrap();
+    drop(c);
+    let counts = recompute_all(&b.store, &fr()).unwrap();
+    assert_eq!(counts.recomputed, 1);
+    let left: i64 = b
+        .conn()
+        .query_row("SELECT count(*) FROM patient_retention", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 1, "the orphan row is gone");
+    assert_eq!(b.row("P1").1.as_deref(), Some("2030-01-01"));
+}
