@@ -159,3 +159,22 @@ fn a_row_left_by_a_removed_patient_does_not_stop_the_pass() {
     assert_eq!(left, 1, "the orphan row is gone");
     assert_eq!(b.row("P1").1.as_deref(), Some("2030-01-01"));
 }
+
+#[test]
+fn a_birth_date_received_later_clears_the_review() {
+    let b = open();
+    b.store(pat("P1", ""), "1.2.1", "20100101", 1);
+    recompute_all(&b.store, &fr()).unwrap();
+    assert!(b.row("P1").3, "review without a birth date");
+    // a later instance carries the birth date; the store fills the empty field
+    b.store(pat("P1", "20050101"), "1.2.1", "20100101", 2);
+    assert!(
+        b.row("P1").0,
+        "the filled birth date marks the patient dirty"
+    );
+    recompute_all(&b.store, &fr()).unwrap();
+    let (_, expires, reason, review, ..) = b.row("P1");
+    assert!(!review);
+    assert_eq!(expires.as_deref(), Some("2033-01-01"));
+    assert_eq!(reason, "until the 28th birthday on 2033-01-01");
+}
