@@ -71,8 +71,9 @@ def test_boots_to_dicom_ready(box):
     assert "Uid:\t990\t990\t990\t990" in out, out
     assert "NoNewPrivs:\t1" in out, out
     capeff = int(out.split("CapEff:")[1].split()[0], 16)
-    # CAP_DAC_OVERRIDE (1), CAP_SYS_RAWIO (17), CAP_SYS_ADMIN (21) and nothing else.
-    assert capeff == (1 << 1) | (1 << 17) | (1 << 21), hex(capeff)
+    # CAP_DAC_OVERRIDE (1), CAP_LINUX_IMMUTABLE (9), CAP_SYS_RAWIO (17), CAP_SYS_ADMIN (21)
+    # and nothing else.
+    assert capeff == (1 << 1) | (1 << 9) | (1 << 17) | (1 << 21), hex(capeff)
     # udev named the bays and the speaker as the overlay's rules say.
     rc, out = box.sh("readlink -f /dev/cairn/bay3; readlink -f /dev/disk/by-path/pci-0000:00:05.0-scsi-0:0:3:0; "
                      "readlink -f /dev/cairn/buzzer; readlink -f /dev/input/by-path/platform-pcspkr-event-spkr",
