@@ -50,6 +50,20 @@ impl HoldTarget {
     }
 }
 
+impl std::fmt::Display for HoldTarget {
+    /// `patient P1`, `patient P1 (issuer HOSP)` or `study 1.2.3`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HoldTarget::Patient {
+                patient_id,
+                issuer: Some(issuer),
+            } => write!(f, "patient {patient_id} (issuer {issuer})"),
+            HoldTarget::Patient { patient_id, .. } => write!(f, "patient {patient_id}"),
+            HoldTarget::Study { study_uid } => write!(f, "study {study_uid}"),
+        }
+    }
+}
+
 /// Place a hold on `target` for `why`, audited as `hold-add` by `by` on the patient key or the
 /// study UID. Returns the hold's number. Several holds may cover the same patient or study.
 pub fn add_hold(

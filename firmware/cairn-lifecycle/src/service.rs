@@ -98,10 +98,11 @@ impl Service {
                 reason,
                 by,
             } => HoldTarget::from_parts(patient_id, issuer, study_uid).and_then(|target| {
+                let on = target.to_string();
                 crate::run(&self.store, move |c, now| {
                     add_hold(c, now, &target, &reason, &by)
                 })
-                .map(|id| (format!("hold {id} placed"), Some(id)))
+                .map(|id| (format!("hold {id} placed on {on}"), Some(id)))
             }),
             Request::ReleaseHold { id, reason, by } => crate::run(&self.store, move |c, now| {
                 release_hold(c, now, id, &reason, &by)

@@ -44,7 +44,7 @@ fn requests_are_answered_by_the_service() {
     .unwrap();
     assert!(placed.ok, "{}", placed.message);
     assert_eq!(placed.id, Some(1));
-    assert_eq!(placed.message, "hold 1 placed");
+    assert_eq!(placed.message, "hold 1 placed on patient P1");
 
     let refused = send(
         &root,
