@@ -33,7 +33,7 @@ fn version7() -> (tempfile::TempDir, DataDir) {
     let data = DataDir::new(d.path());
     Store::open(data.clone()).unwrap().close().unwrap();
     let c = Connection::open(data.db()).unwrap();
-    assert_eq!(version(&c), 8);
+    assert_eq!(version(&c), 9);
     c.execute_batch(
         "DROP TRIGGER studies_mark_retention;
          DROP TRIGGER studies_date_mark_retention;
@@ -66,7 +66,7 @@ fn migrated() -> (tempfile::TempDir, DataDir, Connection) {
 #[test]
 fn version_7_migrates_with_every_patient_dirty() {
     let (_d, _data, c) = migrated();
-    assert_eq!(version(&c), 8);
+    assert_eq!(version(&c), 9);
     assert_eq!(dirty(&c, 1), Some(1));
     assert_eq!(dirty(&c, 2), Some(1));
     let (death, tier, archived): (String, String, Option<String>) = c
@@ -198,7 +198,7 @@ fn running_migration_8_again_keeps_its_rows() {
     drop(c);
     Store::open(data.clone()).unwrap().close().unwrap();
     let c = Connection::open(data.db()).unwrap();
-    assert_eq!(version(&c), 8);
+    assert_eq!(version(&c), 9);
     let row: (String, String, i64, Option<String>) = c
         .query_row(
             "SELECT p.death_date, s.tier, (SELECT count(*) FROM holds), r.expires_on

@@ -259,6 +259,48 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS holds_patient ON holds(patient_ref);
     CREATE INDEX IF NOT EXISTS holds_study ON holds(study_ref);
     CREATE INDEX IF NOT EXISTS studies_tier ON studies(tier);",
+    // 9: removal (kept by `cairn-lifecycle`): one record per approved destruction of a patient;
+    // a tombstone per removed study or series (what, when, who, why) and its instances by UID
+    // and bytes, so restore, scan and storage commitment know them; the object files a removal
+    // still has to unlink once it is durable (`Store::open` finishes them); and the catalog's
+    // mark on the cold copies of removed instances (`copies.removed`, in `ADDED_COLUMNS`), so
+    // neither restore nor scan brings them back. IF NOT EXISTS: running it again changes nothing.
+    "CREATE TABLE IF NOT EXISTS destruction_records (
+        id INTEGER PRIMARY KEY,
+        patient_id TEXT NOT NULL,
+        issuer TEXT NOT NULL,
+        expires_on TEXT NOT NULL,
+        expiry_reason TEXT NOT NULL,
+        approved_by TEXT NOT NULL,
+        approval_reason TEXT NOT NULL,
+        approved_at TEXT NOT NULL,
+        studies INTEGER NOT NULL,
+        instances INTEGER NOT NULL,
+        bytes INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS removed_studies (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('rejected', 'destroyed')),
+        study_uid TEXT NOT NULL,
+        series_uid TEXT,
+        patient_id TEXT NOT NULL,
+        issuer TEXT NOT NULL,
+        study_date TEXT NOT NULL,
+        instances INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        removed_by TEXT NOT NULL,
+        removed_at TEXT NOT NULL,
+        destruction_ref INTEGER REFERENCES destruction_records(id)
+    );
+    CREATE INDEX IF NOT EXISTS removed_studies_uid ON removed_studies(study_uid);
+    CREATE TABLE IF NOT EXISTS removed_instances (
+        sop_instance_uid TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        removed_ref INTEGER NOT NULL REFERENCES removed_studies(id),
+        PRIMARY KEY (sop_instance_uid, sha256)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS pending_unlinks (path TEXT PRIMARY KEY) WITHOUT ROWID;",
 ];
 
 /// Columns a migration adds: (its number, table, column, definition). `ALTER TABLE ... ADD
@@ -273,6 +315,12 @@ const ADDED_COLUMNS: &[(usize, &str, &str, &str)] = &[
         "TEXT NOT NULL DEFAULT 'storage' CHECK (tier IN ('storage', 'archive'))",
     ),
     (8, "studies", "archived_at", "TEXT"),
+    (
+        9,
+        "copies",
+        "removed",
+        "TEXT CHECK (removed IN ('rejected', 'expired'))",
+    ),
 ];
 
 /// Add the columns of migration `number` its tables do not have yet.
