@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use cairn_config::{Config, Defaults};
 use cairn_dicom::{Server, ServerOptions};
+use cairn_retention::RuleSet;
 use cairn_store::{DataDir, Store};
 use clap::{Parser, Subcommand};
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod archive;
+mod lifecycle;
 mod monitor;
 mod web;
 
@@ -114,16 +116,20 @@ fn dispatch(cli: Cli) -> Result<Stopped> {
                 config_path: Some(config.store.data_dir.join("cairn.toml")),
                 demo: true,
             };
-            run(config, Some(hw), panel)
+            let rules = config.lifecycle.rule_set(&dir)?;
+            run(config, rules, Some(hw), panel)
         }
         Command::Run { config } => {
             let c = Config::load(&config)?;
+            let rules = c
+                .lifecycle
+                .rule_set(config.parent().unwrap_or(Path::new(".")))?;
             let hw = hardware_setup(&c)?;
             let panel = web::PanelMode {
                 config_path: Some(config),
                 demo: false,
             };
-            run(c, hw, panel)
+            run(c, rules, hw, panel)
         }
     }
 }
@@ -201,6 +207,7 @@ fn raise_descriptor_limit() -> u64 {
 /// cleanly.
 fn run(
     config: Config,
+    rules: RuleSet,
     hw: Option<monitor::MonitorSetup>,
     panel_mode: web::PanelMode,
 ) -> Result<Stopped> {
@@ -241,6 +248,8 @@ fn run(
         None => None,
     };
     let panel = web::start(&config, &store, &panel_mode, nofile).context("web panel")?;
+    let rule_set = rules.name().to_owned();
+    let lifecycle = lifecycle::start(store.clone(), rules).context("lifecycle")?;
     let handle = server.handle();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -289,6 +298,11 @@ fn run(
             );
         }
     }
+    println!(
+        "  images are kept as the {rule_set} retention rules say: cairnctl --data {} retention \
+         show --patient ID",
+        data.root().display()
+    );
     println!("  web panel: {}", panel.url);
     if let Some(code) = &panel.setup_code {
         println!("  web panel first-boot setup code: {code} (no account exists yet)");
@@ -310,6 +324,7 @@ fn run(
         a.stop();
     }
     panel.stop();
+    lifecycle.stop();
     if let Some(m) = monitor {
         m.stop();
     }
