@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 mod archive;
 mod hw;
+mod lifecycle;
 mod user;
 
 #[derive(Parser)]
@@ -16,6 +17,10 @@ struct Cli {
     /// The box's data directory (holds cairn.db and objects/).
     #[arg(long, global = true, default_value = "/var/lib/cairn")]
     data: PathBuf,
+    /// The configuration file, for the retention rules (default: DIR/cairn.toml, else
+    /// /etc/cairn/cairn.toml, else the built-in defaults).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,6 +96,21 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
     },
+    /// How long a patient's images are kept.
+    Retention {
+        #[command(subcommand)]
+        command: lifecycle::RetentionCommand,
+    },
+    /// A patient's date of death.
+    Patient {
+        #[command(subcommand)]
+        command: lifecycle::PatientCommand,
+    },
+    /// Legal holds: nothing of a held patient or study expires.
+    Hold {
+        #[command(subcommand)]
+        command: lifecycle::HoldCommand,
+    },
 }
 
 /// Every `cairnctl demo` command: disks (RAID) and media (archive).
@@ -142,6 +162,11 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Archive { command } => archive::archive(&data, command),
         Command::Restore { study, timeout } => archive::restore(&data, study, timeout),
+        Command::Retention { command } => {
+            Ok(lifecycle::retention(&data, cli.config.as_deref(), command))
+        }
+        Command::Patient { command } => Ok(lifecycle::patient(&data, command)),
+        Command::Hold { command } => Ok(lifecycle::hold(&data, command)),
         Command::Fsck { quick } => {
             let r = cairn_store::fsck(&data, FsckOptions { quick })?;
             if r.problems.is_empty() {
