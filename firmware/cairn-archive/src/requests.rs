@@ -2,7 +2,7 @@
 //! `<data>/requests/archive/<name>.json`; the archive thread carries it out and writes
 //! `<name>.done` (an [`Answer`]) beside it, through `cairn-files`' [`Mailbox`]. The RAID monitor's `requests/*.json` are separate.
 
-use cairn_files::mailbox::{Mailbox, ReadError, SendError};
+use cairn_files::mailbox::Mailbox;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
@@ -82,16 +82,8 @@ pub struct Answer {
     pub message: String,
 }
 
-/// Why a request could not be handed over.
-#[derive(Debug, thiserror::Error)]
-pub enum RequestError {
-    /// Writing the request file failed.
-    #[error("cannot write the request: {0}")]
-    Io(#[from] std::io::Error),
-    /// No answer in time.
-    #[error("cairnd did not answer within {0:?} (is it running on this data directory?)")]
-    Timeout(Duration),
-}
+/// Why a request could not be handed over (the mailbox's own error, worded for people).
+pub use cairn_files::mailbox::CallError as RequestError;
 
 /// The archive thread's mailbox in the data directory `data`.
 fn mailbox(data: &Path) -> Mailbox {
@@ -100,22 +92,11 @@ fn mailbox(data: &Path) -> Mailbox {
 
 /// Drop a request for the daemon and wait (at most `timeout`) for its answer.
 pub fn send(data: &Path, req: &Request, timeout: Duration) -> Result<Answer, RequestError> {
-    let mb = mailbox(data);
-    std::fs::create_dir_all(mb.dir())?;
-    mb.send(req, timeout).map_err(|e| match e {
-        SendError::Io(e) => RequestError::Io(e),
-        SendError::NoAnswer(_) => RequestError::Timeout(timeout),
-    })
+    mailbox(data).call(req, timeout)
 }
 
 /// Answer every pending request file, oldest first, with what `handle` makes of it (the
 /// daemon's archive thread).
-pub fn serve(data: &Path, mut handle: impl FnMut(Request) -> Answer) {
-    mailbox(data).serve(|req: Result<Request, ReadError>| match req {
-        Ok(req) => handle(req),
-        Err(e) => Answer {
-            ok: false,
-            message: e.to_string(),
-        },
-    });
+pub fn serve(data: &Path, handle: impl FnMut(Request) -> Answer) {
+    mailbox(data).serve_or_refuse(handle, |message| Answer { ok: false, message });
 }

@@ -1,8 +1,8 @@
 //! The request mailbox between `cairnctl`/the panel and the daemon: a client drops
 //! `<dir>/<name>.json` (a serde request, written atomically) and waits for `<dir>/<name>.done`
 //! (a serde answer) beside it; the daemon answers each pending `.json` in name order and removes
-//! it. Used by the RAID monitor (`requests/`) and the archive thread (`requests/archive/`); the
-//! request and answer types are theirs.
+//! it. Used by the RAID monitor (`requests/`), the archive thread (`requests/archive/`) and the
+//! lifecycle thread (`requests/lifecycle/`); the request and answer types are theirs.
 
 use crate::atomic::{atomic_write, Durability};
 use serde::de::DeserializeOwned;
@@ -29,6 +29,18 @@ pub enum SendError {
     /// No answer in time; the request was withdrawn.
     #[error("no answer within {0:?}")]
     NoAnswer(Duration),
+}
+
+/// A request to the daemon (see [`Mailbox::call`]) could not be handed over or was not answered,
+/// worded for the person at the command line.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Creating the mailbox or writing the request file failed.
+    #[error("cannot write the request: {0}")]
+    Io(#[from] std::io::Error),
+    /// No answer in time; the request was withdrawn.
+    #[error("cairnd did not answer within {0:?} (is it running on this data directory?)")]
+    Timeout(Duration),
 }
 
 /// A pending request file could not be read.
@@ -101,6 +113,33 @@ impl Mailbox {
     ) -> Result<A, SendError> {
         let done = self.submit(req)?;
         Self::wait(&done, wait)
+    }
+
+    /// A client's whole exchange with the daemon: create the mailbox directory if needed,
+    /// [`Mailbox::send`] `req` and wait up to `wait` for the answer.
+    pub fn call<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        req: &Q,
+        wait: Duration,
+    ) -> Result<A, CallError> {
+        std::fs::create_dir_all(&self.dir)?;
+        self.send(req, wait).map_err(|e| match e {
+            SendError::Io(e) => CallError::Io(e),
+            SendError::NoAnswer(d) => CallError::Timeout(d),
+        })
+    }
+
+    /// Answer every pending request with `handle`'s answer; a file that is not a request of
+    /// this mailbox is answered with `refuse(why)`.
+    pub fn serve_or_refuse<Q: DeserializeOwned, A: Serialize>(
+        &self,
+        mut handle: impl FnMut(Q) -> A,
+        refuse: impl Fn(String) -> A,
+    ) {
+        self.serve(|req: Result<Q, ReadError>| match req {
+            Ok(req) => handle(req),
+            Err(e) => refuse(e.to_string()),
+        });
     }
 
     /// The pending request files, oldest first (for the daemon).
@@ -199,5 +238,28 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, SendError::NoAnswer(_)));
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_call_creates_the_mailbox_and_says_when_nobody_answers() {
+        let d = tempfile::tempdir().unwrap();
+        let mb = Mailbox::new(d.path().join("requests/x"));
+        let e = mb
+            .call::<_, Reply>(&Ask { n: 1 }, Duration::from_millis(120))
+            .unwrap_err();
+        assert!(matches!(e, CallError::Timeout(_)));
+        assert!(e.to_string().contains("cairnd did not answer"), "{e}");
+        assert!(mb.dir().is_dir());
+        assert_eq!(std::fs::read_dir(mb.dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn serve_or_refuse_answers_a_bad_file_with_the_refusal() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("1.json"), b"{\"x\":").unwrap();
+        let mb = Mailbox::new(d.path());
+        mb.serve_or_refuse(|a: Ask| Reply { twice: 2 * a.n }, |_why| Reply { twice: 0 });
+        let r: Reply = Mailbox::wait(&d.path().join("1.done"), Duration::from_secs(1)).unwrap();
+        assert_eq!(r.twice, 0);
     }
 }

@@ -2,7 +2,7 @@
 //! `<data>/requests/lifecycle/<name>.json`; the lifecycle thread carries it out and writes
 //! `<name>.done` (an [`Answer`]) beside it, through `cairn-files`' [`Mailbox`].
 
-use cairn_files::mailbox::{Mailbox, ReadError, SendError};
+use cairn_files::mailbox::Mailbox;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
@@ -74,16 +74,8 @@ impl Answer {
     }
 }
 
-/// Why a request could not be handed over.
-#[derive(Debug, thiserror::Error)]
-pub enum RequestError {
-    /// Writing the request file failed.
-    #[error("cannot write the request: {0}")]
-    Io(#[from] std::io::Error),
-    /// No answer in time.
-    #[error("cairnd did not answer within {0:?} (is it running on this data directory?)")]
-    Timeout(Duration),
-}
+/// Why a request could not be handed over (the mailbox's own error, worded for people).
+pub use cairn_files::mailbox::CallError as RequestError;
 
 /// The lifecycle thread's mailbox in the data directory `data_root`.
 fn mailbox(data_root: &Path) -> Mailbox {
@@ -92,21 +84,13 @@ fn mailbox(data_root: &Path) -> Mailbox {
 
 /// Drop a request for the daemon and wait (at most `timeout`) for its answer.
 pub fn send(data_root: &Path, req: &Request, timeout: Duration) -> Result<Answer, RequestError> {
-    let mb = mailbox(data_root);
-    std::fs::create_dir_all(mb.dir())?;
-    mb.send(req, timeout).map_err(|e| match e {
-        SendError::Io(e) => RequestError::Io(e),
-        SendError::NoAnswer(_) => RequestError::Timeout(timeout),
-    })
+    mailbox(data_root).call(req, timeout)
 }
 
 /// Answer every pending request file, oldest first, with what `handle` makes of it (the
 /// daemon's lifecycle thread). A file that is not a request is answered with why.
-pub fn serve(data_root: &Path, mut handle: impl FnMut(Request) -> Answer) {
-    mailbox(data_root).serve(|req: Result<Request, ReadError>| match req {
-        Ok(req) => handle(req),
-        Err(e) => Answer::refused(e.to_string()),
-    });
+pub fn serve(data_root: &Path, handle: impl FnMut(Request) -> Answer) {
+    mailbox(data_root).serve_or_refuse(handle, Answer::refused);
 }
 
 #[cfg(test)]
