@@ -23,6 +23,7 @@ mod layout;
 mod merge;
 mod oneshot;
 mod query;
+pub mod remove;
 mod spool;
 mod writer;
 

@@ -12,7 +12,7 @@ use rusqlite::Connection;
 /// last batches may have reached the database without their files (or the reverse): instance
 /// rows above the durability watermark are checked against their files and rolled back when the
 /// file is missing or damaged (they were never acknowledged), and files with no row are moved
-/// to `quarantine/`.
+/// to `quarantine/`. Object files of committed removals (`pending_unlinks`) are deleted first.
 pub(super) fn recover(
     data: &DataDir,
     conn: &Connection,
@@ -30,6 +30,15 @@ pub(super) fn recover(
         tracing::warn!(
             removed,
             "removed unfinished spool files from an earlier run"
+        );
+    }
+    // removals committed before the stop whose files were not deleted yet: deleted now, before
+    // the orphan scan below (which would quarantine them)
+    let unlinked = crate::remove::unlink_pending(conn, data)?;
+    if unlinked > 0 {
+        tracing::info!(
+            unlinked,
+            "deleted the files of removals committed before the stop"
         );
     }
     let mark = data.root().join(CLEAN_MARK);
