@@ -11,6 +11,8 @@
 //! `cairnctl` and the panel go through a read-only connection. The daemon's lifecycle thread
 //! answers requests dropped in `DIR/requests/lifecycle/`.
 
+pub mod clock;
+mod clock_watch;
 pub mod death;
 mod error;
 pub mod facts;
@@ -20,6 +22,7 @@ pub mod recompute;
 pub mod requests;
 mod service;
 pub mod tier;
+mod timesync;
 mod transact;
 pub mod view;
 

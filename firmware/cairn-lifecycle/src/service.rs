@@ -12,7 +12,8 @@ use jiff::civil::Date;
 use rusqlite::Connection;
 use std::sync::Arc;
 
-/// Today's date in UTC, the date every lifecycle decision is made on.
+/// The system's date today in UTC. The daemon decides on the lifecycle clock instead
+/// ([`crate::clock::today`]: this date plus a demo box's offset).
 pub fn today() -> Date {
     jiff::tz::Offset::UTC
         .to_datetime(jiff::Timestamp::now())
@@ -30,6 +31,8 @@ pub struct Service {
     reader: Option<Connection>,
     /// When the tier pass runs, and with which `archive_after`.
     tier: crate::tier::TierSchedule,
+    /// Whether the lifecycle clock may be trusted (date-dependent passes wait when not).
+    clock: crate::clock_watch::ClockWatch,
 }
 
 impl Service {
@@ -43,6 +46,7 @@ impl Service {
             rule_set_unchecked: true,
             reader: None,
             tier: crate::tier::TierSchedule::new(cairn_retention::Period::years(3)),
+            clock: crate::clock_watch::ClockWatch::new(false),
         };
         if let Err(e) = service.check_rule_set() {
             tracing::warn!(error = %e, "cannot check the rule set of stored expiries yet");
@@ -57,8 +61,21 @@ impl Service {
         self
     }
 
-    /// Answer pending requests, recompute dirty patients, then move studies that are old
-    /// enough and fully copied to the archive tier (`tier`).
+    /// On the appliance: the date-dependent passes also wait until the kernel says the clock
+    /// is synchronised (the demo and tests do not ask for it).
+    pub fn with_clock_sync_required(mut self, yes: bool) -> Service {
+        self.clock.set_require_sync(yes);
+        self
+    }
+
+    /// The last check of the lifecycle clock (`None` before the first tick): whether the
+    /// date-dependent passes run, and why not.
+    pub fn clock_check(&self) -> Option<&crate::clock::ClockCheck> {
+        self.clock.last()
+    }
+
+    /// Answer pending requests, recompute dirty patients, then, when the lifecycle clock is
+    /// trusted, move studies that are old enough and fully copied to the archive tier (`tier`).
     pub fn tick(&mut self) -> Result<(), LifecycleError> {
         self.check_rule_set()?;
         let data = self.store.data_dir().root().to_path_buf();
@@ -66,7 +83,9 @@ impl Service {
         if self.anything_dirty()? {
             recompute_all(&self.store, &self.rules)?;
         }
-        self.tier.tick(&self.store, today())?;
+        if let Some(today) = self.clock.tick(&self.store)? {
+            self.tier.tick(&self.store, today)?;
+        }
         Ok(())
     }
 
@@ -87,7 +106,7 @@ impl Service {
                     reason,
                     by,
                 };
-                let today = today();
+                let today = crate::clock::today(self.store.data_dir().root()).unwrap_or(today());
                 crate::run(&self.store, move |c, now| set_death(c, now, today, &change))
                     .map(|message| (message, None))
             }

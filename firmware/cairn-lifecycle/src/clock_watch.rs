@@ -1,0 +1,128 @@
+//! The daemon's watch on the lifecycle clock: at each tick, whether the date-dependent passes
+//! may run (see [`crate::clock::check`]), a change of the demo offset put in the audit trail
+//! (`demo-clock`, by whoever set it), and a change of trust logged once, not every second.
+
+use crate::clock::{check, read_offset, ClockCheck};
+use crate::LifecycleError;
+use cairn_audit::AuditEvent;
+use cairn_store::Store;
+use jiff::civil::Date;
+use rusqlite::{Connection, OptionalExtension};
+
+/// What the lifecycle thread knows of its clock.
+#[derive(Debug)]
+pub(crate) struct ClockWatch {
+    /// The appliance: the kernel must say the clock is synchronised.
+    require_sync: bool,
+    /// The last check.
+    last: Option<ClockCheck>,
+    /// The demo offset last put in the audit trail (`Some(0)`: none), read from it at the
+    /// first tick.
+    audited_offset: Option<i64>,
+    /// A read-only connection on the index (opened at the first tick).
+    reader: Option<Connection>,
+}
+
+impl ClockWatch {
+    /// A watch; `require_sync` on the appliance.
+    pub fn new(require_sync: bool) -> ClockWatch {
+        ClockWatch {
+            require_sync,
+            last: None,
+            audited_offset: None,
+            reader: None,
+        }
+    }
+
+    /// Ask the kernel for a synchronised clock (the appliance) or not (demo, tests).
+    pub fn set_require_sync(&mut self, yes: bool) {
+        self.require_sync = yes;
+    }
+
+    /// The last check, if any.
+    pub fn last(&self) -> Option<&ClockCheck> {
+        self.last.as_ref()
+    }
+
+    /// Check the clock: the lifecycle date when date-dependent passes may run, `None` when
+    /// they must wait (the reason is in [`ClockWatch::last`] and in the log).
+    pub fn tick(&mut self, store: &Store) -> Result<Option<Date>, LifecycleError> {
+        let root = store.data_dir().root().to_path_buf();
+        let reader = match self.reader.take() {
+            Some(r) => r,
+            None => crate::open_read(store.data_dir())?,
+        };
+        let checked = check(&reader, &root, self.require_sync);
+        let audited = match self.audited_offset {
+            Some(o) => Ok(o),
+            None => last_audited_offset(&reader),
+        };
+        self.reader = Some(reader);
+        let (checked, audited) = (checked?, audited?);
+        self.audited_offset = Some(audited);
+        self.audit_offset_change(store, &root, audited)?;
+        match (&self.last, checked.ok) {
+            (Some(prev), ok) if prev.ok == ok => {}
+            (_, true) => tracing::info!(
+                today = checked.today.as_deref().unwrap_or("?"),
+                offset_days = checked.offset_days.unwrap_or(0),
+                "lifecycle clock trusted"
+            ),
+            (_, false) => tracing::warn!(
+                problem = checked.problem.as_deref().unwrap_or("?"),
+                "lifecycle clock not trusted: tier and expiry passes wait"
+            ),
+        }
+        let today = checked.trusted_today();
+        self.last = Some(checked);
+        Ok(today)
+    }
+
+    /// Put a demo offset that differs from the last audited one in the audit trail.
+    fn audit_offset_change(
+        &mut self,
+        store: &Store,
+        root: &std::path::Path,
+        audited: i64,
+    ) -> Result<(), LifecycleError> {
+        let Ok(offset) = read_offset(root) else {
+            return Ok(()); // unreadable: the check says so
+        };
+        let days = offset.as_ref().map_or(0, |o| o.offset_days);
+        if days == audited {
+            return Ok(());
+        }
+        let (actor, set_at) = offset
+            .map(|o| (o.set_by, o.set_at))
+            .unwrap_or_else(|| ("system".into(), String::new()));
+        store.audit(AuditEvent {
+            actor,
+            action: "demo-clock".into(),
+            object: "clock".into(),
+            detail: serde_json::json!({
+                "offset_days": days,
+                "from_days": audited,
+                "set_at": set_at,
+            })
+            .to_string(),
+        })?;
+        tracing::info!(offset_days = days, "demo clock moved");
+        self.audited_offset = Some(days);
+        Ok(())
+    }
+}
+
+/// The offset of the newest `demo-clock` audit row (0 when there is none).
+fn last_audited_offset(conn: &Connection) -> Result<i64, LifecycleError> {
+    let detail: Option<String> = conn
+        .query_row(
+            "SELECT detail FROM audit WHERE action = 'demo-clock' ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(detail
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+        .and_then(|v| v.get("offset_days").and_then(serde_json::Value::as_i64))
+        .unwrap_or(0))
+}
