@@ -22,49 +22,46 @@ struct Rig {
     archiver: Archiver,
 }
 
-/// A store and an archiver with one tape target holding a blank cartridge.
-fn rig() -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    let data = DataDir::new(dir.path().join("data"));
-    let drive = dir.path().join("tape");
-    emulator::init_drive(&drive).unwrap();
-    emulator::insert_blank(
-        &drive,
-        &CartridgeSpec {
-            id: "TAPE01".into(),
-            capacity: 1 << 30,
-            early_warning: (1 << 30) - (1 << 20),
-        },
-    )
-    .unwrap();
-    let store = Store::open(data.clone()).unwrap();
-    let archiver = archiver(&store, &drive);
-    Rig {
-        _dir: dir,
-        data,
-        store,
-        archiver,
+impl Rig {
+    /// A store and an archiver with one tape target holding a blank cartridge.
+    fn new() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        let store = Store::open(data.clone()).unwrap();
+        let archiver = tape_archiver(&store, &dir.path().join("tape"));
+        Rig {
+            _dir: dir,
+            data,
+            store,
+            archiver,
+        }
     }
 }
 
-fn archiver(store: &Store, drive: &Path) -> Archiver {
+/// An archiver writing to an emulated tape drive in `drive`, loaded with a blank cartridge.
+fn tape_archiver(store: &Store, drive: &Path) -> Archiver {
+    let blank = CartridgeSpec {
+        id: "TAPE01".into(),
+        capacity: 1 << 30,
+        early_warning: (1 << 30) - (1 << 20),
+    };
+    emulator::init_drive(drive).unwrap();
+    emulator::insert_blank(drive, &blank).unwrap();
+    let policy = Policy {
+        box_id: "TESTBOX".into(),
+        bundle_max_bytes: 1 << 30,
+        bundle_max_age: Duration::from_secs(3600),
+        bundle_max_members: 100_000,
+        volume_name_prefix: "CAIRN".into(),
+    };
     let d = drive.to_path_buf();
-    Archiver::new(
-        store.clone(),
-        Policy {
-            box_id: "TESTBOX".into(),
-            bundle_max_bytes: 1 << 30,
-            bundle_max_age: Duration::from_secs(3600),
-            bundle_max_members: 100_000,
-            volume_name_prefix: "CAIRN".into(),
-        },
-        vec![TargetSpec {
-            name: "tape0".into(),
-            kind: "tape".into(),
-            open: Box::new(move || Ok(Drive::Tape(Box::new(EmulatedTape::open(&d)?)))),
-        }],
-    )
-    .unwrap()
+    let open = Box::new(move || Ok(Drive::Tape(Box::new(EmulatedTape::open(&d)?))));
+    let target = TargetSpec {
+        name: "tape0".into(),
+        kind: "tape".into(),
+        open,
+    };
+    Archiver::new(store.clone(), policy, vec![target]).unwrap()
 }
 
 impl Rig {
@@ -167,7 +164,7 @@ fn date(s: &str) -> jiff::civil::Date {
 
 #[test]
 fn a_study_moves_only_when_old_enough_and_fully_copied_then_is_fixed() {
-    let mut r = rig();
+    let mut r = Rig::new();
     let today = cairn_lifecycle::today();
     let today_da = today.strftime("%Y%m%d").to_string();
     let three_years = Period::years(3);
@@ -255,7 +252,7 @@ fn a_study_moves_only_when_old_enough_and_fully_copied_then_is_fixed() {
 
 #[test]
 fn a_new_version_waits_for_its_own_copy_and_a_future_date_is_not_due() {
-    let mut r = rig();
+    let mut r = Rig::new();
     let today = date("2030-06-01");
     r.put("1.2.4.1", "20200101", 1, b"first").unwrap();
     r.put("1.2.4.2", "20990101", 1, b"future").unwrap();
@@ -281,7 +278,7 @@ fn a_new_version_waits_for_its_own_copy_and_a_future_date_is_not_due() {
 
 #[test]
 fn the_schedule_runs_when_copies_are_verified_or_the_day_changes() {
-    let mut r = rig();
+    let mut r = Rig::new();
     let today = date("2030-06-01");
     let mut s = TierSchedule::new(Period::years(3));
     assert!(
