@@ -64,6 +64,14 @@ pub enum Request {
         /// Who asks.
         by: String,
     },
+    /// Erase a recyclable volume (every copy on it removed) now in a drive, keeping its label,
+    /// and record it blank in the catalog (its bundles and copies forgotten). Audited.
+    Recycle {
+        /// The volume's short name (or its volume id).
+        volume: String,
+        /// Who asks.
+        by: String,
+    },
     /// Bring a study back from a volume into the store.
     Restore {
         /// Study Instance UID.

@@ -10,17 +10,20 @@
 //!
 //! Split by job: `types` (rows and states), `read` (read-only queries and the status),
 //! `queue` (the archive queue), `write` (changes with their audit rows), `live` (the status
-//! file the archive thread publishes, and requests to it). Each module uses only `types` and
-//! the modules listed before it in this order: live, queue, read, write.
+//! file the archive thread publishes, and requests to it), `recycle` (forgetting what a
+//! recycled volume held). Each module uses only `types` and the modules listed before it in
+//! this order: live, queue, read, write, recycle.
 
 mod live;
 mod queue;
 mod read;
+mod recycle;
 mod types;
 mod write;
 
 pub use live::*;
 pub use queue::*;
 pub use read::*;
+pub use recycle::*;
 pub use types::*;
 pub use write::*;

@@ -36,9 +36,23 @@ const VOLUME_SELECT: &str = "SELECT v.volume_id, v.kind, v.box_id, t.name, v.sta
     (SELECT count(*) FROM bundles b WHERE b.volume_ref = v.id AND b.state = 'verified'),
     (SELECT count(*) FROM copies c JOIN bundles b ON b.id = c.bundle_ref
        WHERE b.volume_ref = v.id AND c.verified = 1),
-    v.labelled_at, v.updated_at, v.updated_by, coalesce(n.name, v.volume_id)
+    v.labelled_at, v.updated_at, v.updated_by, coalesce(n.name, v.volume_id),
+    EXISTS (SELECT 1 FROM copies c JOIN bundles b ON b.id = c.bundle_ref
+       WHERE b.volume_ref = v.id)
+      AND NOT EXISTS (SELECT 1 FROM copies c JOIN bundles b ON b.id = c.bundle_ref
+       WHERE b.volume_ref = v.id AND c.removed IS NULL)
     FROM volumes v LEFT JOIN cold_targets t ON t.id = v.target_ref
     LEFT JOIN volume_names n ON n.volume_ref = v.id";
+
+/// The names of the volumes that may be recycled: they hold copies and every one was removed
+/// (rejected or expired).
+pub fn recyclable_volumes(conn: &Connection) -> Result<Vec<String>, ArchiveError> {
+    Ok(volumes(conn)?
+        .into_iter()
+        .filter(|v| v.recyclable)
+        .map(|v| v.name)
+        .collect())
+}
 
 /// A volume's short name in SQL (`v` the volumes row): its name, else its id.
 pub(super) const NAME_OF_V: &str =
@@ -62,6 +76,7 @@ fn volume_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VolumeRow> {
         labelled_at: r.get(10)?,
         updated_at: r.get(11)?,
         updated_by: r.get(12)?,
+        recyclable: r.get(14)?,
     })
 }
 

@@ -126,6 +126,10 @@ pub struct VolumeRow {
     pub verified_bundles: i64,
     /// Verified object copies on it.
     pub verified_copies: i64,
+    /// It holds copies and every one of them was removed (rejected or expired): it may be
+    /// recycled (`cairnctl archive recycle`).
+    #[serde(default)]
+    pub recyclable: bool,
     /// When labelled.
     pub labelled_at: String,
     /// Last state or location change.

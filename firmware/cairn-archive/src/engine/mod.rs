@@ -13,12 +13,14 @@
 //! store), `drive` (everything that differs between tape and optical), `target` (one target,
 //! its policy and context), `archiver` (the targets together, the live status file), then the
 //! jobs: `probe` (probing and loading), `write` (bundles), `eject` (after a flush), `scan`,
-//! `restore`. This module runs the loop and carries out requests.
+//! `restore`, `recycle` (erasing a volume whose every copy was removed). This module runs the
+//! loop and carries out requests.
 
 mod archiver;
 mod drive;
 mod eject;
 mod probe;
+mod recycle;
 mod restore;
 mod scan;
 mod status;
@@ -75,6 +77,7 @@ impl Archiver {
             },
             Request::Scan { target, by } => self.scan(target.as_deref(), &by),
             Request::Restore { study, by } => self.restore(&study, &by),
+            Request::Recycle { volume, by } => self.recycle(&volume, &by),
         };
         self.publish();
         match r {
