@@ -11,18 +11,22 @@
 //! `cairnctl` and the panel go through a read-only connection. The daemon's lifecycle thread
 //! answers requests dropped in `DIR/requests/lifecycle/`.
 
+pub mod certificate;
 pub mod clock;
 mod clock_watch;
 pub mod death;
+pub mod destroy;
 mod error;
 pub mod facts;
 pub mod holds;
 mod input;
 pub mod recompute;
+pub mod reject;
 pub mod requests;
 mod service;
 pub mod tier;
 mod timesync;
+pub mod tombstone;
 mod transact;
 pub mod view;
 

@@ -50,6 +50,31 @@ pub enum Request {
         /// Who asks.
         by: String,
     },
+    /// Reject a study (`study_uid`) or one series (`series_uid`) in storage: exactly one.
+    Reject {
+        /// Study Instance UID.
+        study_uid: Option<String>,
+        /// Series Instance UID.
+        series_uid: Option<String>,
+        /// Why (kept on the tombstone).
+        reason: String,
+        /// Who asks.
+        by: String,
+    },
+    /// Approve the destruction of one patient due (`patient_id`, with `issuer` when needed) or
+    /// of every patient due (`all`): exactly one.
+    ApproveDestruction {
+        /// Patient ID.
+        patient_id: Option<String>,
+        /// Issuer of the Patient ID.
+        issuer: Option<String>,
+        /// Every patient due now.
+        all: bool,
+        /// Why (kept on the destruction record).
+        reason: String,
+        /// Who approves.
+        by: String,
+    },
 }
 
 /// The lifecycle thread's answer.
@@ -59,7 +84,8 @@ pub struct Answer {
     pub ok: bool,
     /// What happened, or why it was refused, for a person.
     pub message: String,
-    /// The number of the hold placed, for [`Request::AddHold`].
+    /// The number of the hold placed, for [`Request::AddHold`]; of the destruction record, for
+    /// [`Request::ApproveDestruction`] of one patient.
     pub id: Option<i64>,
 }
 

@@ -33,6 +33,8 @@ pub struct Service {
     tier: crate::tier::TierSchedule,
     /// Whether the lifecycle clock may be trusted (date-dependent passes wait when not).
     clock: crate::clock_watch::ClockWatch,
+    /// The daily destruction pass of `auto_destroy = true` (off by default).
+    auto_destroy: crate::destroy::AutoDestroy,
 }
 
 impl Service {
@@ -47,6 +49,7 @@ impl Service {
             reader: None,
             tier: crate::tier::TierSchedule::new(cairn_retention::Period::years(3)),
             clock: crate::clock_watch::ClockWatch::new(false),
+            auto_destroy: crate::destroy::AutoDestroy::new(false),
         };
         if let Err(e) = service.check_rule_set() {
             tracing::warn!(error = %e, "cannot check the rule set of stored expiries yet");
@@ -58,6 +61,13 @@ impl Service {
     /// of the default three years.
     pub fn with_archive_after(mut self, archive_after: Option<cairn_retention::Period>) -> Service {
         self.tier = crate::tier::TierSchedule::new(archive_after);
+        self
+    }
+
+    /// With `[lifecycle] auto_destroy = true`: every patient due is destroyed once a day,
+    /// approved by `system`, without waiting for a person.
+    pub fn with_auto_destroy(mut self, on: bool) -> Service {
+        self.auto_destroy = crate::destroy::AutoDestroy::new(on);
         self
     }
 
@@ -85,6 +95,7 @@ impl Service {
         }
         if let Some(today) = self.clock.tick(&self.store)? {
             self.tier.tick(&self.store, today)?;
+            self.auto_destroy.tick(&self.store, &self.rules, today)?;
         }
         Ok(())
     }
@@ -127,6 +138,31 @@ impl Service {
                 release_hold(c, now, id, &reason, &by)
             })
             .map(|()| (format!("hold {id} released"), None)),
+            Request::Reject {
+                study_uid,
+                series_uid,
+                reason,
+                by,
+            } => {
+                crate::reject::RejectTarget::from_parts(study_uid, series_uid).and_then(|target| {
+                    let r = crate::reject::Rejection { target, reason, by };
+                    crate::reject::run_reject(&self.store, r).map(|words| (words, None))
+                })
+            }
+            Request::ApproveDestruction {
+                patient_id,
+                issuer,
+                all,
+                reason,
+                by,
+            } => crate::destroy::DestroyTarget::from_parts(patient_id, issuer, all).and_then(
+                |target| {
+                    let approval = crate::destroy::Approval { target, reason, by };
+                    let today =
+                        crate::clock::today(self.store.data_dir().root()).unwrap_or(today());
+                    crate::destroy::run_approval(&self.store, &self.rules, today, approval)
+                },
+            ),
         };
         match done {
             Ok((message, id)) => Answer {
