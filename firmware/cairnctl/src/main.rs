@@ -9,6 +9,7 @@ use std::path::PathBuf;
 mod archive;
 mod hw;
 mod lifecycle;
+mod removal;
 mod user;
 
 #[derive(Parser)]
@@ -111,6 +112,13 @@ enum Command {
         #[command(subcommand)]
         command: lifecycle::HoldCommand,
     },
+    /// Destruction at the end of retention: the patients due, approval, certificates.
+    Destruction {
+        #[command(subcommand)]
+        command: removal::DestructionCommand,
+    },
+    /// Reject a study or a series in storage (wrong patient, test images): it leaves the box.
+    Reject(removal::RejectArgs),
 }
 
 /// Every `cairnctl demo` command: disks (RAID) and media (archive).
@@ -167,6 +175,10 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Patient { command } => Ok(lifecycle::patient(&data, command)),
         Command::Hold { command } => Ok(lifecycle::hold(&data, command)),
+        Command::Destruction { command } => {
+            Ok(removal::destruction(&data, cli.config.as_deref(), command))
+        }
+        Command::Reject(args) => Ok(removal::reject(&data, args)),
         Command::Fsck { quick } => {
             let r = cairn_store::fsck(&data, FsckOptions { quick })?;
             if r.problems.is_empty() {
