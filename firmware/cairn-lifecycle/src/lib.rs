@@ -24,6 +24,7 @@ pub mod recompute;
 pub mod reject;
 pub mod requests;
 mod service;
+pub mod status;
 pub mod tier;
 mod timesync;
 pub mod tombstone;
