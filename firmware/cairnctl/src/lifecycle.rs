@@ -365,6 +365,15 @@ fn study_day(date: &str) -> String {
     }
 }
 
+/// A stored UTC time (`2026-12-02T09:52:50.064956Z`) to the minute, for people
+/// (`2026-12-02 09:52 UTC`); anything else as it is.
+fn moment(at: &str) -> String {
+    match (at.get(..10), at.get(10..11), at.get(11..16)) {
+        (Some(day), Some("T"), Some(time)) if at.ends_with('Z') => format!("{day} {time} UTC"),
+        _ => at.to_owned(),
+    }
+}
+
 /// The storage tier of a study, in the words every listing uses.
 fn tier_words(study: &StudyTier) -> &str {
     &study.tier
@@ -428,11 +437,15 @@ fn print_holds(rows: &[HoldRow], all: bool) {
         };
         println!(
             "Hold {} on {on}: placed {} by {}: {}",
-            h.id, h.placed_at, h.placed_by, h.reason
+            h.id,
+            moment(&h.placed_at),
+            h.placed_by,
+            h.reason
         );
         if let Some(at) = &h.released_at {
             println!(
-                "  released {at} by {}: {}",
+                "  released {} by {}: {}",
+                moment(at),
                 h.released_by.as_deref().unwrap_or("?"),
                 h.release_reason.as_deref().unwrap_or("")
             );
@@ -513,6 +526,16 @@ mod tests {
         assert_eq!(study_day(""), "no date");
         assert_eq!(study_day("2026é3"), "2026é3");
         assert_eq!(study_day("2026\n0302"), "20260302");
+    }
+
+    #[test]
+    fn times_read_to_the_minute() {
+        assert_eq!(
+            moment("2026-12-02T09:52:50.064956Z"),
+            "2026-12-02 09:52 UTC"
+        );
+        assert_eq!(moment("yesterday"), "yesterday");
+        assert_eq!(moment("2026-12-02é09:52:50Z"), "2026-12-02é09:52:50Z");
     }
 
     #[test]
