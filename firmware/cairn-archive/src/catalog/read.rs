@@ -282,13 +282,30 @@ pub fn has_verified_copy(
     )?)
 }
 
-/// Where the verified copies of a study's current instances are, one row per copy.
+/// How a study left the box, if it was rejected or destroyed: (`rejected` or `destroyed`,
+/// when). A study rejected series by series names its last rejection.
+pub fn study_removed(
+    conn: &Connection,
+    study_uid: &str,
+) -> Result<Option<(String, String)>, ArchiveError> {
+    Ok(conn
+        .query_row(
+            "SELECT kind, removed_at FROM removed_studies WHERE study_uid = ?1
+             ORDER BY id DESC LIMIT 1",
+            [study_uid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// Where the verified copies of a study's current instances are, one row per copy (never a
+/// copy marked removed: rejected or expired).
 pub fn study_copies(conn: &Connection, study_uid: &str) -> Result<Vec<CopyRow>, ArchiveError> {
     let mut stmt = conn.prepare(&format!(
         "SELECT i.sha256, v.volume_id, {NAME_OF_V}, v.kind, b.file_number, v.location
          FROM studies st JOIN series se ON se.study_ref = st.id
          JOIN instances i ON i.series_ref = se.id AND i.current = 1
-         JOIN copies c ON c.sha256 = i.sha256 AND c.verified = 1
+         JOIN copies c ON c.sha256 = i.sha256 AND c.verified = 1 AND c.removed IS NULL
          JOIN bundles b ON b.id = c.bundle_ref JOIN volumes v ON v.id = b.volume_ref
          WHERE st.study_uid = ?1 ORDER BY v.volume_id, b.file_number"
     ))?;

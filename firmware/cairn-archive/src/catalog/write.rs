@@ -589,9 +589,13 @@ pub fn record_scan(
             }
             for (sha, uid, size, ok) in copies {
                 let verified = *ok && state == "verified";
+                // a copy of a rejected or destroyed instance keeps its mark (it stays removed)
                 c.execute(
                     "INSERT OR IGNORE INTO copies (bundle_ref, sha256, sop_instance_uid, size,
-                       verified) VALUES (?1, ?2, ?3, ?4, ?5)",
+                       verified, removed) VALUES (?1, ?2, ?3, ?4, ?5,
+                       (SELECT CASE rs.kind WHEN 'rejected' THEN 'rejected' ELSE 'expired' END
+                        FROM removed_instances ri JOIN removed_studies rs ON rs.id = ri.removed_ref
+                        WHERE ri.sop_instance_uid = ?3 AND ri.sha256 = ?2))",
                     params![bref, sha, uid, size, verified as i64],
                 )?;
                 if verified {

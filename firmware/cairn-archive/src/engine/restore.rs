@@ -13,6 +13,12 @@ impl Archiver {
         let conn = catalog::open_read(&self.data)?;
         let copies = catalog::study_copies(&conn, study)?;
         if copies.is_empty() {
+            // its copies stay on the volumes, marked: a removal is never undone by a restore
+            if let Some((kind, at)) = catalog::study_removed(&conn, study)? {
+                return Err(ArchiveError::Refused(format!(
+                    "study {study} was {kind} on {at}: it is not restored"
+                )));
+            }
             return Err(ArchiveError::Refused(format!(
                 "no verified cold copy of study {study} in the catalog"
             )));
