@@ -163,6 +163,25 @@ COMMANDS: dict[str, list[tuple[str, int, str]]] = {
     # Reading the data without cairn
     "sqlite3 DIR/cairn.db 'select * from studies'": [
         ("sqlite3 demo-data/cairn.db 'select * from studies' | grep -F -- '{uid}'", 0, "")],
+    # Keeping images for the legal duration (the DOE patient, README-1, has no birth date)
+    "cairnctl --data DIR retention show --patient 12345": [
+        (f"{CTL} retention show --patient README-1 | grep -F 'the birth date is unknown'", 0, "")],
+    "cairnctl --data DIR patient death --patient 12345 --date 20260115 --reason \"death "
+    "certificate received 2026-01-20\"": [
+        (f"{CTL} patient death --patient README-1 --date 20260115 --reason 'death certificate "
+         "received 2026-01-20'", 0, ""),
+        (f"{CTL} retention show --patient README-1 | grep -F 'kept until 2036-01-15 (10 years "
+         "after the death on 2026-01-15)'", 0, "")],
+    "cairnctl --data DIR hold add --patient 12345 --reason \"complaint of 2026-02-01, ref "
+    "2026/17\"": [
+        (f"{CTL} hold add --patient README-1 --reason 'complaint of 2026-02-01, ref 2026/17' "
+         "| grep -F 'hold 1 placed'", 0, "")],
+    "cairnctl --data DIR hold list": [
+        (f"{CTL} hold list | grep -F 'Hold 1 on patient README-1'", 0, "")],
+    "cairnctl --data DIR hold release --id 1 --reason \"case closed 2027-05-04\"": [
+        (f"{CTL} hold release --id 1 --reason 'case closed 2027-05-04'", 0, ""),
+        # released already: refused, as the README says of refusals
+        (f"{CTL} hold release --id 1 --reason 'case closed 2027-05-04'", 2, "")],
 }
 
 # Commands that cannot run here, each with the reason (and where it is exercised instead).
