@@ -219,7 +219,8 @@ fn evaluate_with(
          ORDER BY id DESC LIMIT 1",
     )?;
     let mut verified = conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM copies WHERE sha256 = ?1 AND verified = 1)",
+        "SELECT EXISTS (SELECT 1 FROM copies WHERE sha256 = ?1 AND verified = 1
+           AND removed IS NULL)",
     )?;
     let mut out = Vec::with_capacity(items.len());
     for it in items {

@@ -176,3 +176,44 @@ fn removed_instances_leave_the_archive_queue() {
     store.close().unwrap();
     assert_eq!(count(&data, "SELECT count(*) FROM archive_queue"), 1);
 }
+
+#[test]
+fn removed_instances_are_neither_found_nor_committed() {
+    use cairn_store::commitment::{evaluate, CommitItem, ItemState, NO_SUCH_OBJECT_INSTANCE};
+    use cairn_store::find::{find, resolve, Level, Matcher, Query};
+    let (_t, data, store) = filled();
+    remove_where(&store, "st.study_uid", "1.2");
+    store.finish_unlinks().unwrap();
+    let class = "1.2.840.10008.5.1.4.1.1.2";
+    let items = [
+        CommitItem {
+            sop_class_uid: class.into(),
+            sop_instance_uid: "1.2.1.1".into(),
+        },
+        CommitItem {
+            sop_class_uid: class.into(),
+            sop_instance_uid: "1.3.1.1".into(),
+        },
+    ];
+    let states = evaluate(&data, &items).unwrap();
+    assert_eq!(states[0], ItemState::Failed(NO_SUCH_OBJECT_INSTANCE));
+    assert_eq!(states[1], ItemState::Pending);
+    let conn = Connection::open(data.db()).unwrap();
+    let study = |uid: &str| Query {
+        level: Level::Study,
+        study_root: true,
+        keys: vec![(0x0020_000D, Matcher::Single(uid.into()))],
+        limit: 100,
+    };
+    let mut rows = 0;
+    find(&conn, &study("1.2"), |_| {
+        rows += 1;
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(rows, 0, "C-FIND no longer finds the removed study");
+    assert!(resolve(&conn, &study("1.2")).unwrap().unwrap().is_empty());
+    assert_eq!(resolve(&conn, &study("1.3")).unwrap().unwrap().len(), 1);
+    store.close().unwrap();
+}
