@@ -65,6 +65,16 @@ pub enum ArchiveCommand {
         /// onsite_shelf, offsite_vault, returned or retired.
         location: String,
     },
+    /// Erase a volume whose every image copy was removed (rejected or expired) so it takes
+    /// new bundles: it must be loaded in its drive; keeps its name; audited.
+    Recycle {
+        /// The volume's name (as printed on it, e.g. TAPE01).
+        #[arg(long)]
+        volume: String,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
     /// Rebuild the catalog from the media in the drives alone (labels and bundles).
     Scan {
         /// Only this cold target.
@@ -211,6 +221,18 @@ fn print_volumes(v: &[VolumeRow]) {
             r.updated_by
         );
     }
+    let recyclable: Vec<&str> = v
+        .iter()
+        .filter(|r| r.recyclable)
+        .map(|r| r.name.as_str())
+        .collect();
+    if !recyclable.is_empty() {
+        println!(
+            "recyclable (every image copy on it removed): {}; load it and run cairnctl archive \
+             recycle --volume NAME",
+            recyclable.join(", ")
+        );
+    }
 }
 
 /// Run an archive subcommand.
@@ -280,6 +302,9 @@ pub fn archive(data: &DataDir, cmd: ArchiveCommand) -> Result<i32> {
                 },
                 60,
             )
+        }
+        ArchiveCommand::Recycle { volume, timeout } => {
+            ask(data, Request::Recycle { volume, by: who() }, timeout)
         }
         ArchiveCommand::Scan { target, timeout } => {
             ask(data, Request::Scan { target, by: who() }, timeout)

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 mod archive;
 mod hw;
 mod lifecycle;
+mod lifecycle_status;
 mod removal;
 mod user;
 
@@ -112,6 +113,11 @@ enum Command {
         #[command(subcommand)]
         command: lifecycle::HoldCommand,
     },
+    /// The lifecycle at a glance: tiers, what is due, holds, volumes to recycle, the clock.
+    Lifecycle {
+        #[command(subcommand)]
+        command: lifecycle_status::LifecycleCommand,
+    },
     /// Destruction at the end of retention: the patients due, approval, certificates.
     Destruction {
         #[command(subcommand)]
@@ -128,6 +134,8 @@ enum DemoAll {
     Disks(hw::DemoCommand),
     #[command(flatten)]
     Media(archive::DemoMediaCommand),
+    #[command(flatten)]
+    Clock(lifecycle_status::DemoClockCommand),
 }
 
 #[derive(Subcommand)]
@@ -158,6 +166,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Demo {
             command: DemoAll::Media(command),
         } => return archive::demo(&cli.data, command),
+        Command::Demo {
+            command: DemoAll::Clock(command),
+        } => return lifecycle_status::demo_clock(&cli.data, command),
         _ => {}
     }
     let data = DataDir::new(&cli.data);
@@ -175,6 +186,9 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Patient { command } => Ok(lifecycle::patient(&data, command)),
         Command::Hold { command } => Ok(lifecycle::hold(&data, command)),
+        Command::Lifecycle { command } => {
+            lifecycle_status::lifecycle(&data, cli.config.as_deref(), command)
+        }
         Command::Destruction { command } => {
             Ok(removal::destruction(&data, cli.config.as_deref(), command))
         }

@@ -121,6 +121,7 @@ fn dispatch(cli: Cli) -> Result<Stopped> {
         }
         Command::Run { config } => {
             let c = Config::load(&config)?;
+            refuse_demo_clock(&c.store.data_dir)?;
             let rules = c
                 .lifecycle
                 .rule_set(config.parent().unwrap_or(Path::new(".")))?;
@@ -132,6 +133,21 @@ fn dispatch(cli: Cli) -> Result<Stopped> {
             run(c, rules, hw, panel)
         }
     }
+}
+
+/// Refuse to run the appliance on a data directory with a demo clock offset: its lifecycle
+/// decisions (tiers, expiry, destruction) would be taken on a date that is not today.
+fn refuse_demo_clock(data_dir: &Path) -> Result<()> {
+    let offset = cairn_lifecycle::clock::offset_path(data_dir);
+    if offset.exists() {
+        bail!(
+            "this data directory has a demo clock offset ({}): it belongs to a demo box, whose \
+             clock was moved forward with cairnctl demo clock; cairnd run never runs on a moved \
+             clock (start it with cairnd demo, or use another data directory)",
+            offset.display()
+        );
+    }
+    Ok(())
 }
 
 /// Read `DIR/cairn.toml`, writing the commented default there on the first run.
