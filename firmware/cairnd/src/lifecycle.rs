@@ -1,9 +1,11 @@
 //! Wiring of the patient lifecycle: one thread that, once a second, answers the requests
-//! dropped in `requests/lifecycle/` (dates of death, legal holds) and recomputes the expiry of
-//! the patients whose facts changed. The policy lives in `cairn-lifecycle` (and the rules in
+//! dropped in `requests/lifecycle/` (dates of death, legal holds, rejections, destruction
+//! approvals), recomputes the expiry of the patients whose facts changed and runs the
+//! date-dependent passes (storage tiers, unattended destruction when configured). The policy lives in `cairn-lifecycle` (and the rules in
 //! `cairn-retention`); every change goes through the store's writer.
 
 use anyhow::{Context, Result};
+use cairn_config::LifecycleConfig;
 use cairn_lifecycle::{LifecycleError, Service};
 use cairn_retention::RuleSet;
 use cairn_store::Store;
@@ -33,10 +35,21 @@ impl LifecycleHandle {
     }
 }
 
-/// Start the lifecycle thread with the configured rule set.
-pub fn start(store: Store, rules: RuleSet) -> Result<LifecycleHandle> {
-    tracing::info!(rules = rules.name(), "retention rules");
-    let mut service = Service::new(store, rules);
+/// Start the lifecycle thread with the configured rule set and the rest of `[lifecycle]`
+/// (when studies move to the archive tier, whether due patients are destroyed unattended).
+pub fn start(store: Store, rules: RuleSet, config: &LifecycleConfig) -> Result<LifecycleHandle> {
+    let archive_after = config
+        .archive_after()
+        .context("[lifecycle] archive_after")?;
+    tracing::info!(
+        rules = rules.name(),
+        archive_after = %config.archive_after,
+        auto_destroy = config.auto_destroy,
+        "lifecycle"
+    );
+    let mut service = Service::new(store, rules)
+        .with_archive_after(archive_after)
+        .with_auto_destroy(config.auto_destroy);
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
     let thread = std::thread::Builder::new()

@@ -265,7 +265,8 @@ fn run(
     };
     let panel = web::start(&config, &store, &panel_mode, nofile).context("web panel")?;
     let rule_set = rules.name().to_owned();
-    let lifecycle = lifecycle::start(store.clone(), rules).context("lifecycle")?;
+    let lifecycle =
+        lifecycle::start(store.clone(), rules, &config.lifecycle).context("lifecycle")?;
     let handle = server.handle();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
