@@ -250,7 +250,32 @@ fn fix_files(store: &Store, shas: &[String], counts: &mut FileFixes) {
     }
 }
 
-/// When the daemon runs the tier pass: at its first tick, whenever a bundle was verified since
+/// Gives the immutable attribute to every file of a study already in the archive tier that
+/// lacks it: those moved while cairnd could not set it (it lacked `CAP_LINUX_IMMUTABLE`) and
+/// files put back by hand. Nothing is done by a process that may not set it. The daemon runs
+/// this once, at its first tier tick; a file that has the attribute costs one open and one
+/// ioctl.
+pub fn refix_archived(store: &Store) -> Result<FileFixes, LifecycleError> {
+    let mut counts = FileFixes::default();
+    if !cairn_files::immutable::may_set() {
+        return Ok(counts);
+    }
+    let shas = {
+        let conn = open_read(store.data_dir())?;
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT i.sha256 FROM instances i JOIN series se ON se.id = i.series_ref
+               JOIN studies st ON st.id = se.study_ref WHERE st.tier = 'archive'",
+        )?;
+        let shas = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        shas
+    };
+    fix_files(store, &shas, &mut counts);
+    Ok(counts)
+}
+
+/// When the daemon runs the tier pass: at its first tick (after [`refix_archived`]), whenever a bundle was verified since
 /// the last pass (new verified copies), when the date changes, and at least hourly (a study
 /// date first received late can make a study old enough). A new instance never makes a study
 /// ready, so nothing else needs a pass.
@@ -280,9 +305,21 @@ impl TierSchedule {
         today: Date,
     ) -> Result<Option<TierReport>, LifecycleError> {
         let verified = verified_bundles(store)?;
-        if let Some((day, seen, at)) = &self.last {
-            if *day == today && *seen == verified && at.elapsed() < AT_LEAST_EVERY {
-                return Ok(None);
+        match &self.last {
+            Some((day, seen, at))
+                if *day == today && *seen == verified && at.elapsed() < AT_LEAST_EVERY =>
+            {
+                return Ok(None)
+            }
+            Some(_) => {}
+            None => {
+                let files = refix_archived(store)?;
+                tracing::info!(
+                    fixed = files.fixed,
+                    unsupported = files.unsupported,
+                    failed = files.failed,
+                    "the immutable attribute of the archived files checked"
+                );
             }
         }
         let report = tier_pass(store, self.archive_after, today)?;

@@ -300,4 +300,15 @@ fn the_schedule_runs_when_copies_are_verified_or_the_day_changes() {
     assert!(s.tick(&r.store, today).unwrap().is_none());
     let tomorrow = date("2030-06-02");
     assert!(s.tick(&r.store, tomorrow).unwrap().is_some());
+
+    // a restarted daemon gives an archived file that lost its attribute the attribute again
+    let file = r.files_of("1.2.5.1").remove(0);
+    if immutable_flag(&file).unwrap() == Flag::Set {
+        set_immutable(&file, false).unwrap();
+        assert!(TierSchedule::new(Period::years(3))
+            .tick(&r.store, tomorrow)
+            .unwrap()
+            .is_some());
+        assert_eq!(immutable_flag(&file).unwrap(), Flag::Set);
+    }
 }
