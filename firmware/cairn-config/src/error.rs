@@ -33,7 +33,7 @@ pub enum ConfigError {
         message: String,
     },
     /// `[lifecycle] retention` names no built-in rule set (and is not a file's path).
-    #[error("lifecycle.retention: {}", crate::lifecycle::unknown_rules(name))]
+    #[error("lifecycle.retention: {}", unknown_rules(name))]
     UnknownRules {
         /// The name as written.
         name: String,
@@ -57,4 +57,13 @@ impl ConfigError {
             message: message.to_string(),
         }
     }
+}
+
+/// Why `name` names no retention rule set, and what would.
+pub(crate) fn unknown_rules(name: &str) -> String {
+    format!(
+        "no built-in retention rule set is named {name:?} (built in: {}); a clinic's own rule \
+         file is given by its path, ending in .toml",
+        cairn_retention::RuleSet::BUILTIN_NAMES.join(", ")
+    )
 }

@@ -1,7 +1,7 @@
 //! `[lifecycle]`: which retention rules apply, when studies may move to the archive tier, and
 //! whether expired records may be destroyed without a person.
 
-use crate::error::ConfigError;
+use crate::error::{unknown_rules, ConfigError};
 use cairn_retention::{Period, PeriodError, RuleSet};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -15,11 +15,13 @@ pub struct LifecycleConfig {
     /// is taken from the config file's directory).
     #[serde(default = "default_retention")]
     pub retention: String,
-    /// How old a study must be before it may move to the archive tier: a period such as
-    /// `"3y"`, `"6m"` or `"30d"`, or `"0"`. Read with [`LifecycleConfig::archive_after`].
+    /// How old a study must be before it moves to the archive tier (once its copies are
+    /// verified): a period such as `"3y"`, `"6m"` or `"30d"`, or `"0"` (no wait). Read with
+    /// [`LifecycleConfig::archive_after`].
     #[serde(default = "default_archive_after")]
     pub archive_after: String,
-    /// Whether expired records may be destroyed without an admin's approval (default false).
+    /// Whether patients whose time to keep is over (and not held) are destroyed once a day
+    /// without an admin's approval (default false).
     #[serde(default)]
     pub auto_destroy: bool,
 }
@@ -109,15 +111,6 @@ impl LifecycleConfig {
             Err(e) => Err(e),
         }
     }
-}
-
-/// Why `name` names no rule set, and what would.
-pub(crate) fn unknown_rules(name: &str) -> String {
-    format!(
-        "no built-in retention rule set is named {name:?} (built in: {}); a clinic's own rule \
-         file is given by its path, ending in .toml",
-        RuleSet::BUILTIN_NAMES.join(", ")
-    )
 }
 
 #[cfg(test)]
