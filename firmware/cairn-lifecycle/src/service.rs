@@ -60,7 +60,14 @@ impl Service {
     /// The service with `archive_after` (`[lifecycle] archive_after`; `None` for `"0"`) instead
     /// of the default three years.
     pub fn with_archive_after(mut self, archive_after: Option<cairn_retention::Period>) -> Service {
-        self.tier = crate::tier::TierSchedule::new(archive_after);
+        self.tier.set_archive_after(archive_after);
+        self
+    }
+
+    /// The service without the immutable attribute on archived studies' files (`false`), for
+    /// a demo whose data directory a person must be able to delete; on by default.
+    pub fn with_immutable_files(mut self, on: bool) -> Service {
+        self.tier.set_immutable_files(on);
         self
     }
 

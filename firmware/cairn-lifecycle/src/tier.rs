@@ -76,6 +76,16 @@ pub fn tier_pass(
     archive_after: Option<Period>,
     today: Date,
 ) -> Result<TierReport, LifecycleError> {
+    pass(store, archive_after, today, true)
+}
+
+/// The tier pass; `immutable`: whether the moved studies' files get the attribute.
+fn pass(
+    store: &Store,
+    archive_after: Option<Period>,
+    today: Date,
+    immutable: bool,
+) -> Result<TierReport, LifecycleError> {
     let mut report = TierReport::default();
     let ready = {
         let conn = open_read(store.data_dir())?;
@@ -95,7 +105,9 @@ pub fn tier_pass(
             move_batch(c, now, &ids, archive_after, today)
         })?;
         for (study_uid, shas) in moved {
-            fix_files(store, &shas, &mut report.files);
+            if immutable {
+                fix_files(store, &shas, &mut report.files);
+            }
             report.archived.push(study_uid);
         }
     }
@@ -282,6 +294,7 @@ pub fn refix_archived(store: &Store) -> Result<FileFixes, LifecycleError> {
 #[derive(Debug)]
 pub struct TierSchedule {
     archive_after: Option<Period>,
+    immutable: bool,
     last: Option<(Date, (i64, String), std::time::Instant)>,
 }
 
@@ -293,8 +306,21 @@ impl TierSchedule {
     pub fn new(archive_after: Option<Period>) -> TierSchedule {
         TierSchedule {
             archive_after,
+            immutable: true,
             last: None,
         }
+    }
+
+    /// Use this `archive_after` from now on.
+    pub fn set_archive_after(&mut self, archive_after: Option<Period>) {
+        self.archive_after = archive_after;
+    }
+
+    /// Whether the files of archived studies get the immutable attribute (the default; the
+    /// appliance's daemon does). Off, studies still move and are fixed in the index, and
+    /// their files can be deleted by hand (a demo's data directory in `/tmp`, for example).
+    pub fn set_immutable_files(&mut self, on: bool) {
+        self.immutable = on;
     }
 
     /// Run the tier pass if something may have changed since the last one; `None` when it did
@@ -312,6 +338,7 @@ impl TierSchedule {
                 return Ok(None)
             }
             Some(_) => {}
+            None if !self.immutable => {}
             None => {
                 let files = refix_archived(store)?;
                 tracing::info!(
@@ -322,7 +349,7 @@ impl TierSchedule {
                 );
             }
         }
-        let report = tier_pass(store, self.archive_after, today)?;
+        let report = pass(store, self.archive_after, today, self.immutable)?;
         self.last = Some((today, verified, std::time::Instant::now()));
         Ok(Some(report))
     }

@@ -312,3 +312,19 @@ fn the_schedule_runs_when_copies_are_verified_or_the_day_changes() {
         assert_eq!(immutable_flag(&file).unwrap(), Flag::Set);
     }
 }
+
+#[test]
+fn without_immutable_files_studies_still_move_and_their_files_stay_deletable() {
+    let mut r = Rig::new();
+    let today = date("2030-06-01");
+    r.put("1.2.6.1", "20200101", 1, b"demo").unwrap();
+    r.archiver.flush(None).unwrap();
+    let mut s = TierSchedule::new(None);
+    s.set_immutable_files(false);
+    let rep = s.tick(&r.store, today).unwrap().unwrap();
+    assert_eq!(rep.archived, vec!["1.2.6.1".to_string()]);
+    assert_eq!(rep.files, Default::default());
+    let file = r.files_of("1.2.6.1").remove(0);
+    assert_ne!(immutable_flag(&file).unwrap(), Flag::Set);
+    assert_eq!(r.tier("1.2.6.1").0, "archive");
+}
