@@ -196,18 +196,6 @@ fn archived_change(
     }))
 }
 
-/// Whether these bytes are an object of a study in the archive tier (whose file keeps the
-/// immutable attribute).
-pub(crate) fn is_archived_object(conn: &Connection, sha256: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM instances i JOIN series se ON se.id = i.series_ref
-               JOIN studies st ON st.id = se.study_ref
-             WHERE i.sha256 = ?1 AND st.tier = 'archive')",
-        )?
-        .query_row(params![sha256], |r| r.get(0))?)
-}
-
 /// The patient columns and the values an instance carries for them.
 fn patient_fields(p: &PatientInfo) -> [Field<'_>; 5] {
     [

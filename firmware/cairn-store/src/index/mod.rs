@@ -9,7 +9,7 @@ mod schema;
 mod tests;
 
 pub use insert::ArchivedChange;
-pub(crate) use insert::{index_instance, is_archived_object, Indexed};
+pub(crate) use insert::{index_instance, Indexed};
 pub(crate) use open::{open_ro, open_rw};
 pub use record::{InstanceRecord, PatientInfo, SeriesInfo, StudyInfo};
 pub(crate) use recovery::{

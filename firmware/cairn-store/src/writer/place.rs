@@ -1,7 +1,6 @@
 //! Moving a received object from the spool to its place under `objects/`.
 
 use super::Writer;
-use crate::index;
 use crate::spool::FinishedSpool;
 use crate::StoreError;
 use std::path::{Path, PathBuf};
@@ -17,9 +16,7 @@ impl Writer {
     ) -> Result<Option<PathBuf>, StoreError> {
         use nix::fcntl::{renameat2, RenameFlags};
         let dest = self.data.object_path(&spool.sha256);
-        if replace {
-            unfix_for_restore(&dest);
-        }
+        let was_fixed = replace && unfix_for_restore(&dest);
         let rename = |spool: &FinishedSpool| {
             if replace {
                 // a restore: whatever holds the name (a damaged file) gives way to the bytes
@@ -53,8 +50,8 @@ impl Writer {
         match done {
             Ok(()) => {
                 spool.disarm();
-                if replace {
-                    self.refix_restored(&dest, &spool.sha256);
+                if was_fixed {
+                    refix_restored(&dest);
                 }
                 Ok(Some(dest))
             }
@@ -66,33 +63,28 @@ impl Writer {
             )),
         }
     }
+}
 
-    /// A restored file of a study in the archive tier gets its immutable attribute back (the
-    /// file it replaced had it; a missing one was lost with it).
-    fn refix_restored(&self, dest: &Path, sha256: &str) {
-        match index::is_archived_object(&self.conn, sha256) {
-            Ok(true) => {
-                if let Err(e) = cairn_files::immutable::set_immutable(dest, true) {
-                    tracing::warn!(error = %e, "a restored archived object stays without its immutable attribute");
-                }
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot tell whether a restored object is archived")
-            }
-        }
+/// The restored file gets the immutable attribute the damaged one it replaced had. (A file
+/// that was missing had none to give: the daemon's tier schedule gives every archived file
+/// the attribute again at its next start, and fsck reports it until then.)
+fn refix_restored(dest: &Path) {
+    if let Err(e) = cairn_files::immutable::set_immutable(dest, true) {
+        tracing::warn!(error = %e, "a restored archived object stays without its immutable attribute");
     }
 }
 
 /// A restore replaces a damaged file under the object's name: when that file is fixed (the
 /// immutable attribute of the archive tier), the attribute is cleared first, or the kernel
 /// refuses the rename. Only a restore does this, and only to put back the bytes the name is
-/// the hash of.
-fn unfix_for_restore(dest: &Path) {
+/// the hash of. Returns whether the file had the attribute.
+fn unfix_for_restore(dest: &Path) -> bool {
     use cairn_files::immutable::{immutable_flag, set_immutable, Flag};
     if let Ok(Flag::Set) = immutable_flag(dest) {
         if let Err(e) = set_immutable(dest, false) {
             tracing::warn!(error = %e, "cannot clear the immutable attribute of a damaged object");
         }
+        return true;
     }
+    false
 }
