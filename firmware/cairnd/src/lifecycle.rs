@@ -37,7 +37,13 @@ impl LifecycleHandle {
 
 /// Start the lifecycle thread with the configured rule set and the rest of `[lifecycle]`
 /// (when studies move to the archive tier, whether due patients are destroyed unattended).
-pub fn start(store: Store, rules: RuleSet, config: &LifecycleConfig) -> Result<LifecycleHandle> {
+/// `appliance`: the date-dependent passes also wait for a synchronised system clock.
+pub fn start(
+    store: Store,
+    rules: RuleSet,
+    config: &LifecycleConfig,
+    appliance: bool,
+) -> Result<LifecycleHandle> {
     let archive_after = config
         .archive_after()
         .context("[lifecycle] archive_after")?;
@@ -49,7 +55,8 @@ pub fn start(store: Store, rules: RuleSet, config: &LifecycleConfig) -> Result<L
     );
     let mut service = Service::new(store, rules)
         .with_archive_after(archive_after)
-        .with_auto_destroy(config.auto_destroy);
+        .with_auto_destroy(config.auto_destroy)
+        .with_clock_sync_required(appliance);
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
     let thread = std::thread::Builder::new()

@@ -265,8 +265,10 @@ fn run(
     };
     let panel = web::start(&config, &store, &panel_mode, nofile).context("web panel")?;
     let rule_set = rules.name().to_owned();
-    let lifecycle =
-        lifecycle::start(store.clone(), rules, &config.lifecycle).context("lifecycle")?;
+    // the appliance (a board file) decides on dates only once its clock is synchronised
+    let appliance = config.hardware.board.is_some();
+    let lifecycle = lifecycle::start(store.clone(), rules, &config.lifecycle, appliance)
+        .context("lifecycle")?;
     let handle = server.handle();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
