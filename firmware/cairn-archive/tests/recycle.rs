@@ -5,12 +5,12 @@
 
 mod common;
 
-use common::{insert_blank as cartridge, put, q, tape_archiver};
+use common::{put, q, tape_archiver, tape_box};
 
 use cairn_archive::catalog::{self, Location, VolumeState};
 use cairn_archive::Request;
 use cairn_hal::tape::emulator;
-use cairn_store::{DataDir, Store};
+use cairn_store::DataDir;
 use rusqlite::Connection;
 
 fn recycle(a: &mut cairn_archive::engine::Archiver, volume: &str) -> (bool, String) {
@@ -28,17 +28,13 @@ fn tape01(data: &DataDir) -> catalog::VolumeRow {
 
 #[test]
 fn a_tape_whose_every_copy_was_removed_is_erased_and_used_again() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = DataDir::new(tmp.path().join("data"));
-    let drive = tmp.path().join("tape");
-    emulator::init_drive(&drive).unwrap();
-    cartridge(&drive, "TAPE01", 1 << 30, (1 << 30) - (1 << 20));
-    let store = Store::open(data.clone()).unwrap();
-    let mut a = tape_archiver(&store, &drive, "BOX", 64 << 20);
-    put(&store, 10, 50_000, "1.2.3.1", 0);
+    let b = tape_box("TAPE01");
+    let (data, drive, store) = (&b.data, &b.drive, &b.store);
+    let mut a = tape_archiver(store, drive, "BOX", 64 << 20);
+    put(store, 10, 50_000, "1.2.3.1", 0);
     a.flush(None).unwrap();
-    assert_eq!(tape01(&data).verified_copies, 10);
-    assert!(!tape01(&data).recyclable);
+    assert_eq!(tape01(data).verified_copies, 10);
+    assert!(!tape01(data).recyclable);
 
     let (ok, msg) = recycle(&mut a, "TAPE01");
     assert!(!ok);
@@ -52,8 +48,8 @@ fn a_tape_whose_every_copy_was_removed_is_erased_and_used_again() {
     c.execute("UPDATE copies SET removed = 'expired'", [])
         .unwrap();
     drop(c);
-    assert!(tape01(&data).recyclable);
-    let conn = catalog::open_read(&data).unwrap();
+    assert!(tape01(data).recyclable);
+    let conn = catalog::open_read(data).unwrap();
     assert_eq!(catalog::recyclable_volumes(&conn).unwrap(), ["TAPE01"]);
     drop(conn);
 
@@ -64,18 +60,18 @@ fn a_tape_whose_every_copy_was_removed_is_erased_and_used_again() {
     assert!(msg.contains("load volume TAPE01 first"), "{msg}");
     assert_eq!(
         q(
-            &data,
+            data,
             "SELECT count(*) FROM audit WHERE action = 'volume-recycle'"
         ),
         0
     );
 
-    emulator::load(&drive, "TAPE01").unwrap();
+    emulator::load(drive, "TAPE01").unwrap();
     a.load(None, "user:alice").unwrap();
     let (ok, msg) = recycle(&mut a, "TAPE01");
     assert!(ok, "{msg}");
     assert!(msg.contains("volume TAPE01 recycled"), "{msg}");
-    let v = tape01(&data);
+    let v = tape01(data);
     assert_eq!(v.verified_copies, 0);
     assert_eq!(v.verified_bundles, 0);
     assert!(!v.recyclable);
@@ -86,8 +82,8 @@ fn a_tape_whose_every_copy_was_removed_is_erased_and_used_again() {
         "taken into use again at once"
     );
     assert_eq!(v.location, Location::InDrive);
-    assert_eq!(q(&data, "SELECT count(*) FROM copies"), 0);
-    assert_eq!(q(&data, "SELECT count(*) FROM bundles"), 0);
+    assert_eq!(q(data, "SELECT count(*) FROM copies"), 0);
+    assert_eq!(q(data, "SELECT count(*) FROM bundles"), 0);
     let c = Connection::open(data.db()).unwrap();
     let (actor, object, detail): (String, String, String) = c
         .query_row(
@@ -103,10 +99,10 @@ fn a_tape_whose_every_copy_was_removed_is_erased_and_used_again() {
     assert_eq!(detail["bundles_forgotten"], 1);
     assert_eq!(detail["to"], "blank");
     // on the tape only the label is left
-    assert!(!emulator::tape_file_path(&drive, "TAPE01", 1)
+    assert!(!emulator::tape_file_path(drive, "TAPE01", 1)
         .unwrap()
         .exists());
-    assert!(emulator::tape_file_path(&drive, "TAPE01", 0)
+    assert!(emulator::tape_file_path(drive, "TAPE01", 0)
         .unwrap()
         .exists());
 
@@ -116,9 +112,9 @@ fn a_tape_whose_every_copy_was_removed_is_erased_and_used_again() {
     assert!(msg.contains("holds no image copies"), "{msg}");
 
     // and it takes new bundles under the same name
-    put(&store, 5, 50_000, "1.2.3.2", 7);
+    put(store, 5, 50_000, "1.2.3.2", 7);
     a.flush(None).unwrap();
-    let v = tape01(&data);
+    let v = tape01(data);
     assert_eq!(v.verified_copies, 5);
     assert_eq!(v.state, VolumeState::Append);
 }

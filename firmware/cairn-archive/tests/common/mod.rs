@@ -91,3 +91,28 @@ pub fn q(data: &DataDir, sql: &str) -> i64 {
     let c = Connection::open(data.db()).unwrap();
     c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
+
+/// A real store and an emulated tape drive holding a blank 1 GiB cartridge, in a temporary
+/// directory (kept while this lives).
+pub struct TapeBox {
+    pub tmp: tempfile::TempDir,
+    pub data: DataDir,
+    pub drive: std::path::PathBuf,
+    pub store: Store,
+}
+
+/// A [`TapeBox`] whose drive holds the blank cartridge `id`.
+pub fn tape_box(id: &str) -> TapeBox {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = DataDir::new(tmp.path().join("data"));
+    let drive = tmp.path().join("tape");
+    emulator::init_drive(&drive).unwrap();
+    insert_blank(&drive, id, 1 << 30, (1 << 30) - (1 << 20));
+    let store = Store::open(data.clone()).unwrap();
+    TapeBox {
+        tmp,
+        data,
+        drive,
+        store,
+    }
+}
