@@ -91,80 +91,86 @@ pub fn lifecycle(data: &DataDir, explicit: Option<&Path>, cmd: LifecycleCommand)
 
 /// The status in plain words.
 fn words(s: &LifecycleStatus) -> String {
-    let mut out = String::new();
-    let mut line = |text: String| {
-        out.push_str(&text);
-        out.push('\n');
-    };
+    let mut lines = Vec::new();
     let today = s.clock.today.as_deref().unwrap_or("an unreadable date");
-    match s.clock.offset_days {
-        Some(days) => line(format!(
-            "Lifecycle on {today} (demo clock, {days} days ahead of the real date)"
-        )),
-        None => line(format!("Lifecycle on {today}")),
-    }
-    match (&s.clock_ok, &s.clock.problem) {
-        (true, _) => line("  clock: trusted".into()),
-        (false, problem) => line(format!(
+    lines.push(match s.clock.offset_days {
+        Some(days) => {
+            format!("Lifecycle on {today} (demo clock, {days} days ahead of the real date)")
+        }
+        None => format!("Lifecycle on {today}"),
+    });
+    lines.push(match (&s.clock_ok, &s.clock.problem) {
+        (true, _) => "  clock: trusted".into(),
+        (false, problem) => format!(
             "  clock: NOT TRUSTED: {}",
             problem.as_deref().unwrap_or("unknown reason")
-        )),
-    }
-    line(format!(
+        ),
+    });
+    lines.push(format!(
         "  studies: {} in storage, {} in the archive tier",
         s.tiers.storage, s.tiers.archive
     ));
-    line(format!(
-        "  moving to the archive tier within {MOVING_WITHIN_DAYS} days: {}",
-        count(s.moving_to_archive.len(), "study", "studies")
-    ));
-    for m in s.moving_to_archive.iter().take(20) {
-        line(format!(
-            "    {}  study {} (patient {})",
-            m.on, m.study_uid, m.patient_id
-        ));
-    }
-    more(&mut line, s.moving_to_archive.len());
-    line(format!(
-        "  due for destruction (past their expiry, not held): {}",
-        count(s.due_for_destruction.len(), "patient", "patients")
-    ));
-    for d in s.due_for_destruction.iter().take(20) {
-        line(format!(
-            "    patient {}{} expired on {}",
-            d.patient_id,
-            issuer(&d.issuer),
-            d.expires_on
-        ));
-    }
-    more(&mut line, s.due_for_destruction.len());
-    line(format!(
-        "  to review (expiry unknown): {}",
-        count(s.review.len(), "patient", "patients")
-    ));
-    for r in s.review.iter().take(20) {
-        line(format!(
-            "    patient {}{}: {}",
-            r.patient_id,
-            issuer(&r.issuer),
-            r.reason
-        ));
-    }
-    more(&mut line, s.review.len());
-    line(format!(
+    section(
+        &mut lines,
+        &format!("moving to the archive tier within {MOVING_WITHIN_DAYS} days"),
+        ("study", "studies"),
+        s.moving_to_archive
+            .iter()
+            .map(|m| format!("{}  study {} (patient {})", m.on, m.study_uid, m.patient_id)),
+    );
+    section(
+        &mut lines,
+        "due for destruction (past their expiry, not held)",
+        ("patient", "patients"),
+        s.due_for_destruction.iter().map(|d| {
+            let who = patient(&d.patient_id, &d.issuer);
+            format!("{who} expired on {}", d.expires_on)
+        }),
+    );
+    section(
+        &mut lines,
+        "to review (expiry unknown)",
+        ("patient", "patients"),
+        s.review
+            .iter()
+            .map(|r| format!("{}: {}", patient(&r.patient_id, &r.issuer), r.reason)),
+    );
+    lines.push(format!(
         "  legal holds in place: {}",
         count(s.holds as usize, "hold", "holds")
     ));
-    if s.recyclable_volumes.is_empty() {
-        line("  volumes to recycle: none".into());
+    lines.push(if s.recyclable_volumes.is_empty() {
+        "  volumes to recycle: none".into()
     } else {
-        line(format!(
+        format!(
             "  volumes to recycle (every image on them removed): {}; load one and run \
              cairnctl archive recycle --volume NAME",
             s.recyclable_volumes.join(", ")
+        )
+    });
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// How many items of a list the words show (`--json` lists them all).
+const SHOWN: usize = 20;
+
+/// A heading with the count of `items` (named `one`/`many`), then the first [`SHOWN`] of them,
+/// then how many more.
+fn section(
+    lines: &mut Vec<String>,
+    heading: &str,
+    (one, many): (&str, &str),
+    items: impl ExactSizeIterator<Item = String>,
+) {
+    let n = items.len();
+    lines.push(format!("  {heading}: {}", count(n, one, many)));
+    lines.extend(items.take(SHOWN).map(|item| format!("    {item}")));
+    if n > SHOWN {
+        lines.push(format!(
+            "    ... and {} more (--json lists them all)",
+            n - SHOWN
         ));
     }
-    out
 }
 
 /// "1 study", "3 studies", "none".
@@ -176,22 +182,12 @@ fn count(n: usize, one: &str, many: &str) -> String {
     }
 }
 
-/// "... and N more" past the first 20.
-fn more(line: &mut impl FnMut(String), n: usize) {
-    if n > 20 {
-        line(format!(
-            "    ... and {} more (--json lists them all)",
-            n - 20
-        ));
-    }
-}
-
-/// " (issuer X)" when there is one.
-fn issuer(issuer: &str) -> String {
+/// "patient ID", with " (issuer X)" when there is one.
+fn patient(id: &str, issuer: &str) -> String {
     if issuer.is_empty() {
-        String::new()
+        format!("patient {id}")
     } else {
-        format!(" (issuer {issuer})")
+        format!("patient {id} (issuer {issuer})")
     }
 }
 
