@@ -17,7 +17,7 @@ pub(crate) struct ClockWatch {
     /// The last check.
     last: Option<ClockCheck>,
     /// The demo offset last put in the audit trail (`Some(0)`: none), read from it at the
-    /// first tick.
+    /// first tick when the data directory has an offset file.
     audited_offset: Option<i64>,
     /// A read-only connection on the index (opened at the first tick).
     reader: Option<Connection>,
@@ -55,6 +55,9 @@ impl ClockWatch {
         let checked = check(&reader, &root, self.require_sync);
         let audited = match self.audited_offset {
             Some(o) => Ok(o),
+            // without an offset file (every real box) the audit trail is not searched: a
+            // removed offset file is not audited, a new one always is
+            None if !crate::clock::offset_path(&root).exists() => Ok(0),
             None => last_audited_offset(&reader),
         };
         self.reader = Some(reader);
