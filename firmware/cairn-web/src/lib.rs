@@ -32,9 +32,10 @@ use axum::http::HeaderValue;
 use axum::middleware;
 use axum::Router;
 use cairn_audit::AuditEvent;
+use cairn_retention::{Period, RuleSet};
 use cairn_store::{DataDir, Store};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 pub use error::WebError;
 
@@ -74,6 +75,33 @@ pub(crate) struct Inner {
     pub(crate) restart_pending: std::sync::atomic::AtomicBool,
     /// The Archive page's eject or load that outlasted its answer (see `pages`).
     pub(crate) archive_job: Mutex<pages::ArchiveJob>,
+    /// The lifecycle settings (see [`Panel::set_lifecycle`]).
+    pub(crate) lifecycle: RwLock<Arc<LifecycleSettings>>,
+}
+
+/// What the panel's lifecycle views and actions decide with: the `[lifecycle]` settings
+/// `cairnd` started with.
+#[derive(Debug, Clone)]
+pub struct LifecycleSettings {
+    /// The retention rule set in force.
+    pub rules: Arc<RuleSet>,
+    /// How old a study must be for the archive tier (`None`: the setting `"0"`).
+    pub archive_after: Option<Period>,
+    /// Whether the lifecycle clock must also be synchronised by the kernel (the appliance).
+    pub require_sync: bool,
+}
+
+impl LifecycleSettings {
+    /// The defaults of a box without a `[lifecycle]` section: the `fr` rules, three years.
+    pub fn defaults() -> Result<LifecycleSettings, WebError> {
+        let rules = RuleSet::builtin("fr")
+            .map_err(|e| WebError::Internal(format!("built-in retention rules: {e}")))?;
+        Ok(LifecycleSettings {
+            rules: Arc::new(rules),
+            archive_after: Period::years(3),
+            require_sync: false,
+        })
+    }
 }
 
 /// What restarts the box (see [`Panel::set_restart_hook`]).
@@ -111,7 +139,24 @@ impl Panel {
             restart_hook: Mutex::new(None),
             restart_pending: std::sync::atomic::AtomicBool::new(false),
             archive_job: Mutex::new(pages::ArchiveJob::None),
+            lifecycle: RwLock::new(Arc::new(LifecycleSettings::defaults()?)),
         })))
+    }
+
+    /// Decide lifecycle matters (retention shown, destruction approved) with `settings`, the
+    /// ones the box's lifecycle thread uses; until then, the defaults.
+    pub fn set_lifecycle(&self, settings: LifecycleSettings) {
+        if let Ok(mut g) = self.0.lifecycle.write() {
+            *g = Arc::new(settings);
+        }
+    }
+
+    /// The lifecycle settings in force.
+    pub(crate) fn lifecycle(&self) -> Arc<LifecycleSettings> {
+        match self.0.lifecycle.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Let the Settings page restart the box: `hook` is called (once, from a panel thread,

@@ -116,6 +116,45 @@ fn shape(method: &str, path: &str) -> Shape {
             s.csv = true;
             s.refusals = vec![503];
         }
+        ("GET", "/lifecycle") => {
+            s.ok = (200, Some(r("Lifecycle")));
+            s.refusals = vec![503];
+        }
+        ("GET", "/patients/{patient}/retention") => {
+            s.query = vec![("issuer", string())];
+            s.ok = (200, Some(r("PatientRetention")));
+            s.refusals = vec![404, 503];
+        }
+        ("POST", "/patients/{patient}/death") => {
+            s.body = Some((r("DeathRequest"), true));
+            s.ok = done();
+            s.refusals = vec![404, 503];
+        }
+        ("GET", "/holds") => {
+            s.query = vec![("all", json!({"type": "boolean"}))];
+            s.ok = (200, Some(r("Holds")));
+            s.refusals = vec![503];
+        }
+        ("POST", "/holds") => {
+            s.body = Some((r("HoldRequest"), true));
+            s.ok = (201, Some(r("HoldPlaced")));
+            s.refusals = vec![404, 503];
+        }
+        ("POST", "/holds/{hold}/release") => {
+            s.body = Some((r("ReleaseRequest"), true));
+            s.ok = done();
+            s.refusals = vec![404, 409, 503];
+        }
+        ("POST", "/destruction/approve") => {
+            s.body = Some((r("ApproveRequest"), true));
+            s.ok = (200, Some(r("Approved")));
+            s.refusals = vec![404, 503];
+        }
+        ("POST", "/studies/{uid}/reject") => {
+            s.body = Some((r("RejectRequest"), true));
+            s.ok = done();
+            s.refusals = vec![404, 409, 503];
+        }
         ("GET", "/users") => s.ok = (200, Some(r("Users"))),
         ("POST", "/users") => {
             s.body = Some((r("NewUser"), true));
@@ -214,6 +253,8 @@ fn operation(route: &Route, path: &str) -> Value {
             let schema = match name {
                 "uid" => json!({"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)*$",
                                 "maxLength": 64}),
+                "patient" => json!({"type": "string", "minLength": 1, "maxLength": 64}),
+                "hold" => json!({"type": "integer", "minimum": 1}),
                 _ => username(),
             };
             params.push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
@@ -262,7 +303,7 @@ fn schemas() -> Value {
             "ae_title": text, "dicom_port": count, "accept_unknown_peers": {"type": "boolean"},
             "peers": {"type": "array", "items": r("Peer")}, "scrub_interval_days": count,
             "archive_max_age_secs": count, "session_idle_secs": count}});
-    json!({
+    let mut v = json!({
         "Error": closed(json!({"error": text}), &["error"]),
         "Done": {"type": "object", "required": ["ok", "message"],
                  "properties": {"ok": {"type": "boolean"}, "message": text}},
@@ -298,7 +339,9 @@ fn schemas() -> Value {
                                  "series": {"type": "array", "items": {"type": "object"}},
                                  "bytes": count,
                                  "copies": {"type": "array", "items": {"type": "object"}},
-                                 "retention_until": {"type": ["string", "null"]}}},
+                                 "retention_until": {"type": ["string", "null"]},
+                                 "tier": {"type": "string", "enum": ["storage", "archive"]},
+                                 "lifecycle": r("PatientRetention")}},
         "AuditRow": {"type": "object",
                      "required": ["seq", "at", "actor", "action", "object", "detail"],
                      "properties": {"seq": count, "at": text, "actor": text, "action": text,
@@ -334,7 +377,97 @@ fn schemas() -> Value {
                             "properties": {"changed": {"type": "array", "items": text},
                                            "restart_needed": {"type": "boolean"},
                                            "settings": r("Settings")}},
+    });
+    if let (Value::Object(all), Value::Object(more)) = (&mut v, lifecycle_schemas()) {
+        all.extend(more);
+    }
+    v
+}
+
+/// The schemas of the lifecycle operations.
+fn lifecycle_schemas() -> Value {
+    let text = string();
+    let count = json!({"type": "integer"});
+    let closed = |props: Value, required: &[&str]| {
+        json!({"type": "object", "properties": props, "required": required,
+               "additionalProperties": false})
+    };
+    json!({
+        "HoldRow": hold_row(),
+        "Holds": {"type": "object", "required": ["holds"],
+                  "properties": {"holds": {"type": "array", "items": r("HoldRow")}}},
+        "Lifecycle": lifecycle(),
+        "PatientRetention": patient_retention(),
+        "HoldRequest": closed(json!({"patient_id": {"type": ["string", "null"]},
+                                     "issuer": {"type": ["string", "null"]},
+                                     "study_uid": {"type": ["string", "null"]},
+                                     "reason": text}), &["reason"]),
+        "HoldPlaced": {"type": "object", "required": ["ok", "message", "id"],
+                       "properties": {"ok": {"type": "boolean"}, "message": text, "id": count}},
+        "ReleaseRequest": closed(json!({"reason": text}), &["reason"]),
+        "DeathRequest": closed(json!({"issuer": {"type": ["string", "null"]},
+                                      "date": {"type": ["string", "null"]},
+                                      "clear": {"type": "boolean"}, "reason": text}),
+                               &["reason"]),
+        "ApproveRequest": closed(json!({"patient_id": {"type": ["string", "null"]},
+                                        "issuer": {"type": ["string", "null"]},
+                                        "all": {"type": "boolean"}, "reason": text}),
+                                 &["reason"]),
+        "Approved": {"type": "object", "required": ["ok", "message", "record"],
+                     "properties": {"ok": {"type": "boolean"}, "message": text,
+                                    "record": {"type": ["integer", "null"]}}},
+        "RejectRequest": closed(json!({"series_uid": {"type": ["string", "null"]},
+                                       "reason": text}), &["reason"]),
     })
+}
+
+/// A legal hold as listed (fields without a value are left out).
+fn hold_row() -> Value {
+    let text = string();
+    json!({"type": "object", "required": ["id", "reason", "placed_by", "placed_at"],
+        "properties": {"id": {"type": "integer"}, "patient_id": text, "issuer": text,
+            "study_uid": text, "reason": text, "placed_by": text, "placed_at": text,
+            "released_by": text, "released_at": text, "release_reason": text}})
+}
+
+/// The Lifecycle page's data.
+fn lifecycle() -> Value {
+    let list = json!({"type": "array", "items": {"type": "object"}});
+    json!({"type": "object",
+        "required": ["tiers", "moving_to_archive", "due_for_destruction", "review", "holds",
+                     "active_holds", "recyclable_volumes", "clock_ok", "clock", "rule_set",
+                     "archive_after"],
+        "properties": {
+            "tiers": {"type": "object", "required": ["storage", "archive"],
+                      "properties": {"storage": {"type": "integer"},
+                                     "archive": {"type": "integer"}}},
+            "moving_to_archive": list, "due_for_destruction": list, "review": list,
+            "holds": {"type": "integer"},
+            "active_holds": {"type": "array", "items": r("HoldRow")},
+            "recyclable_volumes": {"type": "array", "items": string()},
+            "clock_ok": {"type": "boolean"},
+            "clock": {"type": "object", "required": ["ok"],
+                      "properties": {"ok": {"type": "boolean"},
+                                     "today": {"type": ["string", "null"]}}},
+            "rule_set": string(), "archive_after": string()}})
+}
+
+/// One patient's retention, date of death and holds.
+fn patient_retention() -> Value {
+    let text = string();
+    let day = json!({"type": ["string", "null"]});
+    json!({"type": "object",
+        "required": ["patient_id", "issuer", "expires_on", "reason", "held", "review",
+                     "rule_set", "last_visit", "death_date", "studies", "holds"],
+        "properties": {
+            "patient_id": text, "issuer": text, "expires_on": day, "reason": text,
+            "held": {"type": "boolean"}, "review": {"type": "boolean"}, "rule_set": text,
+            "last_visit": day, "death_date": day,
+            "studies": {"type": "array", "items": {"type": "object",
+                "required": ["study_uid", "study_date", "tier"],
+                "properties": {"study_uid": text, "study_date": text,
+                               "tier": {"type": "string", "enum": ["storage", "archive"]}}}},
+            "holds": {"type": "array", "items": r("HoldRow")}}})
 }
 
 /// The whole document.

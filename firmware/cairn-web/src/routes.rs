@@ -13,6 +13,10 @@ pub enum Perm {
     Any,
     /// Patient data: admin, staff, reader (a technician sees no patient data).
     Patients,
+    /// Changing patient records: dates of death, legal holds placed and released: admin,
+    /// staff (the clinic's people who know of a death or a pending case; neither removes
+    /// anything, and nothing is destroyed without an admin's approval).
+    Records,
     /// Handling media (eject, load, location): admin, technician, staff.
     Media,
     /// The disk swap (locate, remove, confirm wipe): admin, technician.
@@ -28,6 +32,7 @@ impl Perm {
         match self {
             Perm::Public | Perm::Any => true,
             Perm::Patients => matches!(role, Admin | Staff | Reader),
+            Perm::Records => matches!(role, Admin | Staff),
             Perm::Media => matches!(role, Admin | Technician | Staff),
             Perm::Disks => matches!(role, Admin | Technician),
             Perm::Admin => role == Admin,
@@ -77,6 +82,12 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/archive", Perm::Media, "Eject or set a volume's location (form)"),
     r("GET", "/studies", Perm::Patients, "Studies search page"),
     r("GET", "/studies/{uid}", Perm::Patients, "One study page"),
+    r("GET", "/lifecycle", Perm::Patients, "Lifecycle page: tiers, due for destruction, review, holds"),
+    r("POST", "/lifecycle/hold", Perm::Records, "Place a legal hold (form)"),
+    r("POST", "/lifecycle/release", Perm::Records, "Release a legal hold (form)"),
+    r("POST", "/lifecycle/death", Perm::Records, "Record or clear a date of death (form)"),
+    r("POST", "/lifecycle/approve", Perm::Admin, "Approve destruction of patients due (form)"),
+    r("POST", "/lifecycle/reject", Perm::Admin, "Reject a study or one series (form)"),
     r("GET", "/audit", Perm::Admin, "Audit page"),
     r("GET", "/audit.csv", Perm::Admin, "Audit as CSV"),
     r("GET", "/settings", Perm::Admin, "Settings page"),
@@ -103,6 +114,14 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/v1/archive/location", Perm::Media, "Set a volume's location: {volume, location}"),
     r("GET", "/api/v1/studies", Perm::Patients, "Search studies: name, id, date, modality, accession, limit"),
     r("GET", "/api/v1/studies/{uid}", Perm::Patients, "One study: series, size, copies, retention"),
+    r("GET", "/api/v1/lifecycle", Perm::Patients, "Lifecycle status: tiers, moving to archive, due for destruction, review, holds, recyclable volumes, clock"),
+    r("GET", "/api/v1/patients/{patient}/retention", Perm::Patients, "A patient's retention computed now, date of death and holds: issuer"),
+    r("POST", "/api/v1/patients/{patient}/death", Perm::Records, "Record or clear a date of death: {issuer?, date?, clear?, reason}"),
+    r("GET", "/api/v1/holds", Perm::Patients, "Legal holds: active ones, or all with all=true"),
+    r("POST", "/api/v1/holds", Perm::Records, "Place a legal hold: {patient_id, issuer?} or {study_uid}, and reason"),
+    r("POST", "/api/v1/holds/{hold}/release", Perm::Records, "Release a legal hold: {reason}"),
+    r("POST", "/api/v1/destruction/approve", Perm::Admin, "Approve destruction: {patient_id, issuer?} or {all: true}, and reason"),
+    r("POST", "/api/v1/studies/{uid}/reject", Perm::Admin, "Reject a study or one of its series: {series_uid?, reason}"),
     r("GET", "/api/v1/audit", Perm::Admin, "Audit rows: actor, action, from, to, limit; format=csv"),
     r("GET", "/api/v1/users", Perm::Admin, "Accounts and roles"),
     r("POST", "/api/v1/users", Perm::Admin, "Make an account: {username, role, password}"),
@@ -145,5 +164,8 @@ mod tests {
         assert!(Perm::Patients.allows(Role::Reader));
         assert!(!Perm::Media.allows(Role::Reader));
         assert!(!Perm::Disks.allows(Role::Staff));
+        assert!(Perm::Records.allows(Role::Staff));
+        assert!(!Perm::Records.allows(Role::Reader));
+        assert!(!Perm::Records.allows(Role::Technician));
     }
 }

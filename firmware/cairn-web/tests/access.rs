@@ -12,7 +12,10 @@ use common::{form_post, start, ORIGIN, PW, R};
 use serde_json::json;
 
 fn concrete(path: &str) -> String {
-    path.replace("{uid}", "1.2.3").replace("{name}", "reader1")
+    path.replace("{uid}", "1.2.3")
+        .replace("{name}", "reader1")
+        .replace("{patient}", "P1")
+        .replace("{hold}", "1")
 }
 
 /// Every route, as anonymous and as each role: denied exactly when the matrix says so.
@@ -131,6 +134,12 @@ async fn route_by_role_matrix() {
         ("POST", "/api/v1/alarm/silence", [true, true, true, true]),
         ("POST", "/api/v1/archive/eject", [true, true, true, false]),
         ("POST", "/api/v1/disks/action", [true, true, false, false]),
+        ("GET", "/api/v1/lifecycle", [true, false, true, true]),
+        ("POST", "/api/v1/holds", [true, false, true, false]),
+        ("POST", "/api/v1/patients/{patient}/death", [true, false, true, false]),
+        ("POST", "/api/v1/destruction/approve", [true, false, false, false]),
+        ("POST", "/api/v1/studies/{uid}/reject", [true, false, false, false]),
+        ("POST", "/lifecycle/approve", [true, false, false, false]),
     ];
     for (m, p, want) in pinned {
         let route = ROUTES

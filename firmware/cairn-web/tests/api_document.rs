@@ -197,7 +197,9 @@ async fn every_operation_has_its_parameters_bodies_answers_and_refusals() {
         let concrete = route
             .path
             .replace("{uid}", "1.2.3")
-            .replace("{name}", "nobody");
+            .replace("{name}", "nobody")
+            .replace("{patient}", "P1")
+            .replace("{hold}", "1");
         for session in [None, Some(&admin)] {
             for body in [None, Some(json!({"not": "valid"}))] {
                 let (status, headers, _) =

@@ -101,6 +101,21 @@ pub fn start(config: &Config, store: &Store, mode: &PanelMode, nofile: u64) -> R
         store.clone(),
     )
     .map_err(|e| anyhow::anyhow!("web panel: {e}"))?;
+    // The lifecycle the panel shows and approves is decided with the rules in force, read as
+    // the lifecycle thread reads them (the config file's folder for a rule file's path).
+    let config_dir = mode
+        .config_path
+        .as_deref()
+        .and_then(std::path::Path::parent)
+        .unwrap_or(&config.store.data_dir);
+    panel.set_lifecycle(cairn_web::LifecycleSettings {
+        rules: std::sync::Arc::new(config.lifecycle.rule_set(config_dir)?),
+        archive_after: config
+            .lifecycle
+            .archive_after()
+            .context("[lifecycle] archive_after")?,
+        require_sync: config.hardware.board.is_some(),
+    });
     // The Settings page's "Restart the box now": SIGHUP, which `run` takes as a clean stop
     // followed by a new start of this program.
     panel.set_restart_hook(|| {

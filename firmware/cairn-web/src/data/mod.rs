@@ -3,12 +3,14 @@
 //! monitor through `requests/`. Blocking: call from [`crate::blocking`].
 
 mod audit;
+mod lifecycle;
 mod monitor;
 mod overview;
 mod studies;
 
 // One flat vocabulary for the pages and the API: every item is `crate::data::X`.
 pub use audit::*;
+pub use lifecycle::*;
 pub use monitor::*;
 pub use overview::*;
 pub use studies::*;

@@ -152,8 +152,12 @@ pub struct StudyDetail {
     pub bytes: i64,
     /// Its copies: the hot copy on the RAID and any archive volumes.
     pub copies: Vec<CopyRow>,
-    /// Retention date, when a retention rule is configured (none today).
+    /// The last day the patient's images are kept (`YYYY-MM-DD`); none: no automatic end.
     pub retention_until: Option<String>,
+    /// The study's storage tier: `storage`, or `archive` (fixed).
+    pub tier: String,
+    /// Its patient's retention, date of death and legal holds.
+    pub lifecycle: super::PatientLifecycle,
     /// Received values the index did not take: a different value than the one kept, or an
     /// invalid date or time.
     pub conflicts: Vec<ConflictRow>,
@@ -191,8 +195,12 @@ pub fn valid_uid(uid: &str) -> Result<(), WebError> {
     }
 }
 
-/// One study, or `NotFound`.
-pub fn study(data: &DataDir, uid: &str) -> Result<StudyDetail, WebError> {
+/// One study with its patient's lifecycle (decided with `lc`), or `NotFound`.
+pub fn study(
+    data: &DataDir,
+    uid: &str,
+    lc: &crate::LifecycleSettings,
+) -> Result<StudyDetail, WebError> {
     valid_uid(uid)?;
     let conn = find::query_connection(data)?;
     let study = cairn_store::study_summary(&conn, uid)
@@ -239,12 +247,15 @@ pub fn study(data: &DataDir, uid: &str) -> Result<StudyDetail, WebError> {
             received_at: c.received_at,
         })
         .collect();
+    let (tier, lifecycle) = super::study_lifecycle(data, uid, lc)?;
     Ok(StudyDetail {
         study,
         series,
         bytes,
         copies,
-        retention_until: None,
+        retention_until: lifecycle.expires_on.clone(),
+        tier,
+        lifecycle,
         conflicts,
     })
 }

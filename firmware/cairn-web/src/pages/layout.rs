@@ -38,6 +38,7 @@ pub(super) const NAV: &[(&str, &str, Perm)] = &[
     ("/disks", "Disks", Perm::Any),
     ("/archive", "Archive", Perm::Any),
     ("/studies", "Studies", Perm::Patients),
+    ("/lifecycle", "Lifecycle", Perm::Patients),
     ("/audit", "Audit", Perm::Admin),
     ("/settings", "Settings", Perm::Admin),
 ];

@@ -9,8 +9,10 @@ mod audit;
 mod disks;
 mod form;
 mod layout;
+mod lifecycle;
 mod login;
 mod overview;
+mod retention;
 mod settings;
 mod setup;
 mod studies;
@@ -25,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use disks::{disks, disks_post};
+use lifecycle::{approve_post, death_post, hold_post, lifecycle, reject_post, release_post};
 use login::{login_page, login_post, logout_post};
 use overview::overview;
 use settings::{settings_page, settings_post};
@@ -42,6 +45,12 @@ pub(crate) fn router() -> Router<Panel> {
         .route("/archive", get(archive).post(archive_post))
         .route("/studies", get(studies))
         .route("/studies/{uid}", get(study))
+        .route("/lifecycle", get(lifecycle))
+        .route("/lifecycle/hold", post(hold_post))
+        .route("/lifecycle/release", post(release_post))
+        .route("/lifecycle/death", post(death_post))
+        .route("/lifecycle/approve", post(approve_post))
+        .route("/lifecycle/reject", post(reject_post))
         .route("/audit", get(audit))
         .route("/audit.csv", get(audit_csv))
         .route("/settings", get(settings_page).post(settings_post))

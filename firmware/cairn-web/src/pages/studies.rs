@@ -1,6 +1,7 @@
 //! The Studies search page and one study's page.
 
-use super::layout::{ctx, fail, page};
+use super::layout::{box_time_zone, ctx, fail, page, Ctx};
+use super::retention::{outcome_notice, retention_card, with_status, Outcome};
 use crate::data::{self, human_bytes, StudySearch};
 use crate::extract::Q;
 use crate::{blocking, Caller, Panel};
@@ -97,17 +98,29 @@ pub(super) async fn study(
     Path(uid): Path<String>,
 ) -> Response {
     let c = ctx(&panel, &caller, "/studies").await;
-    let p = panel.clone();
-    let d = match blocking(move || data::study(&p.0.data, &uid)).await {
+    study_view(&panel, &c, uid, None).await
+}
+
+/// One study's page, with the outcome of a lifecycle form above it.
+pub(super) async fn study_view(
+    panel: &Panel,
+    c: &Ctx,
+    uid: String,
+    outcome: Option<Outcome>,
+) -> Response {
+    let (p, lc) = (panel.clone(), panel.lifecycle());
+    let d = match blocking(move || data::study(&p.0.data, &uid, &lc)).await {
         Ok(d) => d,
-        Err(e) => return fail(&c, e),
+        Err(e) => return fail(c, e),
     };
+    let tz = box_time_zone(panel).await;
     let s = &d.study;
-    page(
-        &c,
+    let r = page(
+        c,
         "Study",
         false,
         html! {
+            (outcome_notice(outcome.as_ref()))
             h1.patient { (person(&s.patient_name)) }
             dl.facts {
                 dt { "Patient ID" } dd { (s.patient_id) }
@@ -115,9 +128,10 @@ pub(super) async fn study(
                 dt { "Accession" } dd { (s.accession) }
                 dt { "Description" } dd { (s.description) }
                 dt { "Size" } dd { (human_bytes(d.bytes as u64)) " in " (s.instances) " images" }
-                dt { "Kept until" } dd { @match &d.retention_until { Some(r) => (r), None => "no retention rule set: kept" } }
+                dt { "Kept until" } dd { @match &d.retention_until { Some(r) => (r), None => "no automatic end" } }
                 dt { "Study UID" } dd.uid { (s.study_uid) }
             }
+            (retention_card(c, &d, &tz))
             @if !d.conflicts.is_empty() {
                 h2 { "Values that differ between images" }
                 p.small { "The first value received is kept. Later images carried these; check which is right." }
@@ -154,7 +168,8 @@ pub(super) async fn study(
                 }
             }
         },
-    )
+    );
+    with_status(r, outcome.as_ref())
 }
 
 #[cfg(test)]
