@@ -2,6 +2,8 @@
 //! messages, volume states, audit rows in sentences, and times in the box's time zone.
 //! Pure functions of their input; the pages escape what they return.
 
+mod lifecycle;
+
 use serde_json::Value;
 
 /// The archive thread is writing, checking or reading a medium (the page shows a bar and
@@ -152,6 +154,9 @@ pub(crate) fn audit_detail(action: &str, object: &str, detail: &str) -> String {
         Ok(v) => v,
         Err(_) => return detail.to_string(),
     };
+    if let Some(words) = lifecycle::detail(action, &d) {
+        return words;
+    }
     let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
     match action {
         "login" => {
