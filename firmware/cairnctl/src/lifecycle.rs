@@ -4,15 +4,15 @@
 //! set; every change goes to the daemon's lifecycle thread as a request file, which carries it
 //! out and audits it. Exit 0 done, 2 refused or bad input (the message says why), 1 a failure.
 
+use crate::config;
+use crate::outcome::{ask, failed, print_json, refused};
 use crate::user::who;
-use cairn_lifecycle::requests::{self, Request};
-use cairn_lifecycle::{HoldRow, LifecycleError, RetentionView, StudyTier};
-use cairn_retention::RuleSet;
+use cairn_lifecycle::requests::Request;
+use cairn_lifecycle::{HoldRow, RetentionView, StudyTier};
 use cairn_store::DataDir;
 use clap::{ArgGroup, Subcommand};
 use jiff::civil::Date;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 /// `cairnctl retention ...`.
 #[derive(Subcommand)]
@@ -105,22 +105,14 @@ pub enum HoldCommand {
     },
 }
 
-/// The appliance's configuration file, read when the data directory holds none.
-const APPLIANCE_CONFIG: &str = "/etc/cairn/cairn.toml";
-
-/// Exit status for bad input or a refusal.
-const REFUSED: i32 = 2;
-/// Exit status for a failure of the box (or no answer from it).
-const FAILED: i32 = 1;
-
 /// `cairnctl retention ...`.
-pub fn retention(data: &DataDir, config: Option<&Path>, cmd: RetentionCommand) -> i32 {
+pub fn retention(data: &DataDir, explicit: Option<&Path>, cmd: RetentionCommand) -> i32 {
     let RetentionCommand::Show {
         patient,
         issuer,
         json,
     } = cmd;
-    let rules = match rule_set(data.root(), config) {
+    let rules = match config::rule_set(data.root(), explicit) {
         Ok(r) => r,
         Err(message) => return refused(&message),
     };
@@ -130,7 +122,7 @@ pub fn retention(data: &DataDir, config: Option<&Path>, cmd: RetentionCommand) -
             &patient,
             issuer.as_deref(),
             &rules,
-            cairn_lifecycle::today(),
+            lifecycle_today(data),
         )
     });
     match view {
@@ -156,7 +148,7 @@ pub fn patient(data: &DataDir, cmd: PatientCommand) -> i32 {
     let checked = nonempty("patient", &patient)
         .and_then(|()| given_reason(&reason))
         .and_then(|()| match &date {
-            Some(d) => death_date(d, cairn_lifecycle::today()),
+            Some(d) => death_date(d, lifecycle_today(data)),
             None => Ok(()),
         });
     if let Err(message) = checked {
@@ -238,69 +230,9 @@ pub fn hold(data: &DataDir, cmd: HoldCommand) -> i32 {
     }
 }
 
-/// Hand a change to the daemon's lifecycle thread and say what it answered.
-fn ask(data: &DataDir, req: &Request, timeout: u64) -> i32 {
-    match requests::send(data.root(), req, Duration::from_secs(timeout)) {
-        Ok(a) if a.ok => {
-            println!("{}", a.message);
-            0
-        }
-        Ok(a) => refused(&a.message),
-        Err(e) => {
-            eprintln!("cairnctl: nothing was changed: {e}");
-            FAILED
-        }
-    }
-}
-
-/// Say why the request was refused; the exit status for it.
-fn refused(message: &str) -> i32 {
-    eprintln!("cairnctl: {message}");
-    REFUSED
-}
-
-/// Say what went wrong; 2 when the caller asked for something impossible, 1 otherwise.
-fn failed(e: &LifecycleError) -> i32 {
-    eprintln!("cairnctl: {e}");
-    if e.is_bad_input() {
-        REFUSED
-    } else {
-        FAILED
-    }
-}
-
-fn print_json<T: serde::Serialize>(value: &T) -> i32 {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => {
-            println!("{text}");
-            0
-        }
-        Err(e) => {
-            eprintln!("cairnctl: {e}");
-            FAILED
-        }
-    }
-}
-
-/// The configured retention rules: those of `--config`, else of `DIR/cairn.toml`, else of
-/// the appliance's `/etc/cairn/cairn.toml`, else the built-in default (`fr`).
-fn rule_set(data: &Path, explicit: Option<&Path>) -> Result<RuleSet, String> {
-    let file = match explicit {
-        Some(path) => Some(path.to_path_buf()),
-        None => [data.join("cairn.toml"), PathBuf::from(APPLIANCE_CONFIG)]
-            .into_iter()
-            .find(|p| p.is_file()),
-    };
-    let Some(file) = file else {
-        return cairn_config::LifecycleConfig::default()
-            .rule_set(Path::new("."))
-            .map_err(|e| e.to_string());
-    };
-    let config = cairn_config::Config::load(&file).map_err(|e| e.to_string())?;
-    config
-        .lifecycle
-        .rule_set(file.parent().unwrap_or(Path::new(".")))
-        .map_err(|e| e.to_string())
+/// The date the daemon decides on: today in UTC, moved by a demo box's clock offset.
+fn lifecycle_today(data: &DataDir) -> Date {
+    cairn_lifecycle::clock::today(data.root()).unwrap_or_else(|_| cairn_lifecycle::today())
 }
 
 /// An option's value must not be blank.
@@ -490,34 +422,6 @@ mod tests {
                 "--patient is empty"
             );
         }
-    }
-
-    #[test]
-    fn rules_come_from_the_data_directorys_config_or_the_default() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = "[dicom]\nae_title = \"CAIRN\"\n[store]\ndata_dir = \"/d\"\n";
-        let own = dir.path().join("own.toml");
-        std::fs::write(
-            &own,
-            format!("{base}[lifecycle]\nretention = \"fixed-10y\"\n"),
-        )
-        .unwrap();
-        let r = rule_set(dir.path(), Some(&own)).unwrap();
-        assert_eq!(r.name(), "fixed-10y");
-        std::fs::write(
-            dir.path().join("cairn.toml"),
-            format!("{base}[lifecycle]\nretention = \"nope\"\n"),
-        )
-        .unwrap();
-        let e = rule_set(dir.path(), None).unwrap_err();
-        assert!(
-            e.contains("lifecycle.retention") && e.contains("nope"),
-            "{e}"
-        );
-        let missing = dir.path().join("missing.toml");
-        assert!(rule_set(dir.path(), Some(&missing))
-            .unwrap_err()
-            .contains("missing.toml"));
     }
 
     #[test]

@@ -6,12 +6,11 @@
 
 use crate::user::who;
 use anyhow::{bail, Result};
-use cairn_config::Config;
 use cairn_lifecycle::clock::{self, Clock};
 use cairn_lifecycle::status::{lifecycle_status, LifecycleStatus, MOVING_WITHIN_DAYS};
 use cairn_store::DataDir;
 use clap::{ArgGroup, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// `cairnctl lifecycle ...`.
 #[derive(Subcommand)]
@@ -40,28 +39,10 @@ pub enum DemoClockCommand {
     },
 }
 
-/// The appliance's configuration file, read when the data directory holds none.
-const APPLIANCE_CONFIG: &str = "/etc/cairn/cairn.toml";
-
-/// The configuration in force: `--config`, else `DIR/cairn.toml`, else the appliance's, else
-/// none (the built-in defaults).
-fn config(data: &Path, explicit: Option<&Path>) -> Result<Option<Config>> {
-    let file = match explicit {
-        Some(path) => Some(path.to_path_buf()),
-        None => [data.join("cairn.toml"), PathBuf::from(APPLIANCE_CONFIG)]
-            .into_iter()
-            .find(|p| p.is_file()),
-    };
-    Ok(match file {
-        Some(f) => Some(Config::load(&f)?),
-        None => None,
-    })
-}
-
 /// `cairnctl lifecycle status [--json]`.
 pub fn lifecycle(data: &DataDir, explicit: Option<&Path>, cmd: LifecycleCommand) -> Result<i32> {
     let LifecycleCommand::Status { json } = cmd;
-    let config = config(data.root(), explicit)?;
+    let config = crate::config::load(data.root(), explicit).map_err(anyhow::Error::msg)?;
     let lifecycle = config
         .as_ref()
         .map(|c| c.lifecycle.clone())

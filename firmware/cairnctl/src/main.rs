@@ -7,9 +7,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 mod archive;
+mod config;
 mod hw;
 mod lifecycle;
 mod lifecycle_status;
+mod outcome;
 mod removal;
 mod user;
 

@@ -3,17 +3,17 @@
 //! series. Reads go straight to the index, read-only; changes go to the daemon's lifecycle
 //! thread through its mailbox, which re-checks everything in the transaction that removes.
 
+use crate::config;
+use crate::outcome::{ask, failed, print_json, refused};
 use crate::user::who;
 use cairn_lifecycle::certificate::{
     certificate, destruction_record, destruction_records, records_csv,
 };
 use cairn_lifecycle::destroy::{due, DueRow};
-use cairn_lifecycle::requests::{self, Request};
-use cairn_lifecycle::LifecycleError;
+use cairn_lifecycle::requests::Request;
 use cairn_store::DataDir;
 use clap::{ArgGroup, Subcommand};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 /// `cairnctl destruction ...`.
 #[derive(Subcommand)]
@@ -77,15 +77,10 @@ pub struct RejectArgs {
     timeout: u64,
 }
 
-/// Exit status for bad input or a refusal.
-const REFUSED: i32 = 2;
-/// Exit status for a failure of the box (or no answer from it).
-const FAILED: i32 = 1;
-
 /// `cairnctl destruction ...`.
-pub fn destruction(data: &DataDir, config: Option<&Path>, cmd: DestructionCommand) -> i32 {
+pub fn destruction(data: &DataDir, explicit: Option<&Path>, cmd: DestructionCommand) -> i32 {
     match cmd {
-        DestructionCommand::List { json } => list(data, config, json),
+        DestructionCommand::List { json } => list(data, explicit, json),
         DestructionCommand::Approve {
             all,
             patient,
@@ -113,7 +108,7 @@ pub fn destruction(data: &DataDir, config: Option<&Path>, cmd: DestructionComman
             ask(data, &req, timeout)
         }
         DestructionCommand::Certificate { id } => {
-            let box_id = match load_config(data.root(), config) {
+            let box_id = match config::load(data.root(), explicit) {
                 Ok(Some(c)) => c.archive.box_id,
                 Ok(None) => cairn_config::ArchiveConfig::default().box_id,
                 Err(e) => return refused(&e),
@@ -172,15 +167,10 @@ pub fn reject(data: &DataDir, args: RejectArgs) -> i32 {
 
 /// The patients due now, computed with the configured rules where an expiry waits to be
 /// recomputed.
-fn list(data: &DataDir, config: Option<&Path>, json: bool) -> i32 {
-    let rules = match load_config(data.root(), config) {
-        Ok(Some(c)) => c.lifecycle.rule_set(&config_dir(data.root(), config)),
-        Ok(None) => cairn_config::LifecycleConfig::default().rule_set(Path::new(".")),
-        Err(e) => return refused(&e),
-    };
-    let rules = match rules {
+fn list(data: &DataDir, explicit: Option<&Path>, json: bool) -> i32 {
+    let rules = match config::rule_set(data.root(), explicit) {
         Ok(rules) => rules,
-        Err(e) => return refused(&e.to_string()),
+        Err(e) => return refused(&e),
     };
     let today =
         cairn_lifecycle::clock::today(data.root()).unwrap_or_else(|_| cairn_lifecycle::today());
@@ -188,20 +178,11 @@ fn list(data: &DataDir, config: Option<&Path>, json: bool) -> i32 {
         Ok(rows) => rows,
         Err(e) => return failed(&e),
     };
-    if !json {
-        print_due(&rows);
-        return 0;
+    if json {
+        return print_json(&rows);
     }
-    match serde_json::to_string_pretty(&rows) {
-        Ok(text) => {
-            println!("{text}");
-            0
-        }
-        Err(e) => {
-            eprintln!("cairnctl: {e}");
-            FAILED
-        }
-    }
+    print_due(&rows);
+    0
 }
 
 fn print_due(rows: &[DueRow]) {
@@ -229,66 +210,4 @@ fn print_due(rows: &[DueRow]) {
         "{} patient(s) due: approve with `cairnctl destruction approve --patient ID --reason TEXT` or `--all`",
         rows.len()
     );
-}
-
-/// Say what went wrong; 2 when the caller asked for something impossible, 1 otherwise.
-fn failed(e: &LifecycleError) -> i32 {
-    eprintln!("cairnctl: {e}");
-    if e.is_bad_input() {
-        REFUSED
-    } else {
-        FAILED
-    }
-}
-
-/// Hand a change to the daemon's lifecycle thread and say what it answered.
-fn ask(data: &DataDir, req: &Request, timeout: u64) -> i32 {
-    match requests::send(data.root(), req, Duration::from_secs(timeout)) {
-        Ok(a) if a.ok => {
-            println!("{}", a.message);
-            0
-        }
-        Ok(a) => refused(&a.message),
-        Err(e) => {
-            eprintln!("cairnctl: nothing was changed: {e}");
-            FAILED
-        }
-    }
-}
-
-/// Say why the request was refused; the exit status for it.
-fn refused(message: &str) -> i32 {
-    eprintln!("cairnctl: {message}");
-    REFUSED
-}
-
-/// The configuration file in use: `--config`, else `DIR/cairn.toml`, else the appliance's
-/// `/etc/cairn/cairn.toml`; `None`: the built-in defaults.
-fn config_file(data: &Path, explicit: Option<&Path>) -> Option<PathBuf> {
-    match explicit {
-        Some(path) => Some(path.to_path_buf()),
-        None => [
-            data.join("cairn.toml"),
-            PathBuf::from("/etc/cairn/cairn.toml"),
-        ]
-        .into_iter()
-        .find(|p| p.is_file()),
-    }
-}
-
-/// The directory relative rule-set paths are read from.
-fn config_dir(data: &Path, explicit: Option<&Path>) -> PathBuf {
-    config_file(data, explicit)
-        .and_then(|f| f.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// The configuration in use; `None`: no file, the built-in defaults.
-fn load_config(
-    data: &Path,
-    explicit: Option<&Path>,
-) -> Result<Option<cairn_config::Config>, String> {
-    config_file(data, explicit)
-        .map(|file| cairn_config::Config::load(&file).map_err(|e| e.to_string()))
-        .transpose()
 }
