@@ -460,3 +460,27 @@ def test_a_bad_rule_file_stops_cairnd_naming_the_file_and_line(tmp_path):
                        text=True, timeout=60)
     assert r.returncode == 1 and "lifecycle.retention" in r.stderr and "fr, fixed-10y" in \
         r.stderr, r.stderr
+
+
+def test_a_clinic_rule_file_takes_over_at_the_next_start(cairn_factory, tmp_path):
+    """Stored expiries computed with the old rules are recomputed with the new ones."""
+    p = Patient("clinic", "LC-CLINIC", "19700615", ["20200301"])
+    p.study_uids = [uid("lc-study", p.key, 0)]
+    f = make_file(tmp_path / "src" / "clinic.dcm", p, p.study_uids[0], 0)
+    c = cairn_factory("clinic")
+    r = c.storescu([f])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert wait_stored(c, p, "2040-03-01")[0][2] == "fr"
+    rc = c.stop()
+    assert rc == 0, c.log_tail()
+    (c.config_path.parent / "clinic-2026.toml").write_text(
+        'name = "clinic-2026"\ndescription = "Ours: 5 years after the last visit"\n'
+        '[keep]\nafter_last_visit = "5y"\n')
+    with open(c.config_path, "a") as out:
+        out.write('\n[lifecycle]\nretention = "clinic-2026.toml"\n')
+    c.start()
+    assert wait_stored(c, p, "2025-03-01")[0][2] == "clinic-2026"
+    v = json.loads(ok(c, "--config", str(c.config_path), "retention", "show", "--patient",
+                      p.pid, "--json"))
+    assert (v["rule_set"], v["expires_on"], v["reason"]) == \
+        ("clinic-2026", "2025-03-01", "5 years after the last visit on 2020-03-01")
