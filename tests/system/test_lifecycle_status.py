@@ -184,3 +184,56 @@ def test_only_a_demo_box_has_a_demo_clock(tmp_path):
     assert r.returncode == 2
     assert "not a demo box" in r.stderr, r.stderr
     assert not (d / "demo-clock.json").exists()
+
+
+def test_a_tape_whose_every_image_was_removed_is_recycled(tmp_path):
+    """Rejected and destroyed images leave the demo's tape with nothing kept: it is recyclable,
+    `archive recycle` erases it in its drive, and it takes new bundles."""
+    d = tmp_path / "demo"
+    port, http_port = free_port(), free_port()
+    files = {k: make_file(tmp_path / "src" / f"{k}.dcm", k) for k in PATIENTS}
+    demo = Demo(d, port, http_port)
+    try:
+        send(Port(port), list(files.values()))
+        wait_for(lambda: status(d)["review"], 30, "the lifecycle pass")
+        # the images without a birth date were test images: rejected before any copy
+        ok(d, "reject", "--study", uid("ls-study", "nobirth"), "--reason", "test images")
+        ok(d, "archive", "flush", "--timeout", "300")
+
+        def tape_volume():
+            vols = json.loads(ok(d, "archive", "volumes", "--json"))
+            return next(v for v in vols if v["kind"] == "tape" and v["location"] == "in_drive")
+
+        tape = tape_volume()
+        assert tape["verified_copies"] == 2 and tape["recyclable"] is False, tape
+        r = ctl(d, "archive", "recycle", "--volume", tape["name"])
+        assert r.returncode == 1 and "neither rejected nor expired" in r.stdout, r
+
+        # 25 years later both patients are due; an admin approves their destruction
+        ok(d, "demo", "clock", "--advance", "25y")
+        wait_for(lambda: len(status(d)["due_for_destruction"]) == 2, 15, "both patients due")
+        ok(d, "destruction", "approve", "--all", "--reason", "end of retention")
+        s = wait_for(lambda: (lambda s: s if tape["name"] in s["recyclable_volumes"] else None)(
+            status(d)), 15, "the tape to be recyclable")
+        assert s["due_for_destruction"] == [], s
+        assert tape_volume()["recyclable"] is True
+        assert "recyclable (every image copy on it removed): " in ok(d, "archive", "volumes")
+        assert f"volumes to recycle (every image on them removed): " in ok(
+            d, "lifecycle", "status")
+
+        out = ok(d, "archive", "recycle", "--volume", tape["name"])
+        assert f"volume {tape['name']} recycled" in out, out
+        after = tape_volume()
+        assert (after["name"], after["volume_id"]) == (tape["name"], tape["volume_id"])
+        assert after["verified_copies"] == 0 and after["bytes_written"] == 0, after
+        assert after["recyclable"] is False and after["state"] == "labelled", after
+        rows = audit_rows(d, "volume-recycle")
+        assert rows and rows[0][0] == "user:demo", rows
+        assert json.loads(rows[0][1])["copies_forgotten"] == 2
+        r = ctl(d, "archive", "recycle", "--volume", tape["name"])
+        assert r.returncode == 1 and "holds no image copies" in r.stdout, r
+        assert tape["name"] not in status(d)["recyclable_volumes"]
+    finally:
+        assert demo.stop() == 0
+    r = ctl(d, "audit", "verify")
+    assert r.returncode == 0, r.stdout + r.stderr
