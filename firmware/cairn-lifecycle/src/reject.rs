@@ -109,7 +109,7 @@ pub fn reject(
     );
     Ok((
         format!(
-            "{what} rejected: {} instances removed (tombstone {tombstone})",
+            "{what} rejected: {} instance(s) removed (tombstone {tombstone})",
             removal.instances.len()
         ),
         vec![ev],

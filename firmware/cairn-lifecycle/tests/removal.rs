@@ -302,7 +302,7 @@ fn rejecting_a_series_or_a_study() {
     let r = rejecting(RejectTarget::Series("1.2.1.1".into()), "test images");
     let words = b.run(move |c, now| reject(c, now, &r)).unwrap();
     assert!(
-        words.starts_with("series 1.2.1.1 of study 1.2.1 rejected: 2 instances"),
+        words.starts_with("series 1.2.1.1 of study 1.2.1 rejected: 2 instance(s)"),
         "{words}"
     );
     assert_eq!(
