@@ -81,6 +81,22 @@ impl ClockWatch {
         Ok(today)
     }
 
+    /// The lifecycle date for a decision asked for now (an approved destruction), checked
+    /// afresh: refused, naming why, when the clock is not trusted.
+    pub fn trusted_today(&self, store: &Store) -> Result<Date, LifecycleError> {
+        let reader = crate::open_read(store.data_dir())?;
+        let checked = check(&reader, store.data_dir().root(), self.require_sync)?;
+        checked.trusted_today().ok_or_else(|| {
+            LifecycleError::BadRequest(format!(
+                "the lifecycle clock cannot be trusted, nothing was done: {}",
+                checked
+                    .problem
+                    .as_deref()
+                    .unwrap_or("its date cannot be read")
+            ))
+        })
+    }
+
     /// Put a demo offset that differs from the last audited one in the audit trail.
     fn audit_offset_change(
         &mut self,

@@ -5,6 +5,7 @@
 mod common;
 
 use cairn_lifecycle::clock::{advance, Clock};
+use cairn_lifecycle::requests::Request;
 use cairn_lifecycle::Service;
 use cairn_retention::RuleSet;
 use common::{open, pat};
@@ -69,6 +70,23 @@ fn a_clock_behind_the_audit_trail_stops_the_passes_and_says_why() {
             .unwrap()
             .contains("earlier than the newest audit row (2999-01-01"),
         "{check:?}"
+    );
+    assert_eq!(b.snapshot(), before, "nothing changed");
+    // an approval asked for now is refused with the reason
+    let answer = service.answer(Request::ApproveDestruction {
+        patient_id: None,
+        issuer: None,
+        all: true,
+        reason: "end of retention".into(),
+        by: "user:alice".into(),
+    });
+    assert!(!answer.ok);
+    assert!(
+        answer
+            .message
+            .starts_with("the lifecycle clock cannot be trusted, nothing was done: the clock"),
+        "{}",
+        answer.message
     );
     assert_eq!(b.snapshot(), before, "nothing changed");
 }
