@@ -7,6 +7,8 @@ due for destruction, the third for review, the clock as trusted. `cairnctl demo 
 too, every study is old enough for the archive tier, and the daemon audits the move
 (`demo-clock`). A negative or garbled advance is exit 2 and changes nothing; a data directory
 that is not a demo box gets no demo clock; `cairnd run` refuses a data directory with one.
+Rejected and destroyed images leave the demo's tape with only removed copies: it is recyclable,
+and `archive recycle` erases it in its drive, audited.
 (A clock behind the audit trail, clock_ok false, is tested in cairn-lifecycle's unit tests:
 the system clock cannot be set back here.)
 """
