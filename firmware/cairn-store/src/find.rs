@@ -297,6 +297,11 @@ fn where_clause(q: &Query, level: Level) -> Result<(String, Vec<Value>), QueryEr
     if level == Level::Image {
         sql.push_str(" AND i.current = 1");
     }
+    if level == Level::Patient {
+        // a patient row kept without studies (its legal hold history outlived a removal) holds
+        // no images: it is not an answer
+        sql.push_str(" AND EXISTS (SELECT 1 FROM studies x WHERE x.patient_ref = p.id)");
+    }
     let mut args = Vec::new();
     for (tag, m) in &q.keys {
         let Some(a) = attr(*tag) else { continue };

@@ -47,8 +47,10 @@ impl Removal {
 
 /// Inside the caller's writer transaction: delete the instance rows `ids` (unknown ids are
 /// skipped), the series, studies and patients they leave empty, and record their object
-/// files in `pending_unlinks`. A patient with hold rows (history) is kept; released holds on
-/// a removed study are deleted with it (their placing and release stay in the audit trail).
+/// files in `pending_unlinks`. A patient with hold rows (history) is kept, its name, birth date
+/// and sex blanked (only the ID and issuer the holds name stay), and C-FIND does not answer a
+/// patient without studies; released holds on a removed study are deleted with it (their
+/// placing and release stay in the audit trail).
 pub fn remove_instances(conn: &Connection, ids: &[i64]) -> Result<Removal, StoreError> {
     let mut removal = Removal::default();
     let mut series = Vec::new();
@@ -122,6 +124,12 @@ fn remove_empty_series(conn: &Connection, id: i64) -> Result<(), StoreError> {
         "DELETE FROM patients WHERE id = ?1
            AND NOT EXISTS (SELECT 1 FROM studies WHERE patient_ref = ?1)
            AND NOT EXISTS (SELECT 1 FROM holds WHERE patient_ref = ?1)",
+        params![patient],
+    )?;
+    // kept for its hold history: only the ID and issuer the holds name stay
+    conn.execute(
+        "UPDATE patients SET name = '', name_norm = '', birth_date = '', sex = ''
+         WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM studies WHERE patient_ref = ?1)",
         params![patient],
     )?;
     Ok(())

@@ -117,6 +117,29 @@ fn removing_every_study_removes_the_patient_unless_it_has_hold_history() {
     store.finish_unlinks().unwrap();
     assert_eq!(count(&data, "SELECT count(*) FROM studies"), 0);
     assert_eq!(count(&data, "SELECT count(*) FROM patients"), 1);
+    assert_eq!(
+        count(
+            &data,
+            "SELECT count(*) FROM patients WHERE patient_id = 'P1' AND name = '' AND birth_date = ''"
+        ),
+        1
+    );
+    let conn = Connection::open(data.db()).unwrap();
+    let q = cairn_store::find::Query {
+        level: cairn_store::find::Level::Patient,
+        study_root: false,
+        keys: vec![(0x0010_0020, cairn_store::find::Matcher::Universal)],
+        limit: 100,
+    };
+    let mut rows = 0;
+    cairn_store::find::find(&conn, &q, |_| {
+        rows += 1;
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(rows, 0, "a patient without studies is no C-FIND answer");
+    drop(conn);
     store
         .transact(|conn, _| {
             conn.execute("DELETE FROM holds", [])?;
