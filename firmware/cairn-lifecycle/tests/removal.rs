@@ -416,3 +416,24 @@ fn the_mailbox_requests_reject_and_approve() {
     assert_eq!(a.id, Some(1));
     assert_eq!(files(&b.data.objects()), 0);
 }
+
+#[test]
+fn auto_destroy_runs_once_a_day_as_system_and_only_when_on() {
+    use cairn_lifecycle::destroy::AutoDestroy;
+    let (b, rules) = seen();
+    AutoDestroy::new(false)
+        .tick(&b.store, &rules, date(2026, 12, 2))
+        .unwrap();
+    assert_eq!(count(&b, "SELECT count(*) FROM destruction_records"), 0);
+    let mut pass = AutoDestroy::new(true);
+    pass.tick(&b.store, &rules, date(2026, 12, 2)).unwrap();
+    assert_eq!(count(&b, "SELECT count(*) FROM destruction_records"), 1);
+    assert_eq!(b.audit("destroy")[0].0, "system");
+    assert_eq!(files(&b.data.objects()), 1);
+    // P2 falls due in 2036: not again on the same day, destroyed on a later one
+    pass.tick(&b.store, &rules, date(2026, 12, 2)).unwrap();
+    assert_eq!(count(&b, "SELECT count(*) FROM destruction_records"), 1);
+    pass.tick(&b.store, &rules, date(2040, 1, 1)).unwrap();
+    assert_eq!(count(&b, "SELECT count(*) FROM destruction_records"), 2);
+    assert_eq!(files(&b.data.objects()), 0);
+}
