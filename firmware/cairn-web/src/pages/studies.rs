@@ -128,7 +128,6 @@ pub(super) async fn study_view(
                 dt { "Accession" } dd { (s.accession) }
                 dt { "Description" } dd { (s.description) }
                 dt { "Size" } dd { (human_bytes(d.bytes as u64)) " in " (s.instances) " images" }
-                dt { "Kept until" } dd { @match &d.retention_until { Some(r) => (r), None => "no automatic end" } }
                 dt { "Study UID" } dd.uid { (s.study_uid) }
             }
             (retention_card(c, &d, &tz))
