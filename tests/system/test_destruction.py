@@ -242,3 +242,38 @@ def test_a_rejected_study_leaves_query_and_a_held_one_is_refused(box, tmp_path):
 
     assert "store is consistent" in ok(box, "fsck")
     assert "audit trail intact" in ok(box, "audit", "verify")
+
+
+class AutoDestroyCairn(RemovalCairn):
+    """The same rules with `auto_destroy = true`."""
+
+    def write_config(self) -> None:
+        super().write_config()
+        with open(self.config_path, "a") as f:
+            f.write("auto_destroy = true\n")
+
+
+def test_auto_destroy_destroys_what_is_due_as_system(tmp_path):
+    study = uid("rm-auto-study")
+    src = make_file(tmp_path / "src" / "auto.dcm", "RM-AUTO", study, "20100105")
+    keep = make_file(tmp_path / "src" / "keep.dcm", "RM-AUTO-KEEP", uid("rm-auto-keep"), TODAY)
+    c = AutoDestroyCairn(tmp_path / "daemon")
+    try:
+        c.start()
+        r = c.storescu([src, keep])
+        assert r.returncode == 0, r.stdout + r.stderr
+        settle(c)
+        # the daily pass runs at the first tick of each date (here most likely before the
+        # images came) and at the first tick after a start
+        assert c.stop() == 0
+        c.start()
+        deadline = time.monotonic() + 30
+        while not c.query("SELECT count(*) FROM destruction_records")[0][0]:
+            assert time.monotonic() < deadline, f"nothing was destroyed\n{c.log_tail()}"
+            time.sleep(0.2)
+        rows = c.query("SELECT patient_id, approved_by, studies FROM destruction_records")
+        assert rows == [("RM-AUTO", "system", 1)], rows
+        assert c.query("SELECT count(*) FROM studies")[0][0] == 1
+        assert c.query("SELECT actor FROM audit WHERE action = 'destroy'") == [("system",)]
+    finally:
+        finish(c)
