@@ -103,8 +103,9 @@ def test_web_panel_end_to_end(tmp_path):
                            env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, f"browser tests failed:\n{r.stdout}\n{r.stderr}"
         for name in ("desktop-overview", "desktop-overview-rebuild", "desktop-disks", "desktop-archive", "desktop-studies",
-                     "desktop-audit", "desktop-settings", "phone-overview", "phone-disks",
-                     "phone-archive", "phone-studies", "phone-audit", "phone-settings"):
+                     "desktop-audit", "desktop-settings", "desktop-study-hold", "desktop-lifecycle",
+                     "phone-overview", "phone-disks", "phone-archive", "phone-studies",
+                     "phone-lifecycle", "phone-audit", "phone-settings"):
             assert (shots / f"{name}.png").stat().st_size > 1000, name
         # The Restart button of the Settings page started cairnd again, in the same process.
         ready = [line for line in demo.lines if line.startswith("cairn ready")]

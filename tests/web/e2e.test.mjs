@@ -4,7 +4,8 @@
 //
 // First-boot setup, login, the overview, a disk failed in the emulated array (banner, Silence
 // stops the recorded buzzer), a study stored with /usr/bin/storescu found by search (its
-// markup-laden patient name shown as text), the rebuild after a new disk, a tape ejected and
+// markup-laden patient name shown as text), a legal hold placed on it and released from the
+// Lifecycle page, the rebuild after a new disk, a tape ejected and
 // its location set, audit in local time with pages and CSV, settings, a restart from the panel,
 // logout. Screenshots of every page at 1024x600 and on a phone go to SCREENSHOTS.
 
@@ -154,6 +155,42 @@ test('the web panel, end to end', { timeout: 420000 }, async (t) => {
       await shot(page, 'desktop-study');
     });
 
+    await t.test('a legal hold placed on the study; the Lifecycle page lists it and releases it', async () => {
+      await page.goto(`${URL_}/studies?id=${encodeURIComponent(PATIENT_ID)}`);
+      await page.click('#studies td.patient a');
+      await page.waitForSelector('#retention');
+      // The tier, the last day kept and why, in words.
+      assert.match(await page.textContent('#tier'), /^storage/);
+      assert.ok((await page.textContent('#retention-reason')).trim().length > 10);
+      assert.ok(await page.isVisible('#no-holds'));
+      await page.locator('#hold-form select[name=on]').selectOption('study');
+      await page.fill('#hold-form input[name=reason]', 'E2E court case');
+      await page.click('#place-hold');
+      assert.match(await page.textContent('#lifecycle-message'), /^hold \d+ placed on study /);
+      assert.equal(await page.locator('#retention #holds tbody tr').count(), 1);
+      assert.match(await page.textContent('#retention #holds'), /E2E court case/);
+      assert.equal((await page.textContent('#kept-until')).trim(), 'no automatic end');
+      assert.match(await page.textContent('#retention-reason'), /legal hold/);
+      await shot(page, 'desktop-study-hold');
+      // cairnctl sees the same hold, placed by the panel's user.
+      const holds = JSON.parse(ctl('hold', 'list', '--json'));
+      assert.equal(holds.length, 1);
+      assert.equal(holds[0].placed_by, 'user:admin');
+      assert.equal(holds[0].reason, 'E2E court case');
+      await page.click('nav >> text=Lifecycle');
+      await page.waitForSelector('#holds-card');
+      assert.equal(await page.locator('#holds-card #holds tbody tr').count(), 1);
+      assert.match(await page.textContent('#tiers .big'), /^\d+ in storage, \d+ in the archive tier$/);
+      assert.equal(await page.locator('#clock-banner').count(), 0, 'the demo clock is trusted');
+      await shot(page, 'desktop-lifecycle');
+      // Released from the Lifecycle page, with a reason.
+      await page.fill('#holds-card input[name=reason]', 'E2E case closed');
+      await page.click('#holds-card button[id^=release-]');
+      assert.match(await page.textContent('#lifecycle-message'), /^hold \d+ released$/);
+      assert.equal(await page.locator('#holds-card #holds').count(), 0);
+      assert.equal(JSON.parse(ctl('hold', 'list', '--json')).length, 0);
+    });
+
     await t.test('a failed disk shows the banner; Silence stops the buzzer', async () => {
       const t0 = Date.now();
       ctl('demo', 'fail-disk', '3');
@@ -271,7 +308,7 @@ test('the web panel, end to end', { timeout: 420000 }, async (t) => {
         await page.click('#older');
         assert.match(page.url(), /[?&]page=\d+/);
       }
-      for (const want of ['user-create', 'login', 'logout', 'alarm-silence', 'volume-location', 'setting-change']) {
+      for (const want of ['user-create', 'login', 'logout', 'alarm-silence', 'volume-location', 'setting-change', 'hold-add', 'hold-release']) {
         assert.ok(all.includes(want), `audit lacks ${want}: ${[...new Set(all)]}`);
       }
       const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#csv')]);
@@ -339,7 +376,8 @@ test('the web panel, end to end', { timeout: 420000 }, async (t) => {
       });
       const p = await phone.newPage();
       for (const [path, name] of [['/', 'overview'], ['/disks', 'disks'], ['/archive', 'archive'],
-        [`/studies?id=${encodeURIComponent(PATIENT_ID)}`, 'studies'], ['/audit', 'audit'], ['/settings', 'settings']]) {
+        [`/studies?id=${encodeURIComponent(PATIENT_ID)}`, 'studies'], ['/lifecycle', 'lifecycle'],
+        ['/audit', 'audit'], ['/settings', 'settings']]) {
         const r = await p.goto(`${URL_}${path}`);
         assert.equal(r.status(), 200, path);
         // Nothing wider than the phone.
