@@ -197,7 +197,22 @@ pub fn fsck(data: &DataDir, opts: FsckOptions) -> Result<FsckReport, StoreError>
             Ok(_) => {}
         }
     }
+    // files of a committed removal the writer is about to delete are not orphans (an index
+    // older than the removal tables has none)
+    let removing: HashSet<std::path::PathBuf> = conn
+        .prepare("SELECT path FROM pending_unlinks")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .map(|rel| data.root().join(rel))
+        .collect();
     for path in walk_objects(&data.objects()) {
+        if removing.contains(&path) {
+            continue;
+        }
         report.files += 1;
         let sha = path
             .file_name()

@@ -88,6 +88,10 @@ fn removing_a_series_keeps_its_study_and_deletes_its_files() {
     assert_eq!(remove_where(&store, "se.series_uid", "1.2.1"), (2, 2));
     assert_eq!(count(&data, "SELECT count(*) FROM pending_unlinks"), 2);
     assert_eq!(files(&data.objects()), 4);
+    // files about to be deleted are not orphans
+    let r = fsck(&data, FsckOptions::default()).unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.files, 2);
     assert_eq!(store.finish_unlinks().unwrap(), 2);
     assert_eq!(files(&data.objects()), 2);
     assert_eq!(count(&data, "SELECT count(*) FROM pending_unlinks"), 0);
