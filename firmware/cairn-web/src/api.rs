@@ -1,6 +1,8 @@
 //! The JSON API under `/api/v1`: thin adapters that read a request, call the shared action
 //! ([`crate::actions`]) or read model ([`crate::read`], [`crate::data`]) and answer in JSON.
 
+mod lifecycle;
+
 use crate::actions::{self, Credentials, LoggedIn, SetupInput};
 use crate::auth::Role;
 use crate::data::{self, AuditFilter, StudySearch};
@@ -32,17 +34,11 @@ pub(crate) fn router() -> Router<Panel> {
         .route("/api/v1/archive/location", post(api_archive_location))
         .route("/api/v1/studies", get(api_studies))
         .route("/api/v1/studies/{uid}", get(api_study))
-        .route("/api/v1/lifecycle", get(api_lifecycle))
-        .route("/api/v1/patients/{patient}/retention", get(api_retention))
-        .route("/api/v1/patients/{patient}/death", post(api_death))
-        .route("/api/v1/holds", get(api_holds).post(api_place_hold))
-        .route("/api/v1/holds/{hold}/release", post(api_release_hold))
-        .route("/api/v1/destruction/approve", post(api_approve))
-        .route("/api/v1/studies/{uid}/reject", post(api_reject))
         .route("/api/v1/audit", get(api_audit))
         .route("/api/v1/users", get(api_users).post(api_create_user))
         .route("/api/v1/users/{name}", put(api_update_user))
         .route("/api/v1/settings", get(api_settings).put(api_put_settings))
+        .merge(lifecycle::router())
 }
 
 fn with_cookie(mut r: Response, panel: &Panel, token: &str) -> Response {
@@ -65,12 +61,12 @@ fn logged_in(
 }
 
 /// An action's sentence, as every action route answers it.
-fn done(message: String) -> Json<Value> {
+pub(crate) fn done(message: String) -> Json<Value> {
     Json(json!({"ok": true, "message": message}))
 }
 
 /// A read model as JSON.
-fn to_json(v: impl serde::Serialize) -> Result<Json<Value>, WebError> {
+pub(crate) fn to_json(v: impl serde::Serialize) -> Result<Json<Value>, WebError> {
     Ok(Json(
         serde_json::to_value(v).map_err(|e| WebError::Internal(e.to_string()))?,
     ))
@@ -201,99 +197,6 @@ async fn api_study(
 ) -> Result<Json<Value>, WebError> {
     let (p, lc) = (panel.clone(), panel.lifecycle());
     to_json(blocking(move || data::study(&p.0.data, &uid, &lc)).await?)
-}
-
-async fn api_lifecycle(State(panel): State<Panel>) -> Result<Json<Value>, WebError> {
-    let (p, lc) = (panel.clone(), panel.lifecycle());
-    to_json(blocking(move || data::lifecycle_overview(&p.0.data, &lc)).await?)
-}
-
-/// `?issuer=` of a patient's routes.
-#[derive(serde::Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct IssuerQuery {
-    issuer: Option<String>,
-}
-
-async fn api_retention(
-    State(panel): State<Panel>,
-    Path(patient): Path<String>,
-    Q(q): Q<IssuerQuery>,
-) -> Result<Json<Value>, WebError> {
-    let (p, lc) = (panel.clone(), panel.lifecycle());
-    to_json(
-        blocking(move || data::patient_retention(&p.0.data, &patient, q.issuer.as_deref(), &lc))
-            .await?,
-    )
-}
-
-/// `?all=true` of the hold list.
-#[derive(serde::Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct HoldsQuery {
-    all: bool,
-}
-
-async fn api_holds(
-    State(panel): State<Panel>,
-    Q(q): Q<HoldsQuery>,
-) -> Result<Json<Value>, WebError> {
-    let p = panel.clone();
-    let holds = blocking(move || data::holds(&p.0.data, q.all)).await?;
-    Ok(Json(json!({ "holds": holds })))
-}
-
-async fn api_place_hold(
-    State(panel): State<Panel>,
-    Extension(caller): Extension<Caller>,
-    JsonBody(b): JsonBody<actions::HoldInput>,
-) -> Result<Response, WebError> {
-    let (id, message) = actions::place_hold(&panel, &caller, b).await?;
-    let body = Json(json!({"ok": true, "message": message, "id": id}));
-    Ok((StatusCode::CREATED, body).into_response())
-}
-
-async fn api_release_hold(
-    State(panel): State<Panel>,
-    Extension(caller): Extension<Caller>,
-    Path(hold): Path<String>,
-    JsonBody(b): JsonBody<actions::ReleaseInput>,
-) -> Result<Json<Value>, WebError> {
-    let id = hold
-        .parse::<i64>()
-        .map_err(|_| WebError::BadRequest(format!("{hold:?} is not a hold number")))?;
-    Ok(done(actions::release(&panel, &caller, id, b).await?))
-}
-
-async fn api_death(
-    State(panel): State<Panel>,
-    Extension(caller): Extension<Caller>,
-    Path(patient): Path<String>,
-    JsonBody(b): JsonBody<actions::DeathInput>,
-) -> Result<Json<Value>, WebError> {
-    Ok(done(
-        actions::record_death(&panel, &caller, patient, b).await?,
-    ))
-}
-
-async fn api_approve(
-    State(panel): State<Panel>,
-    Extension(caller): Extension<Caller>,
-    JsonBody(b): JsonBody<actions::ApproveInput>,
-) -> Result<Json<Value>, WebError> {
-    let (message, record) = actions::approve_destruction(&panel, &caller, b).await?;
-    Ok(Json(
-        json!({"ok": true, "message": message, "record": record}),
-    ))
-}
-
-async fn api_reject(
-    State(panel): State<Panel>,
-    Extension(caller): Extension<Caller>,
-    Path(uid): Path<String>,
-    JsonBody(b): JsonBody<actions::RejectInput>,
-) -> Result<Json<Value>, WebError> {
-    Ok(done(actions::reject_study(&panel, &caller, uid, b).await?))
 }
 
 async fn api_audit(State(panel): State<Panel>, Q(f): Q<AuditFilter>) -> Result<Response, WebError> {

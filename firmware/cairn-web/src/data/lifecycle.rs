@@ -10,7 +10,7 @@ use cairn_lifecycle::destroy::DueRow;
 use cairn_lifecycle::facts::{find_patient, parse_da, read_facts};
 use cairn_lifecycle::recompute::compute;
 use cairn_lifecycle::status::{MovingStudy, ReviewPatient, TierCounts};
-use cairn_lifecycle::{list_holds, open_read, HoldRow, LifecycleError, StudyTier};
+use cairn_lifecycle::{list_holds, open_read, HoldRow, LifecycleError, RetentionView, StudyTier};
 use cairn_store::DataDir;
 use jiff::civil::Date;
 use rusqlite::Connection;
@@ -36,29 +36,15 @@ pub fn lifecycle_today(data: &DataDir) -> Date {
     cairn_lifecycle::clock::today(data.root()).unwrap_or_else(|_| cairn_lifecycle::today())
 }
 
-/// How long one patient's images are kept, why, and what stops them from going.
+/// How long one patient's images are kept, why, and what stops them from going: the
+/// retention view (as `cairnctl retention show`), the date of death and the holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct PatientLifecycle {
-    /// Patient ID.
-    pub patient_id: String,
-    /// Issuer of the Patient ID (`""` for none).
-    pub issuer: String,
-    /// The last day kept (`YYYY-MM-DD`); `None`: no automatic end.
-    pub expires_on: Option<String>,
-    /// Why, as a sentence.
-    pub reason: String,
-    /// Whether an active legal hold covers the patient or one of its studies.
-    pub held: bool,
-    /// Whether a person must look (a date the rules need is unknown).
-    pub review: bool,
-    /// The rule set applied.
-    pub rule_set: String,
-    /// The last visit (`YYYY-MM-DD`), when known.
-    pub last_visit: Option<String>,
+    /// The retention computed now, with the patient's studies and their tiers.
+    #[serde(flatten)]
+    pub retention: RetentionView,
     /// The recorded date of death (`YYYY-MM-DD`), if any.
     pub death_date: Option<String>,
-    /// The patient's studies with their storage tier.
-    pub studies: Vec<StudyTier>,
     /// The active legal holds on the patient or on one of its studies.
     pub holds: Vec<HoldRow>,
 }
@@ -92,16 +78,18 @@ fn patient_lifecycle(
         })
         .collect();
     Ok(PatientLifecycle {
-        patient_id,
-        issuer,
-        expires_on: computed.expires_on,
-        reason: computed.reason,
-        held: facts.held,
-        review: computed.review,
-        rule_set: lc.rules.name().to_owned(),
-        last_visit: computed.last_visit,
+        retention: RetentionView {
+            patient_id,
+            issuer,
+            expires_on: computed.expires_on,
+            reason: computed.reason,
+            held: facts.held,
+            review: computed.review,
+            rule_set: lc.rules.name().to_owned(),
+            last_visit: computed.last_visit,
+            studies,
+        },
         death_date: parse_da(&facts.death_date).map(|d| d.to_string()),
-        studies,
         holds,
     })
 }

@@ -253,7 +253,7 @@ pub fn study(
         series,
         bytes,
         copies,
-        retention_until: lifecycle.expires_on.clone(),
+        retention_until: lifecycle.retention.expires_on.clone(),
         tier,
         lifecycle,
         conflicts,

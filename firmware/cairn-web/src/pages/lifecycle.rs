@@ -14,9 +14,21 @@ use crate::routes::Perm;
 use crate::{blocking, Caller, Panel, WebError};
 use axum::extract::State;
 use axum::response::Response;
-use axum::{Extension, Form};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
 use maud::{html, Markup};
 use std::collections::HashMap;
+
+/// The Lifecycle page and the lifecycle forms.
+pub(super) fn router() -> Router<Panel> {
+    Router::new()
+        .route("/lifecycle", get(lifecycle))
+        .route("/lifecycle/hold", post(hold_post))
+        .route("/lifecycle/release", post(release_post))
+        .route("/lifecycle/death", post(death_post))
+        .route("/lifecycle/approve", post(approve_post))
+        .route("/lifecycle/reject", post(reject_post))
+}
 
 /// The banner of a clock that cannot be trusted.
 fn clock_banner(o: &LifecycleOverview, behind: bool) -> Markup {
@@ -151,10 +163,7 @@ async fn lifecycle_view(panel: &Panel, c: &Ctx, outcome: Option<Outcome>) -> Res
 }
 
 /// GET /lifecycle.
-pub(super) async fn lifecycle(
-    State(panel): State<Panel>,
-    Extension(caller): Extension<Caller>,
-) -> Response {
+async fn lifecycle(State(panel): State<Panel>, Extension(caller): Extension<Caller>) -> Response {
     let c = ctx(&panel, &caller, "/lifecycle").await;
     lifecycle_view(&panel, &c, None).await
 }
@@ -188,8 +197,28 @@ fn optional(f: &Fields<'_>, k: &str) -> Option<String> {
     f.has(k).then(|| f.raw(k).to_owned())
 }
 
+/// The death form's fields.
+fn death_input(f: &Fields<'_>) -> DeathInput {
+    DeathInput {
+        issuer: optional(f, "issuer"),
+        date: optional(f, "date"),
+        clear: f.flag("clear"),
+        reason: f.get("reason"),
+    }
+}
+
+/// An approval form's fields.
+fn approve_input(f: &Fields<'_>) -> ApproveInput {
+    ApproveInput {
+        patient_id: optional(f, "patient_id"),
+        issuer: optional(f, "issuer"),
+        all: f.flag("all"),
+        reason: f.get("reason"),
+    }
+}
+
 /// POST /lifecycle/hold: place a hold on the study (`on=study`) or its patient (`on=patient`).
-pub(super) async fn hold_post(
+async fn hold_post(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
     Form(form): Form<HashMap<String, String>>,
@@ -207,7 +236,7 @@ pub(super) async fn hold_post(
 }
 
 /// POST /lifecycle/release: release hold `id`.
-pub(super) async fn release_post(
+async fn release_post(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
     Form(form): Form<HashMap<String, String>>,
@@ -226,42 +255,30 @@ pub(super) async fn release_post(
 }
 
 /// POST /lifecycle/death: record (`date`) or clear (`clear=true`) a patient's date of death.
-pub(super) async fn death_post(
+async fn death_post(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let f = Fields(&form);
-    let input = DeathInput {
-        issuer: optional(&f, "issuer"),
-        date: optional(&f, "date"),
-        clear: f.flag("clear"),
-        reason: f.get("reason"),
-    };
-    let r = actions::record_death(&panel, &caller, f.get("patient_id"), input).await;
+    let r = actions::record_death(&panel, &caller, f.get("patient_id"), death_input(&f)).await;
     back_to(&panel, &caller, &f.get("back"), r).await
 }
 
 /// POST /lifecycle/approve: approve destruction of one patient or of all due (`all=true`).
-pub(super) async fn approve_post(
+async fn approve_post(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let f = Fields(&form);
-    let input = ApproveInput {
-        patient_id: optional(&f, "patient_id"),
-        issuer: optional(&f, "issuer"),
-        all: f.flag("all"),
-        reason: f.get("reason"),
-    };
-    let r = actions::approve_destruction(&panel, &caller, input).await;
+    let r = actions::approve_destruction(&panel, &caller, approve_input(&f)).await;
     back_to(&panel, &caller, "/lifecycle", r.map(|(m, _)| m)).await
 }
 
 /// POST /lifecycle/reject: reject a study (or one of its series); back to the Lifecycle page,
 /// since the study is gone.
-pub(super) async fn reject_post(
+async fn reject_post(
     State(panel): State<Panel>,
     Extension(caller): Extension<Caller>,
     Form(form): Form<HashMap<String, String>>,

@@ -27,7 +27,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use disks::{disks, disks_post};
-use lifecycle::{approve_post, death_post, hold_post, lifecycle, reject_post, release_post};
 use login::{login_page, login_post, logout_post};
 use overview::overview;
 use settings::{settings_page, settings_post};
@@ -45,12 +44,6 @@ pub(crate) fn router() -> Router<Panel> {
         .route("/archive", get(archive).post(archive_post))
         .route("/studies", get(studies))
         .route("/studies/{uid}", get(study))
-        .route("/lifecycle", get(lifecycle))
-        .route("/lifecycle/hold", post(hold_post))
-        .route("/lifecycle/release", post(release_post))
-        .route("/lifecycle/death", post(death_post))
-        .route("/lifecycle/approve", post(approve_post))
-        .route("/lifecycle/reject", post(reject_post))
         .route("/audit", get(audit))
         .route("/audit.csv", get(audit_csv))
         .route("/settings", get(settings_page).post(settings_post))
@@ -59,6 +52,7 @@ pub(crate) fn router() -> Router<Panel> {
         .route("/logout", post(logout_post))
         .route("/setup", get(setup_page).post(setup_post))
         .route("/static/panel.css", get(css))
+        .merge(lifecycle::router())
 }
 
 const CSS: &str = include_str!("../panel.css");

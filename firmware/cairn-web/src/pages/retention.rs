@@ -103,24 +103,25 @@ pub(super) fn holds_table(
 /// The study page's card: how long the patient's images are kept, why, and what holds them.
 pub(super) fn retention_card(c: &Ctx, d: &StudyDetail, tz: &jiff::tz::TimeZone) -> Markup {
     let l: &PatientLifecycle = &d.lifecycle;
+    let r = &l.retention;
     let uid = &d.study.study_uid;
     let back = format!("/studies/{uid}");
-    let named = !l.patient_id.trim().is_empty();
+    let named = !r.patient_id.trim().is_empty();
     html! {
         section.card id="retention" {
             h2 { "Keeping these images" }
             dl.facts {
                 dt { "Tier" } dd id="tier" { (tier_words(&d.tier)) }
                 dt { "Kept until" } dd id="kept-until" {
-                    @match &l.expires_on { Some(day) => (day), None => "no automatic end" }
+                    @match &r.expires_on { Some(day) => (day), None => "no automatic end" }
                 }
-                dt { "Why" } dd id="retention-reason" { (l.reason) }
+                dt { "Why" } dd id="retention-reason" { (r.reason) }
                 dt { "Date of death" } dd id="death-date" {
                     @match &l.death_date { Some(day) => (day), None => "not recorded" }
                 }
-                dt { "Rules" } dd { (l.rule_set) }
+                dt { "Rules" } dd { (r.rule_set) }
             }
-            @if l.review {
+            @if r.review {
                 p.warning id="review" { "Needs review: a date the rules need is missing or wrong. Nothing is destroyed meanwhile." }
             }
             h3 { "Legal holds" }
@@ -135,8 +136,8 @@ pub(super) fn retention_card(c: &Ctx, d: &StudyDetail, tz: &jiff::tz::TimeZone) 
                         (csrf_field(s))
                         input type="hidden" name="back" value=(back);
                         input type="hidden" name="study_uid" value=(uid);
-                        input type="hidden" name="patient_id" value=(l.patient_id);
-                        input type="hidden" name="issuer" value=(l.issuer);
+                        input type="hidden" name="patient_id" value=(r.patient_id);
+                        input type="hidden" name="issuer" value=(r.issuer);
                         @if named {
                             label { "Hold" select name="on" {
                                 option value="study" { "this study" }
@@ -152,8 +153,8 @@ pub(super) fn retention_card(c: &Ctx, d: &StudyDetail, tz: &jiff::tz::TimeZone) 
                         form method="post" action="/lifecycle/death" id="death-form" {
                             (csrf_field(s))
                             input type="hidden" name="back" value=(back);
-                            input type="hidden" name="patient_id" value=(l.patient_id);
-                            input type="hidden" name="issuer" value=(l.issuer);
+                            input type="hidden" name="patient_id" value=(r.patient_id);
+                            input type="hidden" name="issuer" value=(r.issuer);
                             label { "Date of death" input type="date" name="date"; }
                             @if l.death_date.is_some() {
                                 label.check { input type="checkbox" name="clear" value="true"; "Clear the recorded date instead" }
