@@ -136,9 +136,21 @@ async fn route_by_role_matrix() {
         ("POST", "/api/v1/disks/action", [true, true, false, false]),
         ("GET", "/api/v1/lifecycle", [true, false, true, true]),
         ("POST", "/api/v1/holds", [true, false, true, false]),
-        ("POST", "/api/v1/patients/{patient}/death", [true, false, true, false]),
-        ("POST", "/api/v1/destruction/approve", [true, false, false, false]),
-        ("POST", "/api/v1/studies/{uid}/reject", [true, false, false, false]),
+        (
+            "POST",
+            "/api/v1/patients/{patient}/death",
+            [true, false, true, false],
+        ),
+        (
+            "POST",
+            "/api/v1/destruction/approve",
+            [true, false, false, false],
+        ),
+        (
+            "POST",
+            "/api/v1/studies/{uid}/reject",
+            [true, false, false, false],
+        ),
         ("POST", "/lifecycle/approve", [true, false, false, false]),
     ];
     for (m, p, want) in pinned {
