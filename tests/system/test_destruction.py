@@ -227,6 +227,13 @@ def test_a_rejected_study_leaves_query_and_a_held_one_is_refused(box, tmp_path):
     out = ok(box, "reject", "--study", gone, "--reason", "wrong patient")
     assert f"study {gone} rejected: 1 instance(s) removed" in out, out
     assert find_studies(box, tmp_path / "f1", StudyInstanceUID=gone) == []
+    # C-GET retrieves nothing of it, and the kept study as before
+    for study, want in ((gone, 0), (held, 1)):
+        got = tmp_path / f"get-{want}"
+        rc, status, out = q.getscu(box.port, ["QueryRetrieveLevel=STUDY",
+                                              f"StudyInstanceUID={study}"], got)
+        assert rc == 0 and status == 0, out[-2000:]
+        assert len(list(got.glob("*"))) == want, out[-2000:]
     assert find_studies(box, tmp_path / "f2", PatientID="RM-REJ")[0].StudyInstanceUID == held
     assert sum(f.exists() for f in files) == 1
     stone = box.query("SELECT kind, series_uid, instances, reason, removed_by FROM "
