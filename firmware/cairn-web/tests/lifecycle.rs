@@ -478,6 +478,57 @@ async fn a_study_is_rejected_by_an_admin_with_a_reason() {
 }
 
 #[tokio::test]
+async fn the_study_page_forms_hold_the_patient_and_reject_the_study() {
+    let (b, [admin, staff, _]) = box_with_study("20240102").await;
+    let back = format!("/studies/{STUDY}");
+    let f = form(
+        &staff,
+        &[
+            ("back", &back),
+            ("on", "patient"),
+            ("study_uid", STUDY),
+            ("patient_id", "P1"),
+            ("issuer", ""),
+            ("reason", "complaint"),
+        ],
+    );
+    let r = b.send(form_post("/lifecycle/hold", &staff.0, f)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("hold 1 placed on patient P1"), "{}", r.body);
+    // Staff may not reject; an admin may not reject a held study: the page says why.
+    let f = form(&staff, &[("study_uid", STUDY), ("reason", "test images")]);
+    let r = b.send(form_post("/lifecycle/reject", &staff.0, f)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let f = form(&admin, &[("study_uid", STUDY), ("reason", "test images")]);
+    let r = b.send(form_post("/lifecycle/reject", &admin.0, f)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("id=\"lifecycle-error\""), "{}", r.body);
+    assert!(r
+        .body
+        .contains("is under a legal hold (hold 1): nothing was rejected"));
+    assert_eq!(count(&b, "study-reject"), 0);
+    let f = form(
+        &staff,
+        &[("back", &back), ("id", "1"), ("reason", "withdrawn")],
+    );
+    let r = b.send(form_post("/lifecycle/release", &staff.0, f)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let f = form(&admin, &[("study_uid", STUDY), ("reason", "test images")]);
+    let r = b.send(form_post("/lifecycle/reject", &admin.0, f)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body.contains("<h1>Lifecycle</h1>"),
+        "back to the Lifecycle page"
+    );
+    assert!(
+        r.body.contains(&format!("study {STUDY} rejected")),
+        "{}",
+        r.body
+    );
+    assert_eq!(count(&b, "study-reject"), 1);
+}
+
+#[tokio::test]
 async fn the_lifecycle_page_says_when_the_clock_is_behind_the_audit_trail() {
     let (b, [_, _, reader]) = box_with_study("20240102").await;
     let page = b.send(get("/lifecycle", &reader)).await;
