@@ -7,7 +7,7 @@
 //! A patient is due from the day after its `expires_on` (the last day it is kept).
 
 use crate::facts::{find_patient, read_facts, Patient};
-use crate::input::{actor, event, mark_dirty, reason};
+use crate::input::{actor, event, reason};
 use crate::recompute::{compute, Computed};
 use crate::tombstone::{remove_study, studies_of_patient, RemovalKind, Tombstone};
 use crate::LifecycleError;
@@ -350,15 +350,6 @@ fn destroy_patient(
         "UPDATE destruction_records SET studies = ?2, instances = ?3, bytes = ?4 WHERE id = ?1",
         params![record, studies as i64, instances as i64, bytes as i64],
     )?;
-    // a patient kept for its hold history has no studies left: its expiry says so next pass
-    let kept: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM patients WHERE id = ?1)",
-        params![patient.id],
-        |r| r.get(0),
-    )?;
-    if kept {
-        mark_dirty(conn, patient.id)?;
-    }
     done.records.push(record);
     done.studies += studies;
     done.instances += instances;

@@ -140,11 +140,27 @@ fn a_hold_refuses_approval_and_changes_nothing() {
         approve_one(&b, &rules, "P1", "past retention").unwrap(),
         vec![1]
     );
-    // the patient keeps its hold history, without studies
+    // the patient keeps its hold history, without studies and without an expiry
     assert_eq!(
         count(
             &b,
             "SELECT count(*) FROM studies WHERE study_uid LIKE '1.2.%'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&b, "SELECT count(*) FROM patients WHERE patient_id = 'P1'"),
+        1
+    );
+    assert_eq!(
+        count(&b, "SELECT count(*) FROM patient_retention r JOIN patients p ON p.id = r.patient_ref WHERE p.patient_id = 'P1'"),
+        0
+    );
+    recompute_all(&b.store, &rules).unwrap();
+    assert_eq!(
+        count(
+            &b,
+            "SELECT count(*) FROM patient_retention WHERE review = 1"
         ),
         0
     );

@@ -126,12 +126,19 @@ fn remove_empty_series(conn: &Connection, id: i64) -> Result<(), StoreError> {
            AND NOT EXISTS (SELECT 1 FROM holds WHERE patient_ref = ?1)",
         params![patient],
     )?;
-    // kept for its hold history: only the ID and issuer the holds name stay
-    conn.execute(
+    // kept for its hold history: only the ID and issuer the holds name stay, and no expiry (it
+    // holds nothing to keep; a new study gives it one again)
+    let kept = conn.execute(
         "UPDATE patients SET name = '', name_norm = '', birth_date = '', sex = ''
          WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM studies WHERE patient_ref = ?1)",
         params![patient],
     )?;
+    if kept > 0 {
+        conn.execute(
+            "DELETE FROM patient_retention WHERE patient_ref = ?1",
+            params![patient],
+        )?;
+    }
     Ok(())
 }
 
