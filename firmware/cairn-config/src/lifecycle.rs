@@ -1,7 +1,9 @@
-//! `[lifecycle]`: which retention rules apply, when studies may move to the archive tier, and
-//! whether expired records may be destroyed without a person.
+//! `[lifecycle]`: which retention rules apply, when studies may move to the archive tier,
+//! whether expired records may be destroyed without a person, and whether the date-dependent
+//! passes wait for a synchronised clock.
 
 use crate::error::{unknown_rules, ConfigError};
+use crate::Config;
 use cairn_retention::{Period, PeriodError, RuleSet};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,11 @@ pub struct LifecycleConfig {
     /// without an admin's approval (default false).
     #[serde(default)]
     pub auto_destroy: bool,
+    /// Whether the date-dependent passes (tiers, expiry, destruction) wait until the kernel
+    /// says the system clock is synchronised. Unset: yes on the appliance (a `[hardware]
+    /// board` in the config), no elsewhere. Read with [`Config::clock_sync_required`].
+    #[serde(default)]
+    pub require_clock_sync: Option<bool>,
 }
 
 impl Default for LifecycleConfig {
@@ -32,6 +39,7 @@ impl Default for LifecycleConfig {
             retention: default_retention(),
             archive_after: default_archive_after(),
             auto_destroy: false,
+            require_clock_sync: None,
         }
     }
 }
@@ -113,10 +121,20 @@ impl LifecycleConfig {
     }
 }
 
+impl Config {
+    /// Whether the lifecycle's date-dependent passes wait for a synchronised system clock:
+    /// `[lifecycle] require_clock_sync` when set, else whether a `[hardware] board` is (the
+    /// appliance). The daemon, `cairnctl lifecycle status` and the panel all use this value.
+    pub fn clock_sync_required(&self) -> bool {
+        self.lifecycle
+            .require_clock_sync
+            .unwrap_or(self.hardware.board.is_some())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Config;
 
     const BASE: &str = "[dicom]\nae_title = \"CAIRN\"\n[store]\ndata_dir = \"/d\"\n";
 
@@ -134,6 +152,7 @@ mod tests {
         assert_eq!(c.lifecycle.retention, "fr");
         assert_eq!(c.lifecycle.archive_after().unwrap(), "3y".parse().ok());
         assert!(!c.lifecycle.auto_destroy);
+        assert_eq!(c.lifecycle.require_clock_sync, None);
         let rules = c.lifecycle.rule_set(Path::new("/nowhere")).unwrap();
         assert_eq!(rules.name(), "fr");
     }
@@ -162,6 +181,31 @@ mod tests {
             assert!(e.contains("cairn.toml: lifecycle.archive_after:"), "{e}");
             assert!(e.contains("\"0\""), "{e}");
         }
+    }
+
+    #[test]
+    fn clock_sync_is_required_on_the_appliance_unless_the_config_says_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let board = "[hardware]\nboard = \"/b/board.toml\"\n";
+        let cases = [
+            ("", "", false),
+            ("", board, true),
+            ("require_clock_sync = true\n", "", true),
+            ("require_clock_sync = false\n", board, false),
+            ("require_clock_sync = true\n", board, true),
+        ];
+        for (key, hardware, required) in cases {
+            let path = dir.path().join("cairn.toml");
+            std::fs::write(&path, format!("{BASE}{hardware}[lifecycle]\n{key}")).unwrap();
+            let c = Config::load(&path).unwrap();
+            assert_eq!(c.clock_sync_required(), required, "{key:?} {hardware:?}");
+        }
+        let c = Config::parse(&format!("{BASE}{board}"), Path::new("t")).unwrap();
+        assert!(
+            c.clock_sync_required(),
+            "no [lifecycle] section on the appliance"
+        );
+        assert!(load(dir.path(), "require_clock_sync = \"no\"\n").is_err());
     }
 
     #[test]

@@ -50,8 +50,9 @@ pub fn lifecycle(data: &DataDir, explicit: Option<&Path>, cmd: LifecycleCommand)
     let archive_after = lifecycle
         .archive_after()
         .map_err(|e| anyhow::anyhow!("[lifecycle] archive_after: {e}"))?;
-    // the appliance (a board file in the config) trusts its clock only once synchronised
-    let require_sync = config.is_some_and(|c| c.hardware.board.is_some());
+    // as the daemon decides: on the appliance (a board file in the config) the clock is
+    // trusted only once synchronised, unless [lifecycle] require_clock_sync says otherwise
+    let require_sync = config.is_some_and(|c| c.clock_sync_required());
     let status = cairn_lifecycle::open_read(data)
         .and_then(|conn| lifecycle_status(&conn, data.root(), archive_after, require_sync));
     let status = match status {

@@ -35,14 +35,23 @@ impl LifecycleHandle {
     }
 }
 
+/// How the lifecycle thread treats the machine it runs on.
+pub struct Host {
+    /// The date-dependent passes also wait for a synchronised system clock
+    /// ([`cairn_config::Config::clock_sync_required`]).
+    pub require_clock_sync: bool,
+    /// Archived studies' files get the immutable attribute (`cairnd run`); `cairnd demo`
+    /// leaves it off, so that a person can delete the demo's folder.
+    pub immutable_files: bool,
+}
+
 /// Start the lifecycle thread with the configured rule set and the rest of `[lifecycle]`
 /// (when studies move to the archive tier, whether due patients are destroyed unattended).
-/// `appliance`: the date-dependent passes also wait for a synchronised system clock.
 pub fn start(
     store: Store,
     rules: RuleSet,
     config: &LifecycleConfig,
-    appliance: bool,
+    host: Host,
 ) -> Result<LifecycleHandle> {
     let archive_after = config
         .archive_after()
@@ -51,12 +60,15 @@ pub fn start(
         rules = rules.name(),
         archive_after = %config.archive_after,
         auto_destroy = config.auto_destroy,
+        require_clock_sync = host.require_clock_sync,
+        immutable_files = host.immutable_files,
         "lifecycle"
     );
     let mut service = Service::new(store, rules)
         .with_archive_after(archive_after)
         .with_auto_destroy(config.auto_destroy)
-        .with_clock_sync_required(appliance);
+        .with_clock_sync_required(host.require_clock_sync)
+        .with_immutable_files(host.immutable_files);
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
     let thread = std::thread::Builder::new()

@@ -265,10 +265,15 @@ fn run(
     };
     let panel = web::start(&config, &store, &panel_mode, nofile).context("web panel")?;
     let rule_set = rules.name().to_owned();
-    // the appliance (a board file) decides on dates only once its clock is synchronised
-    let appliance = config.hardware.board.is_some();
-    let lifecycle = lifecycle::start(store.clone(), rules, &config.lifecycle, appliance)
-        .context("lifecycle")?;
+    let host = lifecycle::Host {
+        // the appliance (a board file) decides on dates only once its clock is synchronised,
+        // unless [lifecycle] require_clock_sync says otherwise
+        require_clock_sync: config.clock_sync_required(),
+        // the demo's folder must stay removable by the person who made it
+        immutable_files: !panel_mode.demo,
+    };
+    let lifecycle =
+        lifecycle::start(store.clone(), rules, &config.lifecycle, host).context("lifecycle")?;
     let handle = server.handle();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,

@@ -114,7 +114,7 @@ pub fn start(config: &Config, store: &Store, mode: &PanelMode, nofile: u64) -> R
             .lifecycle
             .archive_after()
             .context("[lifecycle] archive_after")?,
-        require_sync: config.hardware.board.is_some(),
+        require_sync: config.clock_sync_required(),
     });
     // The Settings page's "Restart the box now": SIGHUP, which `run` takes as a clean stop
     // followed by a new start of this program.
