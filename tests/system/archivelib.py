@@ -25,6 +25,7 @@ from pathlib import Path
 from harness import DCMTK_ENV, STORESCU, Cairn, render_config, toml_value
 
 MIB = 1 << 20
+CHATTR = "/usr/bin/chattr"  # e2fsprogs
 
 # ----------------------------------------------------------------------------------------------
 # Emulators
@@ -353,6 +354,21 @@ def run(cmd, cwd=None, timeout: float = 120, ok: bool = True) -> subprocess.Comp
         assert r.returncode == 0, f"{cmd} exited {r.returncode}\n{r.stdout[-3000:]}\n" \
                                   f"{r.stderr[-3000:]}"
     return r
+
+
+def clear_immutable(path: Path) -> None:
+    """Clear the Linux immutable attribute of `path` (`chattr -i`), as a disk loss or a repair
+    outside cairn would bypass it: `cairnd run` gives it to the files of studies in the archive
+    tier (these tests' 2004 studies once copied), so a test that deletes or damages such a file
+    to simulate a loss calls this first. A file without it (or a filesystem without the
+    attribute) is left as it is."""
+    subprocess.run([CHATTR, "-f", "-i", str(path)], capture_output=True)
+
+
+def clear_immutable_below(root: Path) -> None:
+    """`chattr -R -i` below `root`, so that the tree can be removed (pytest's temp folders)."""
+    if Path(root).exists():
+        subprocess.run([CHATTR, "-R", "-f", "-i", str(root)], capture_output=True)
 
 
 def stored_objects(c: Cairn) -> dict[str, str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from archivelib import clear_immutable_below
 from harness import CAIRNCTL, CAIRND, ECHOSCU, STORESCU, TEST_FILES, Cairn, finish
 
 
@@ -30,6 +31,15 @@ def _tools_present():
     if not TEST_FILES.is_dir():
         missing.append(str(TEST_FILES))
     assert not missing, f"system tests need: {missing} (tools/test installs and builds them)"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _removable_temp(tmp_path_factory):
+    """The files of archived studies keep the immutable attribute `cairnd run` gave them after
+    their test: it is cleared below pytest's temp base at the end of the session, so that
+    pytest's own cleanup of old runs can remove them."""
+    yield
+    clear_immutable_below(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture
