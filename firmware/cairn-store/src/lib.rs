@@ -32,9 +32,10 @@ pub use index::{ArchivedChange, InstanceRecord, PatientInfo, SeriesInfo, StudyIn
 pub use layout::DataDir;
 pub use merge::{is_valid_date, is_valid_time};
 pub use query::{
-    images_received_since, list_studies, search_studies, series_bytes, stats, study_conflicts,
-    study_series, study_summary, typed_person_name, typed_text, DateRange, FieldConflict,
-    SeriesSummary, Stats, StudyFilter, StudyKeys, StudyRow, StudySummary,
+    all_holds, images_received_since, list_studies, search_studies, series_bytes, stats,
+    study_conflicts, study_series, study_summary, typed_person_name, typed_text, DateRange,
+    FieldConflict, HoldRecord, SeriesSummary, Stats, StudyFilter, StudyKeys, StudyRow,
+    StudySummary,
 };
 pub use spool::{FinishedSpool, SpoolWriter};
 pub use writer::{Store, StoreJob, StoreOutcome};

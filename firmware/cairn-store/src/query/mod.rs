@@ -4,11 +4,13 @@ mod browse;
 mod counts;
 #[cfg(test)]
 mod fixture;
+mod holds;
 
 pub use browse::{
     search_studies, study_series, study_summary, SeriesSummary, StudyKeys, StudySummary,
 };
 pub use counts::{images_received_since, series_bytes};
+pub use holds::{all_holds, HoldRecord};
 
 use crate::find::{Matcher, QueryError};
 use crate::index::open_ro;
