@@ -187,7 +187,9 @@ fn pass_event(rule_set: &str, counts: PassCounts) -> AuditEvent {
 pub fn mark_other_rule_sets(conn: &Connection, rule_set: &str) -> Result<usize, LifecycleError> {
     let missing = conn.execute(
         "INSERT INTO patient_retention (patient_ref)
-         SELECT id FROM patients WHERE id NOT IN (SELECT patient_ref FROM patient_retention)",
+         SELECT id FROM patients
+         WHERE id NOT IN (SELECT patient_ref FROM patient_retention)
+           AND EXISTS (SELECT 1 FROM studies WHERE studies.patient_ref = patients.id)",
         [],
     )?;
     let marked = conn.execute(

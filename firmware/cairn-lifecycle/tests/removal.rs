@@ -10,7 +10,7 @@ use cairn_lifecycle::certificate::{
 };
 use cairn_lifecycle::destroy::{approve, due, Approval, DestroyTarget};
 use cairn_lifecycle::holds::{add_hold, release_hold, HoldTarget};
-use cairn_lifecycle::recompute::recompute_all;
+use cairn_lifecycle::recompute::{mark_other_rule_sets, recompute_all};
 use cairn_lifecycle::reject::{reject, RejectTarget, Rejection};
 use cairn_lifecycle::requests::Request;
 use cairn_lifecycle::{open_read, LifecycleError, Service};
@@ -452,4 +452,37 @@ fn auto_destroy_runs_once_a_day_as_system_and_only_when_on() {
     pass.tick(&b.store, &rules, date(2040, 1, 1)).unwrap();
     assert_eq!(count(&b, "SELECT count(*) FROM destruction_records"), 2);
     assert_eq!(files(&b.data.objects()), 0);
+}
+
+#[test]
+fn a_patient_kept_only_for_its_hold_history_gets_no_retention_row_back_at_a_restart() {
+    let (b, _) = seen();
+    let id = hold(
+        &b,
+        HoldTarget::Patient {
+            patient_id: "P2".into(),
+            issuer: None,
+        },
+    );
+    b.run(move |c, now| release_hold(c, now, id, "case closed", "user:bob"))
+        .unwrap();
+    let r = rejecting(RejectTarget::Study("1.3.1".into()), "test images");
+    b.run(move |c, now| reject(c, now, &r)).unwrap();
+    let kept = "SELECT count(*) FROM patients WHERE patient_id = 'P2'";
+    assert_eq!(count(&b, kept), 1, "kept for its hold history");
+    let rows = "SELECT count(*) FROM patient_retention r JOIN patients p ON p.id = r.patient_ref \
+                WHERE p.patient_id = 'P2'";
+    assert_eq!(count(&b, rows), 0);
+    // a start with another rule set gives every patient with studies a row back, not P2
+    b.run(|c, _| Ok((mark_other_rule_sets(c, "fr")?, vec![])))
+        .unwrap();
+    assert_eq!(count(&b, rows), 0);
+    assert_eq!(
+        count(
+            &b,
+            "SELECT count(*) FROM patient_retention r JOIN patients p ON p.id = r.patient_ref \
+             WHERE p.patient_id = 'P1' AND r.dirty = 1"
+        ),
+        1
+    );
 }
