@@ -148,7 +148,7 @@ fn shape(method: &str, path: &str) -> Shape {
         ("POST", "/destruction/approve") => {
             s.body = Some((r("ApproveRequest"), true));
             s.ok = (200, Some(r("Approved")));
-            s.refusals = vec![404, 503];
+            s.refusals = vec![404, 409, 503];
         }
         ("POST", "/studies/{uid}/reject") => {
             s.body = Some((r("RejectRequest"), true));

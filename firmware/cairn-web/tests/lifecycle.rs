@@ -530,7 +530,8 @@ async fn the_study_page_forms_hold_the_patient_and_reject_the_study() {
 
 #[tokio::test]
 async fn the_lifecycle_page_says_when_the_clock_is_behind_the_audit_trail() {
-    let (b, [_, _, reader]) = box_with_study("20240102").await;
+    let (b, [admin, _, reader]) = box_with_study("20200101").await;
+    one_day_rules(&b);
     let page = b.send(get("/lifecycle", &reader)).await;
     assert!(!page.body.contains("clock-banner"));
     assert!(
@@ -553,4 +554,17 @@ async fn the_lifecycle_page_says_when_the_clock_is_behind_the_audit_trail() {
     ));
     let l = b.send(get("/api/v1/lifecycle", &reader)).await.json();
     assert_eq!(l["clock_ok"], false);
+    // No approval is offered meanwhile; one asked for is refused, nothing destroyed.
+    let page = b.send(get("/lifecycle", &admin)).await;
+    assert!(page.body.contains("id=\"approval-waits\""), "{}", page.body);
+    assert!(!page.body.contains("id=\"approve-all\""));
+    let approve = json!({"patient_id": "P1", "reason": "end of retention"});
+    let r = b
+        .send(api("POST", "/api/v1/destruction/approve", &admin, approve))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(r
+        .error()
+        .starts_with("the lifecycle clock cannot be trusted, nothing was done: "));
+    assert_eq!(count(&b, "destroy"), 0);
 }

@@ -4,7 +4,7 @@
 //! so its checks, its change and its audit row (actor `user:<name>`) commit together, or, when
 //! refused, nothing does.
 
-use crate::data::{lifecycle_error, lifecycle_today, valid_uid};
+use crate::data::{lifecycle_error, lifecycle_today, trusted_today, valid_uid};
 use crate::{blocking, Caller, Panel, WebError};
 use cairn_lifecycle::death::{set_death, DeathChange};
 use cairn_lifecycle::destroy::{run_approval, Approval, DestroyTarget};
@@ -183,9 +183,14 @@ pub(crate) async fn approve_destruction(
         reason: input.reason,
         by: caller.actor(),
     };
-    let (store, rules) = (panel.0.store.clone(), panel.lifecycle().rules.clone());
-    let today = lifecycle_today(&panel.0.data);
-    blocking(move || run_approval(&store, &rules, today, approval).map_err(lifecycle_error)).await
+    let lc = panel.lifecycle();
+    let (store, data) = (panel.0.store.clone(), panel.0.data.clone());
+    blocking(move || {
+        // a clock behind the audit trail decides nothing
+        let today = trusted_today(&data, lc.require_sync)?;
+        run_approval(&store, &lc.rules, today, approval).map_err(lifecycle_error)
+    })
+    .await
 }
 
 /// Reject study `study_uid`, or one of its series.

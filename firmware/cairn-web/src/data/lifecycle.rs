@@ -36,6 +36,23 @@ pub fn lifecycle_today(data: &DataDir) -> Date {
     cairn_lifecycle::clock::today(data.root()).unwrap_or_else(|_| cairn_lifecycle::today())
 }
 
+/// The lifecycle date for a decision asked for now (an approved destruction), on the clock
+/// checked afresh, as the daemon's lifecycle thread decides: refused (409), naming why, while
+/// the clock is not trusted (behind the newest audit row, or not synchronised where it must be).
+pub fn trusted_today(data: &DataDir, require_sync: bool) -> Result<Date, WebError> {
+    let conn = open_read(data).map_err(lifecycle_error)?;
+    let checked = cairn_lifecycle::clock::check(&conn, data.root(), require_sync)?;
+    checked.trusted_today().ok_or_else(|| {
+        WebError::Conflict(format!(
+            "the lifecycle clock cannot be trusted, nothing was done: {}",
+            checked
+                .problem
+                .as_deref()
+                .unwrap_or("its date cannot be read")
+        ))
+    })
+}
+
 /// How long one patient's images are kept, why, and what stops them from going: the
 /// retention view (as `cairnctl retention show`), the date of death and the holds.
 #[derive(Debug, Clone, Serialize)]

@@ -50,7 +50,8 @@ fn clock_banner(o: &LifecycleOverview, behind: bool) -> Markup {
 }
 
 fn body(c: &Ctx, o: &LifecycleOverview, tz: &jiff::tz::TimeZone) -> Markup {
-    let admin = may(c, Perm::Admin);
+    // an approval is refused while the clock is not trusted: none is offered then
+    let admin = may(c, Perm::Admin) && o.clock_ok;
     html! {
         h1 { "Lifecycle" }
         section.card id="tiers" {
@@ -77,6 +78,9 @@ fn body(c: &Ctx, o: &LifecycleOverview, tz: &jiff::tz::TimeZone) -> Markup {
         section.card id="due" {
             h2 { "Due for destruction" }
             p.small { "Past their last day kept and not held. Nothing is destroyed until an admin approves; every approval is kept with its reason." }
+            @if !o.clock_ok && !o.due_for_destruction.is_empty() {
+                p.warning id="approval-waits" { "Approval waits until the box's clock is corrected." }
+            }
             @if o.due_for_destruction.is_empty() { p.small id="none-due" { "None." } } @else {
                 table id="due-table" {
                     thead { tr { th { "Patient ID" } th { "Kept until" } th { "Why" } th { "Studies" } th { "Images" } th { "Size" } @if admin { th { "" } } } }
