@@ -87,15 +87,28 @@ pub struct Answer {
     /// The number of the hold placed, for [`Request::AddHold`]; of the destruction record, for
     /// [`Request::ApproveDestruction`] of one patient.
     pub id: Option<i64>,
+    /// Not done because the box failed (its index or disk), not because the request was
+    /// refused: `cairnctl` exits 1 instead of 2.
+    #[serde(default)]
+    pub failed: bool,
 }
 
 impl Answer {
-    /// A refusal or failure: nothing was changed.
+    /// A refusal (bad input or a rule that forbids it): nothing was changed.
     pub fn refused(message: impl Into<String>) -> Answer {
         Answer {
             ok: false,
             message: message.into(),
             id: None,
+            failed: false,
+        }
+    }
+
+    /// A failure of the box: nothing was changed.
+    pub fn failed(message: impl Into<String>) -> Answer {
+        Answer {
+            failed: true,
+            ..Answer::refused(message)
         }
     }
 }

@@ -176,12 +176,12 @@ impl Service {
                 ok: true,
                 message,
                 id,
+                failed: false,
             },
+            Err(e) if e.is_bad_input() => Answer::refused(e.to_string()),
             Err(e) => {
-                if !e.is_bad_input() {
-                    tracing::error!(error = %e, "a lifecycle request failed");
-                }
-                Answer::refused(e.to_string())
+                tracing::error!(error = %e, "a lifecycle request failed");
+                Answer::failed(e.to_string())
             }
         }
     }

@@ -59,6 +59,7 @@ fn requests_are_answered_by_the_service() {
     )
     .unwrap();
     assert!(!refused.ok);
+    assert!(!refused.failed, "a refusal is not a failure of the box");
     assert!(
         refused.message.contains("before a study of the patient"),
         "{}",
@@ -133,4 +134,21 @@ fn a_new_rule_set_recomputes_every_patient_at_start() {
     assert!(!dirty);
     assert_eq!(expires.as_deref(), Some("2020-01-01"));
     assert_eq!(rule_set, "fixed-10y");
+}
+
+#[test]
+fn a_failure_of_the_box_is_told_apart_from_a_refusal() {
+    let b = open();
+    b.store(pat("P1", "19500101"), "1.2.1", "20100101", 1);
+    let service = Service::new(b.store.clone(), RuleSet::builtin("fr").unwrap());
+    b.store.clone().close().unwrap();
+    let a = service.answer(Request::AddHold {
+        patient_id: Some("P1".into()),
+        issuer: None,
+        study_uid: None,
+        reason: "case 17".into(),
+        by: "user:alice".into(),
+    });
+    assert!(!a.ok);
+    assert!(a.failed, "{}", a.message);
 }

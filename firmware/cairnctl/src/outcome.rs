@@ -19,6 +19,10 @@ pub fn ask(data: &DataDir, req: &Request, timeout: u64) -> i32 {
             println!("{}", a.message);
             0
         }
+        Ok(a) if a.failed => {
+            eprintln!("cairnctl: nothing was changed: {}", a.message);
+            FAILED
+        }
         Ok(a) => refused(&a.message),
         Err(e) => {
             eprintln!("cairnctl: nothing was changed: {e}");
