@@ -7,14 +7,19 @@
 //! 2. `index.csv`: one row per object: where it is and the patient/study/series/instance data
 //!    needed to re-index it without cairn's database;
 //! 3. `AUDIT-HEAD.json`: the audit chain head when the bundle was closed, and the bundle's id;
-//! 4. `objects/` and `objects/<sha256>.dcm`, the Part-10 files byte for byte.
+//! 4. `holds.csv`: every legal hold, active and released, when the bundle was built
+//!    ([`crate::holds_csv`]); bundles written before it existed lack it and are still valid;
+//! 5. `objects/` and `objects/<sha256>.dcm`, the Part-10 files byte for byte.
 //!
 //! The manifest comes first (with the hashes the index holds), so a reader learns what a bundle
 //! holds from its first records; each object is hashed again while it streams and a mismatch
 //! aborts the bundle (a damaged hot file is never archived under its name).
 
+use crate::csv;
+pub use crate::holds_csv::{parse_holds_csv, HOLDS_CSV};
 use crate::pax::{self, Entry, EntryType};
 use crate::ArchiveError;
+use cairn_store::HoldRecord;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::PathBuf;
@@ -25,7 +30,9 @@ pub const MANIFEST: &str = "MANIFEST.sha256";
 pub const INDEX_CSV: &str = "index.csv";
 /// Name of the audit head member.
 pub const AUDIT_HEAD: &str = "AUDIT-HEAD.json";
-/// Bundle format version written in `AUDIT-HEAD.json`.
+/// Bundle format version written in `AUDIT-HEAD.json`. Still 1 with `holds.csv`: a member a
+/// reader does not know is hashed like any other and otherwise ignored, and a bundle without it
+/// is valid.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// The `index.csv` header line (column names).
@@ -103,16 +110,6 @@ pub struct BundleHead {
     pub audit_hash: String,
 }
 
-fn csv_field(out: &mut String, s: &str) {
-    if s.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&s.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(s);
-    }
-}
-
 /// The whole `index.csv` text.
 pub fn index_csv(members: &[Member]) -> String {
     let mut out = INDEX_COLUMNS.join(",");
@@ -148,32 +145,18 @@ pub fn index_csv(members: &[Member]) -> String {
             &r.series.description,
             &r.series.body_part,
         ];
-        for (i, f) in fields.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            csv_field(&mut out, f);
-        }
-        out.push('\n');
+        csv::push_row(&mut out, &fields);
     }
     out
 }
 
 /// Parse `index.csv` text back into members (RFC 4180 quoting).
 pub fn parse_index_csv(text: &str) -> Result<Vec<Member>, ArchiveError> {
-    let rows = parse_csv(text);
+    let rows = csv::parse(text);
     let mut it = rows.into_iter();
     let header = it.next().unwrap_or_default();
-    let col = |name: &str| -> Result<usize, ArchiveError> {
-        header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| ArchiveError::Format(format!("index.csv lacks the column {name}")))
-    };
-    let idx: Vec<usize> = INDEX_COLUMNS
-        .iter()
-        .map(|c| col(c))
-        .collect::<Result<_, _>>()?;
+    let idx = csv::positions(&header, INDEX_COLUMNS)
+        .map_err(|c| ArchiveError::Format(format!("index.csv lacks the column {c}")))?;
     let mut out = Vec::new();
     for row in it {
         if row.len() == 1 && row[0].is_empty() {
@@ -219,44 +202,6 @@ pub fn parse_index_csv(text: &str) -> Result<Vec<Member>, ArchiveError> {
     Ok(out)
 }
 
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    field.push('"');
-                    chars.next();
-                } else {
-                    quoted = false;
-                }
-            } else {
-                field.push(c);
-            }
-        } else {
-            match c {
-                '"' => quoted = true,
-                ',' => row.push(std::mem::take(&mut field)),
-                '\n' => {
-                    row.push(std::mem::take(&mut field));
-                    rows.push(std::mem::take(&mut row));
-                }
-                '\r' => {}
-                c => field.push(c),
-            }
-        }
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
-}
-
 /// The manifest text: the small members first, then every object.
 pub fn manifest(small: &[(&str, &[u8])], members: &[Member]) -> String {
     let mut out = String::new();
@@ -293,7 +238,7 @@ pub fn parse_manifest(text: &str) -> Result<Vec<(String, String)>, ArchiveError>
     Ok(out)
 }
 
-/// The three small members of a bundle, ready to write.
+/// The small members of a bundle, ready to write.
 #[derive(Debug, Clone)]
 pub struct SmallFiles {
     /// `MANIFEST.sha256`.
@@ -302,22 +247,47 @@ pub struct SmallFiles {
     pub index: Vec<u8>,
     /// `AUDIT-HEAD.json`.
     pub head: Vec<u8>,
+    /// `holds.csv`.
+    pub holds: Vec<u8>,
 }
 
 impl SmallFiles {
-    /// Build them for these members.
-    pub fn new(head: &BundleHead, members: &[Member]) -> Result<Self, ArchiveError> {
+    /// Build them for these members and the box's legal holds.
+    pub fn new(
+        head: &BundleHead,
+        members: &[Member],
+        holds: &[HoldRecord],
+    ) -> Result<Self, ArchiveError> {
         let index = index_csv(members).into_bytes();
         let mut head_json = serde_json::to_vec_pretty(head)
             .map_err(|e| ArchiveError::Format(format!("bundle head: {e}")))?;
         head_json.push(b'\n');
-        let manifest =
-            manifest(&[(INDEX_CSV, &index), (AUDIT_HEAD, &head_json)], members).into_bytes();
+        let holds = crate::holds_csv::holds_csv(holds).into_bytes();
+        let manifest = manifest(
+            &[
+                (INDEX_CSV, &index),
+                (AUDIT_HEAD, &head_json),
+                (HOLDS_CSV, &holds),
+            ],
+            members,
+        )
+        .into_bytes();
         Ok(Self {
             manifest,
             index,
             head: head_json,
+            holds,
         })
+    }
+
+    /// The members before `objects/`, in their order in the bundle (manifest first).
+    pub fn in_order(&self) -> [(&'static str, &[u8]); 4] {
+        [
+            (MANIFEST, &self.manifest),
+            (INDEX_CSV, &self.index),
+            (AUDIT_HEAD, &self.head),
+            (HOLDS_CSV, &self.holds),
+        ]
     }
 }
 
@@ -500,9 +470,9 @@ pub fn write_tar<S: RecordSink>(
     mtime: u64,
 ) -> Result<u64, ArchiveError> {
     let mut t = TarStreamer::new(sink, record_size);
-    t.add_bytes(MANIFEST, &small.manifest, mtime)?;
-    t.add_bytes(INDEX_CSV, &small.index, mtime)?;
-    t.add_bytes(AUDIT_HEAD, &small.head, mtime)?;
+    for (name, bytes) in small.in_order() {
+        t.add_bytes(name, bytes, mtime)?;
+    }
     t.add_dir("objects/", mtime)?;
     for m in members {
         let damaged = |e: ArchiveError| match e {
@@ -533,6 +503,9 @@ pub struct ReadBack {
     pub members: Vec<Member>,
     /// The bundle head.
     pub head: Option<BundleHead>,
+    /// The legal holds from `holds.csv`; `None` for a bundle without it (written before it
+    /// existed).
+    pub holds: Option<Vec<HoldRecord>>,
     /// Objects whose bytes hashed to their manifest entry.
     pub good: Vec<String>,
     /// Paths whose bytes did not match the manifest (or were missing).
@@ -590,7 +563,7 @@ pub fn read_back(src: impl Read) -> Result<ReadBack, ArchiveError> {
         if e.kind == EntryType::Dir {
             continue;
         }
-        let small = e.path == MANIFEST || e.path == INDEX_CSV || e.path == AUDIT_HEAD;
+        let small = [MANIFEST, INDEX_CSV, AUDIT_HEAD, HOLDS_CSV].contains(&e.path.as_str());
         let mut hasher = Sha256::new();
         let mut kept = Vec::new();
         let mut truncated = false;
@@ -630,6 +603,8 @@ pub fn read_back(src: impl Read) -> Result<ReadBack, ArchiveError> {
                     out.members = parse_index_csv(&String::from_utf8_lossy(&kept))?;
                 } else if e.path == AUDIT_HEAD {
                     out.head = serde_json::from_slice(&kept).ok();
+                } else if e.path == HOLDS_CSV {
+                    out.holds = Some(parse_holds_csv(&String::from_utf8_lossy(&kept))?);
                 } else if let Some(sha) = e
                     .path
                     .strip_prefix("objects/")

@@ -18,7 +18,9 @@
 
 pub mod bundle;
 pub mod catalog;
+mod csv;
 pub mod engine;
+pub mod holds_csv;
 pub mod label;
 pub mod medium;
 pub mod optical;

@@ -103,13 +103,9 @@ pub fn write_bundle(
 ) -> Result<(u32, u64), OpticalWriteError> {
     let dir = scratch(data).join(format!("stage-{bundle_id}"));
     fresh_dir(&dir).map_err(OpticalWriteError::Other)?;
-    let mut files = Vec::with_capacity(members.len() + 3);
+    let mut files = Vec::with_capacity(members.len() + 4);
     let mut bytes = 0u64;
-    for (name, content) in [
-        (bundle::MANIFEST, &small.manifest),
-        (bundle::INDEX_CSV, &small.index),
-        (bundle::AUDIT_HEAD, &small.head),
-    ] {
+    for (name, content) in small.in_order() {
         let p = dir.join(name);
         std::fs::write(&p, content)
             .map_err(|e| OpticalWriteError::Other(ArchiveError::Io(e.to_string())))?;
@@ -204,6 +200,10 @@ pub fn read_dir_back(dir: &Path) -> Result<ReadBack, ArchiveError> {
                     out.head = std::fs::read(&path)
                         .ok()
                         .and_then(|b| serde_json::from_slice(&b).ok());
+                } else if p == bundle::HOLDS_CSV {
+                    let t = std::fs::read_to_string(&path)
+                        .map_err(|e| ArchiveError::Io(e.to_string()))?;
+                    out.holds = Some(bundle::parse_holds_csv(&t)?);
                 }
             }
             _ => out.bad.push(p.clone()),

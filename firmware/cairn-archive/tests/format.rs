@@ -4,6 +4,7 @@
 
 use cairn_archive::bundle::{self, BundleHead, Member, ObjectSource, RecordSink, SmallFiles};
 use cairn_archive::{ArchiveError, RECORD_SIZE};
+use cairn_store::HoldRecord;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -82,11 +83,37 @@ fn head(n: usize) -> BundleHead {
     }
 }
 
+/// Two legal holds, one released, with a reason that needs quoting.
+fn holds() -> Vec<HoldRecord> {
+    vec![
+        HoldRecord {
+            id: 1,
+            patient_id: Some("P1".into()),
+            issuer: Some("HOSP".into()),
+            reason: "litigation \"X\", case 7\nsecond line".into(),
+            placed_by: "admin".into(),
+            placed_at: "2026-11-01T08:00:00Z".into(),
+            ..Default::default()
+        },
+        HoldRecord {
+            id: 2,
+            study_uid: Some("1.2.3.4".into()),
+            reason: "audit".into(),
+            placed_by: "dpo".into(),
+            placed_at: "2026-11-02T08:00:00Z".into(),
+            released_by: Some("admin".into()),
+            released_at: Some("2026-11-03T08:00:00Z".into()),
+            release_reason: Some("closed".into()),
+            ..Default::default()
+        },
+    ]
+}
+
 fn write(dir: &Path, ustar_limit: Option<u64>) -> (PathBuf, Vec<Member>) {
     let src = dir.join("src");
     std::fs::create_dir_all(&src).unwrap();
     let members = objects(&src);
-    let small = SmallFiles::new(&head(members.len()), &members).unwrap();
+    let small = SmallFiles::new(&head(members.len()), &members, &holds()).unwrap();
     let path = dir.join("bundle.tar");
     let mut sink = FileSink(std::fs::File::create(&path).unwrap(), 0);
     match ustar_limit {
@@ -105,9 +132,9 @@ fn write(dir: &Path, ustar_limit: Option<u64>) -> (PathBuf, Vec<Member>) {
             // the pax path: sizes above `limit` get an `x` header
             let mut t =
                 bundle::TarStreamer::new(&mut sink, RECORD_SIZE).with_ustar_size_limit(limit);
-            t.add_bytes(bundle::MANIFEST, &small.manifest, 1).unwrap();
-            t.add_bytes(bundle::INDEX_CSV, &small.index, 1).unwrap();
-            t.add_bytes(bundle::AUDIT_HEAD, &small.head, 1).unwrap();
+            for (name, bytes) in small.in_order() {
+                t.add_bytes(name, bytes, 1).unwrap();
+            }
             t.add_dir("objects/", 1).unwrap();
             for m in &members {
                 let mut f = std::fs::File::open(src.join(&m.sha256)).unwrap();
@@ -155,8 +182,8 @@ fn check_with_tools(dir: &Path, tar: &Path, members: &[Member]) {
     let ok_lines = String::from_utf8_lossy(&st.stdout).matches(": OK").count();
     assert_eq!(
         ok_lines,
-        members.len() + 2,
-        "every object plus index.csv and the head"
+        members.len() + 3,
+        "every object plus index.csv, the head and holds.csv"
     );
     // tamper: sha256sum must notice
     let victim = out.join(members[3].path());
@@ -230,6 +257,70 @@ fn bundle_reads_with_gnu_tar_python_and_sha256sum() {
     assert!(rb.all_good(), "{rb:?}");
     assert_eq!(rb.members, members);
     assert_eq!(rb.head.unwrap().audit_seq, 7);
+    assert_eq!(rb.holds, Some(holds()));
+    // holds.csv is the fourth member, read by GNU tar alone
+    let out = Command::new("tar")
+        .args(["--format=posix", "-b", "512", "-xOf"])
+        .arg(&tar)
+        .arg(bundle::HOLDS_CSV)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(bundle::parse_holds_csv(&text).unwrap(), holds());
+    let list = Command::new("tar")
+        .args(["-b", "512", "-tf"])
+        .arg(&tar)
+        .output()
+        .unwrap();
+    let names: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .take(5)
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "MANIFEST.sha256",
+            "index.csv",
+            "AUDIT-HEAD.json",
+            "holds.csv",
+            "objects/"
+        ]
+    );
+}
+
+#[test]
+fn a_bundle_without_holds_csv_still_reads_back() {
+    // the format before holds.csv: manifest, index.csv, the head, the objects
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let members = objects(&src);
+    let small = SmallFiles::new(&head(members.len()), &members, &[]).unwrap();
+    let old = [
+        (bundle::INDEX_CSV, &small.index[..]),
+        (bundle::AUDIT_HEAD, &small.head[..]),
+    ];
+    let manifest = bundle::manifest(&old, &members);
+    let tar = tmp.path().join("old.tar");
+    let mut sink = FileSink(std::fs::File::create(&tar).unwrap(), 0);
+    let mut t = bundle::TarStreamer::new(&mut sink, RECORD_SIZE);
+    t.add_bytes(bundle::MANIFEST, manifest.as_bytes(), 1)
+        .unwrap();
+    for (name, bytes) in old {
+        t.add_bytes(name, bytes, 1).unwrap();
+    }
+    t.add_dir("objects/", 1).unwrap();
+    for m in &members {
+        let mut f = std::fs::File::open(src.join(&m.sha256)).unwrap();
+        t.add_stream(&m.path(), m.size, 1, &mut f).unwrap();
+    }
+    t.finish().unwrap();
+    let rb = bundle::read_back(std::fs::File::open(&tar).unwrap()).unwrap();
+    assert!(rb.all_good(), "{rb:?}");
+    assert_eq!(rb.members, members);
+    assert_eq!(rb.holds, None);
 }
 
 #[test]
@@ -283,7 +374,7 @@ fn a_damaged_hot_copy_aborts_the_bundle() {
         vec![0u8; members[5].size as usize],
     )
     .unwrap();
-    let small = SmallFiles::new(&head(members.len()), &members).unwrap();
+    let small = SmallFiles::new(&head(members.len()), &members, &[]).unwrap();
     let mut sink = FileSink(std::fs::File::create(tmp.path().join("b.tar")).unwrap(), 0);
     let e = bundle::write_tar(
         &mut sink,

@@ -14,7 +14,6 @@ use cairn_hal::tape::EmulatedTape;
 use cairn_store::{DataDir, Store};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 struct Rig {
@@ -101,22 +100,8 @@ fn bundles_are_written_verified_and_read_by_gnu_tar() {
     drop(a);
     let f1 = emulator::tape_file_path(&r.drive, "TAPE01", 1).unwrap();
     let x = r._tmp.path().join("x");
-    std::fs::create_dir_all(&x).unwrap();
-    assert!(Command::new("tar")
-        .args(["--format=posix", "-b", "512", "-xf"])
-        .arg(&f1)
-        .arg("-C")
-        .arg(&x)
-        .status()
-        .unwrap()
-        .success());
-    let out = Command::new("sha256sum")
-        .args(["-c", "MANIFEST.sha256"])
-        .current_dir(&x)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&shas[0]));
+    common::gnu_tar_extract(&f1, &x);
+    assert!(common::sha256sum_check(&x).contains(&shas[0]));
     // the label is tape file 0: JSON
     let f0 = emulator::tape_file_path(&r.drive, "TAPE01", 0).unwrap();
     let label: serde_json::Value =

@@ -107,8 +107,13 @@ impl Target {
         let head = cairn_audit::head(&conn)
             .map(|h| (h.seq, h.hash))
             .unwrap_or((0, cairn_audit::GENESIS.into()));
+        // every legal hold goes into every bundle, read when it is built
+        let holds = match cairn_store::all_holds(&conn) {
+            Ok(h) => h,
+            Err(e) => return Outcome::NotVerified(format!("reading the legal holds: {e}")),
+        };
         drop(conn);
-        match self.write_bundle(cx, batch, head) {
+        match self.write_bundle(cx, batch, head, &holds) {
             Ok(o) => o,
             Err(e) => {
                 self.status.last_error = Some(e.to_string());
@@ -123,6 +128,7 @@ impl Target {
         cx: &Ctx<'_>,
         batch: Vec<(i64, Member)>,
         head: (i64, String),
+        holds: &[cairn_store::HoldRecord],
     ) -> Result<Outcome, ArchiveError> {
         let store = cx.store;
         let data = cx.data;
@@ -165,7 +171,7 @@ impl Target {
             audit_seq: head.0,
             audit_hash: head.1.clone(),
         };
-        let small = SmallFiles::new(&bhead, &members)?;
+        let small = SmallFiles::new(&bhead, &members, holds)?;
         let manifest_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&small.manifest));
         let row =
             catalog::begin_bundle(store, &label.volume_id, file_number, &bundle_id, &members)?;

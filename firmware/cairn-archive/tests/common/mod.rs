@@ -86,6 +86,33 @@ pub fn insert_blank(drive: &Path, id: &str, capacity: u64, early_warning: u64) {
     .unwrap();
 }
 
+/// Extract a bundle's tape file (the emulator keeps it as a plain file) into `dir` with GNU
+/// tar alone: strict POSIX reading, 256 KiB records.
+pub fn gnu_tar_extract(tape_file: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    assert!(std::process::Command::new("tar")
+        .args(["--format=posix", "-b", "512", "-xf"])
+        .arg(tape_file)
+        .arg("-C")
+        .arg(dir)
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// `sha256sum --strict -c MANIFEST.sha256` in an extracted bundle: it must succeed; its
+/// output (`<path>: OK` lines).
+pub fn sha256sum_check(dir: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .args(["--strict", "-c", "MANIFEST.sha256"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    text
+}
+
 /// One number from the index.
 pub fn q(data: &DataDir, sql: &str) -> i64 {
     let c = Connection::open(data.db()).unwrap();
