@@ -22,7 +22,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel
 
-from archivelib import MIB, ArchiveCairn, run, send, sha256_of
+from archivelib import MIB, ArchiveCairn, clear_immutable, run, send, sha256_of
 from datagen import make_instances
 from harness import finish, free_port
 
@@ -335,6 +335,7 @@ def test_restore_of_a_study_whose_hot_files_were_deleted(box):
         p = box.object_path(box.stored[s])
         originals[s] = (p, p.read_bytes())
     for p, _ in originals.values():
+        clear_immutable(p)  # the study is in the archive tier: its files are immutable
         p.unlink()
     bad = box.fsck()
     assert bad.returncode != 0, "fsck did not notice the deleted objects"
