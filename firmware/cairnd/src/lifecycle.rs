@@ -64,6 +64,7 @@ pub fn start(
         immutable_files = host.immutable_files,
         "lifecycle"
     );
+    store.set_immutable_files(host.immutable_files);
     let mut service = Service::new(store, rules)
         .with_archive_after(archive_after)
         .with_auto_destroy(config.auto_destroy)

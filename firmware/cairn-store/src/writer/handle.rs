@@ -12,12 +12,16 @@ use crate::StoreError;
 use cairn_audit::AuditEvent;
 use crossbeam_channel::{unbounded, Sender};
 use rusqlite::Connection;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 struct Inner {
     tx: Mutex<Option<Sender<Request>>>,
     thread: Mutex<Option<JoinHandle<bool>>>,
+    /// Whether restored files of archived studies get the immutable attribute (shared with
+    /// the writer).
+    immutable_files: Arc<AtomicBool>,
 }
 
 /// Handle to the store. Cheap to clone; all clones talk to the same writer thread.
@@ -46,7 +50,9 @@ impl Store {
         recover(&data, &conn, &sync_fd)?;
         let synced_max = index::max_instance_id(&conn)?;
         let (tx, rx) = unbounded();
+        let immutable_files = Arc::new(AtomicBool::new(true));
         let writer = Writer {
+            immutable_files: immutable_files.clone(),
             storing: Vec::new(),
             data: data.clone(),
             conn,
@@ -67,8 +73,16 @@ impl Store {
             inner: Arc::new(Inner {
                 tx: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
+                immutable_files,
             }),
         })
+    }
+
+    /// Whether a restore that puts back a missing file of a study in the archive tier gives it
+    /// the immutable attribute (on by default; a demo box, whose data a person must be able to
+    /// delete, turns it off). A restore over a damaged file keeps the attribute it had either way.
+    pub fn set_immutable_files(&self, on: bool) {
+        self.inner.immutable_files.store(on, Ordering::Relaxed);
     }
 
     /// The data directory.

@@ -84,6 +84,9 @@ const CLEAN_MARK: &str = "clean-shutdown";
 
 /// The writer thread's state.
 struct Writer {
+    /// Whether a restored file of an archived study gets the immutable attribute
+    /// ([`Store::set_immutable_files`]).
+    immutable_files: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The threads (one per association) that stored recently, and when they last did.
     storing: Vec<(std::thread::ThreadId, std::time::Instant)>,
     data: DataDir,

@@ -50,7 +50,7 @@ impl Writer {
         match done {
             Ok(()) => {
                 spool.disarm();
-                if was_fixed {
+                if was_fixed || (replace && self.fixes_restored() && self.archived(&spool.sha256)) {
                     refix_restored(&dest);
                 }
                 Ok(Some(dest))
@@ -65,9 +65,30 @@ impl Writer {
     }
 }
 
-/// The restored file gets the immutable attribute the damaged one it replaced had. (A file
-/// that was missing had none to give: the daemon's tier schedule gives every archived file
-/// the attribute again at its next start, and fsck reports it until then.)
+impl Writer {
+    /// Whether restored files of archived studies get the immutable attribute.
+    fn fixes_restored(&self) -> bool {
+        self.immutable_files
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the object with this hash belongs to a study in the archive tier (a read
+    /// failure counts as no: the tier schedule gives the attribute again at the next start).
+    fn archived(&self, sha256: &str) -> bool {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM instances i JOIN series se ON i.series_ref = se.id
+                   JOIN studies st ON se.study_ref = st.id
+                   WHERE i.sha256 = ?1 AND st.tier = 'archive')",
+                [sha256],
+                |r| r.get::<_, bool>(0),
+            )
+            .unwrap_or(false)
+    }
+}
+
+/// The restored file of an archived study gets the immutable attribute: the one the damaged
+/// file it replaced had, or, for a missing file, the one the archive tier gives its files.
 fn refix_restored(dest: &Path) {
     if let Err(e) = cairn_files::immutable::set_immutable(dest, true) {
         tracing::warn!(error = %e, "a restored archived object stays without its immutable attribute");

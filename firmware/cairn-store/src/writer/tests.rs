@@ -233,3 +233,38 @@ fn a_restore_replaces_a_fixed_damaged_file_and_fixes_it_again() {
     store.close().unwrap();
     set_immutable(&path, false).unwrap();
 }
+
+/// A restore that puts back a missing file of an archived study gives it the attribute of the
+/// archive tier, unless the box leaves the attribute off (a demo). Needs a filesystem with the
+/// attribute and CAP_LINUX_IMMUTABLE (root on ext4, as tools/test runs): it fails otherwise.
+#[test]
+fn a_restore_of_a_missing_archived_file_fixes_it_unless_turned_off() {
+    use cairn_files::immutable::{immutable_flag, set_immutable, Flag};
+    for on in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = DataDir::new(tmp.path());
+        let store = Store::open(data.clone()).unwrap();
+        store.set_immutable_files(on);
+        assert_eq!(put(&store, "1.2.3.1.1", b"kept"), StoreOutcome::Stored);
+        store
+            .transact(|c, _| {
+                c.execute("UPDATE studies SET tier = 'archive'", [])?;
+                Ok(((), vec![]))
+            })
+            .unwrap();
+        let path = data.object_path(&sha_of(b"kept"));
+        std::fs::remove_file(&path).unwrap();
+        store
+            .commit_restored(job(&store, "1.2.3", "1.2.3.1.1", b"kept"), "user:test")
+            .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"kept");
+        let want = if on { Flag::Set } else { Flag::Clear };
+        assert_eq!(
+            immutable_flag(&path).unwrap(),
+            want,
+            "immutable_files = {on}"
+        );
+        store.close().unwrap();
+        set_immutable(&path, false).unwrap();
+    }
+}
