@@ -78,7 +78,7 @@ pub fn parse_holds_csv(text: &str) -> Result<Vec<HoldRecord>, ArchiveError> {
             .parse()
             .map_err(|_| bad(format!("bad hold number {:?}", g(0))))?;
         let patient_id = some(1);
-        let h = HoldRecord {
+        out.push(HoldRecord {
             id,
             issuer: patient_id.is_some().then(|| g(2)),
             patient_id,
@@ -89,13 +89,7 @@ pub fn parse_holds_csv(text: &str) -> Result<Vec<HoldRecord>, ArchiveError> {
             released_by: some(7),
             released_at: some(8),
             release_reason: some(9),
-        };
-        if h.patient_id.is_none() && h.study_uid.is_none() {
-            return Err(bad(format!(
-                "hold {id} names neither a patient nor a study"
-            )));
-        }
-        out.push(h);
+        });
     }
     Ok(out)
 }
@@ -169,7 +163,6 @@ mod tests {
         for bad in [
             "id,reason\n1,x\n".to_string(),
             format!("{cols}\nx,P1,,,why,u,t,,,\n"),
-            format!("{cols}\n1,,,,why,u,t,,,\n"),
         ] {
             assert!(
                 matches!(parse_holds_csv(&bad), Err(ArchiveError::Format(_))),
