@@ -397,6 +397,37 @@ def test_a_hold_on_one_study_holds_the_patient(box):
     assert show(box, p)["expires_on"] == french(p)["expires_on"]
 
 
+def test_a_held_study_keeps_its_bytes_through_dcmtk(box, tmp_path):
+    """Under a legal hold, different bytes for a stored instance are refused with 0x0124 and
+    the reason, nothing changes; the same bytes are a duplicate; after the release the change
+    is stored as a new version."""
+    p = PATIENTS["twin-a"]
+    study = p.study_uids[0]
+    sop = uid("lc-sop", p.key, study, 0)
+    rows = lambda: box.query(
+        "SELECT sha256, current FROM instances WHERE sop_instance_uid = ? ORDER BY id", (sop,))
+    before = rows()
+    hid = hold_id(ok(box, "hold", "add", "--study", study, "--reason", "court order"))
+    changed = make_file(tmp_path / "changed.dcm", p, study, 0)
+    ds = pydicom.dcmread(changed)
+    ds.StudyDescription = "edited after the fact"
+    ds.save_as(changed, enforce_file_format=True)
+    r = box.storescu([changed], extra=("-d",))
+    out = r.stdout + r.stderr
+    assert "Status: 0x124" in out or "0x0124" in out, out
+    assert "study is under a legal hold: changed instance refused" in out, out
+    assert rows() == before
+    same = make_file(tmp_path / "same.dcm", p, study, 0)
+    r = box.storescu([same])
+    assert r.returncode == 0 and "0x0124" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert rows() == before
+    ok(box, "hold", "release", "--id", str(hid), "--reason", "order lifted")
+    r = box.storescu([changed])
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = rows()
+    assert len(after) == len(before) + 1 and after[-1][1] == 1, after
+
+
 def test_hold_requests_that_say_too_little_are_refused(box):
     pid = PATIENTS["held"].pid
     refused(box, "hold", "add", "--patient", pid, "--reason", "", says="reason")

@@ -172,7 +172,7 @@ def test_tape_read_back_with_mt_and_tar_alone(box):
     label = json.loads(out[out.index("{"):out.index("}") + 1])
     assert label["format"] == "cairn-volume" and label["volume_id"] == vid, label
     assert "FAILED" not in out and out.count("objects/") >= 6, out
-    assert out.count(": OK") == 6 + 2 * n, out  # objects + index.csv + AUDIT-HEAD.json each
+    assert out.count(": OK") == 6 + 3 * n, out  # objects + index.csv, AUDIT-HEAD.json, holds.csv each
     assert "\nobjects 6\n" in out and out.strip().endswith("same"), out
 
 

@@ -155,7 +155,7 @@ impl Association<'_> {
     }
 }
 
-/// A study in the archive tier is fixed: the refusal of a change to it. Refused: not
+/// A study in the archive tier, or under a legal hold, is fixed: the refusal of a change to it. Refused: not
 /// authorized (0x0124, a general failure status of PS3.7 annex C) is a permanent failure that says the operation is not
 /// permitted here, so a sender does not retry as it would after 0xA7xx (out of resources);
 /// 0xA9xx and 0xCxxx would say the data set is wrong, which it is not. The Error Comment says
@@ -163,10 +163,10 @@ impl Association<'_> {
 fn archived_refusal(change: &cairn_store::ArchivedChange) -> Refusal {
     Refusal::new(
         status::NOT_AUTHORIZED,
-        if change.changed_instance {
-            "study is in the archive tier (fixed): changed instance refused"
-        } else {
-            "study is in the archive tier (fixed): new instance refused"
+        match (change.under_hold, change.changed_instance) {
+            (true, _) => "study is under a legal hold: changed instance refused",
+            (false, true) => "study is in the archive tier (fixed): changed instance refused",
+            (false, false) => "study is in the archive tier (fixed): new instance refused",
         },
     )
 }
@@ -238,6 +238,7 @@ mod tests {
             let r = archived_refusal(&cairn_store::ArchivedChange {
                 study_uid: "1.2.3".into(),
                 changed_instance,
+                under_hold: false,
             });
             assert_eq!(r.status, status::NOT_AUTHORIZED);
             assert!(r.comment.len() <= 64, "{}", r.comment);
@@ -245,5 +246,16 @@ mod tests {
                 .comment
                 .starts_with("study is in the archive tier (fixed)"));
         }
+        let r = archived_refusal(&cairn_store::ArchivedChange {
+            study_uid: "1.2.3".into(),
+            changed_instance: true,
+            under_hold: true,
+        });
+        assert_eq!(r.status, status::NOT_AUTHORIZED);
+        assert!(r.comment.len() <= 64, "{}", r.comment);
+        assert_eq!(
+            r.comment,
+            "study is under a legal hold: changed instance refused"
+        );
     }
 }

@@ -12,18 +12,22 @@ pub(crate) enum Indexed {
     New,
     Duplicate,
     NewVersion,
-    /// Refused, nothing written: the instance would change a study fixed in the archive tier.
+    /// Refused, nothing written: the instance would change a study fixed in the archive tier
+    /// or under a legal hold.
     Refused(ArchivedChange),
 }
 
-/// A change refused because its study is in the archive tier (the store's answer is
-/// [`StoreError::Archived`]).
+/// A change refused because its study is fixed: in the archive tier (no changed and no new
+/// instance), or under a legal hold on it or its patient (no changed instance; new instances
+/// of ongoing care are kept). The store's answer is [`StoreError::Archived`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchivedChange {
-    /// The archived study.
+    /// The fixed study.
     pub study_uid: String,
     /// True: different bytes for an instance the study holds; false: a new instance.
     pub changed_instance: bool,
+    /// True: fixed by a legal hold (the study is still in storage); false: the archive tier.
+    pub under_hold: bool,
 }
 
 /// Index one instance: its patient, study and series rows by the rules of [`merge`], then the
@@ -156,17 +160,18 @@ impl std::fmt::Display for ArchivedChange {
         } else {
             "a new instance"
         };
-        write!(
-            f,
-            "study {} is in the archive tier (fixed): {what} is refused",
-            self.study_uid
-        )
+        let fixed = if self.under_hold {
+            "is under a legal hold"
+        } else {
+            "is in the archive tier (fixed)"
+        };
+        write!(f, "study {} {fixed}: {what} is refused", self.study_uid)
     }
 }
 
 /// A study in the archive tier is fixed: an instance it holds may be sent again with the same
 /// bytes (a duplicate, answered before this is asked) but never with different ones, and no
-/// new instance joins it. Asked in the transaction that indexes the instance, so a study moved
+/// new instance joins it. Under a legal hold, only different bytes are refused. Asked in the transaction that indexes the instance, so a study moved
 /// to the archive tier by a concurrent commit is seen.
 fn archived_change(
     conn: &Connection,
@@ -184,15 +189,36 @@ fn archived_change(
         return Ok(Some(ArchivedChange {
             study_uid,
             changed_instance: true,
+            under_hold: false,
         }));
     }
     let target: Option<String> = conn
         .prepare_cached("SELECT study_uid FROM studies WHERE study_uid = ?1 AND tier = 'archive'")?
         .query_row(params![rec.study.uid], |r| r.get(0))
         .optional()?;
-    Ok(target.map(|study_uid| ArchivedChange {
+    if let Some(study_uid) = target {
+        return Ok(Some(ArchivedChange {
+            study_uid,
+            changed_instance: false,
+            under_hold: false,
+        }));
+    }
+    // a legal hold fixes what a study holds: different bytes for one of its instances
+    let held: Option<String> = conn
+        .prepare_cached(
+            "SELECT st.study_uid FROM instances i JOIN series se ON se.id = i.series_ref
+               JOIN studies st ON st.id = se.study_ref
+             WHERE i.sop_instance_uid = ?1
+               AND EXISTS (SELECT 1 FROM holds h WHERE h.released_at IS NULL
+                             AND (h.study_ref = st.id OR h.patient_ref = st.patient_ref))
+             LIMIT 1",
+        )?
+        .query_row(params![rec.sop_instance_uid], |r| r.get(0))
+        .optional()?;
+    Ok(held.map(|study_uid| ArchivedChange {
         study_uid,
-        changed_instance: false,
+        changed_instance: true,
+        under_hold: true,
     }))
 }
 

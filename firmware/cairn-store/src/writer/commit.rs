@@ -138,7 +138,7 @@ impl Writer {
 fn refuse(p: &mut Pending, change: index::ArchivedChange) {
     tracing::warn!(
         sha256 = %p.job.spool.sha256,
-        "refused: the object would change a study in the archive tier"
+        "refused: the object would change a study in the archive tier or under a legal hold"
     );
     if let Some(path) = p.created.take() {
         if let Err(e) = std::fs::remove_file(&path) {

@@ -268,3 +268,55 @@ fn a_restore_of_a_missing_archived_file_fixes_it_unless_turned_off() {
         set_immutable(&path, false).unwrap();
     }
 }
+
+/// A study under a legal hold (on it or on its patient) keeps its bytes: different bytes for
+/// one of its instances are refused; a new instance (ongoing care) and the same bytes are
+/// kept; after the release a change is a new version again.
+#[test]
+fn a_held_study_refuses_changed_instances_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = DataDir::new(tmp.path());
+    let store = Store::open(data.clone()).unwrap();
+    assert_eq!(put(&store, "1.2.3.1.1", b"kept"), StoreOutcome::Stored);
+    for on in ["study_ref", "patient_ref"] {
+        let sql = format!(
+            "INSERT INTO holds ({on}, reason, placed_by, placed_at)
+             SELECT {}, 'case 17', 'user:test', 'now' FROM studies WHERE study_uid = '1.2.3'",
+            if on == "study_ref" {
+                "id"
+            } else {
+                "patient_ref"
+            }
+        );
+        store
+            .transact(move |c, _| {
+                c.execute("UPDATE holds SET released_at = 'then'", [])?;
+                c.execute(&sql, [])?;
+                Ok(((), vec![]))
+            })
+            .unwrap();
+        let e = put_in(&store, "1.2.3", "1.2.3.1.1", b"changed").unwrap_err();
+        assert!(matches!(e.kind(), crate::ErrorKind::Refused), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "study 1.2.3 is under a legal hold: a changed instance is refused"
+        );
+        assert!(!data.object_path(&sha_of(b"changed")).exists());
+        assert_eq!(put(&store, "1.2.3.1.1", b"kept"), StoreOutcome::Duplicate);
+    }
+    assert_eq!(
+        put_in(&store, "1.2.3", "1.2.3.1.2", b"new").unwrap(),
+        StoreOutcome::Stored
+    );
+    store
+        .transact(|c, _| {
+            c.execute("UPDATE holds SET released_at = 'then'", [])?;
+            Ok(((), vec![]))
+        })
+        .unwrap();
+    assert_eq!(
+        put_in(&store, "1.2.3", "1.2.3.1.1", b"changed").unwrap(),
+        StoreOutcome::NewVersion
+    );
+    store.close().unwrap();
+}
