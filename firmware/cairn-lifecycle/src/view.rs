@@ -136,28 +136,20 @@ pub fn list_holds(
     conn: &Connection,
     include_released: bool,
 ) -> Result<Vec<HoldRow>, LifecycleError> {
-    let mut stmt = conn.prepare(
-        "SELECT h.id, p.patient_id, p.issuer, s.study_uid, h.reason, h.placed_by, h.placed_at,
-                h.released_by, h.released_at, h.release_reason
-         FROM holds h LEFT JOIN patients p ON p.id = h.patient_ref
-         LEFT JOIN studies s ON s.id = h.study_ref
-         WHERE ?1 OR h.released_at IS NULL ORDER BY h.id",
-    )?;
-    let rows = stmt
-        .query_map([include_released], |r| {
-            Ok(HoldRow {
-                id: r.get(0)?,
-                patient_id: r.get(1)?,
-                issuer: r.get(2)?,
-                study_uid: r.get(3)?,
-                reason: r.get(4)?,
-                placed_by: r.get(5)?,
-                placed_at: r.get(6)?,
-                released_by: r.get(7)?,
-                released_at: r.get(8)?,
-                release_reason: r.get(9)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
+    Ok(cairn_store::all_holds(conn)?
+        .into_iter()
+        .filter(|h| include_released || h.released_at.is_none())
+        .map(|h| HoldRow {
+            id: h.id,
+            patient_id: h.patient_id,
+            issuer: h.issuer,
+            study_uid: h.study_uid,
+            reason: h.reason,
+            placed_by: h.placed_by,
+            placed_at: h.placed_at,
+            released_by: h.released_by,
+            released_at: h.released_at,
+            release_reason: h.release_reason,
+        })
+        .collect())
 }
