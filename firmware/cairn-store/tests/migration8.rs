@@ -3,13 +3,11 @@
 //! date, birth date or death date marks the patient dirty in the same statement.
 #![allow(clippy::unwrap_used)]
 
-use cairn_store::{DataDir, Store};
-use rusqlite::{params, Connection};
+mod common;
 
-fn version(c: &Connection) -> i64 {
-    c.query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap()
-}
+use cairn_store::{DataDir, Store};
+use common::{migrate, taken_back, version};
+use rusqlite::{params, Connection};
 
 /// The dirty flag of patient `id`'s retention row, `None` without a row.
 fn dirty(c: &Connection, id: i64) -> Option<i64> {
@@ -29,12 +27,8 @@ fn clean_all(c: &Connection) {
 /// A fresh store closed again, its index taken back to version 7 (the objects of migration 8
 /// dropped), with two patients and a study.
 fn version7() -> (tempfile::TempDir, DataDir) {
-    let d = tempfile::tempdir().unwrap();
-    let data = DataDir::new(d.path());
-    Store::open(data.clone()).unwrap().close().unwrap();
-    let c = Connection::open(data.db()).unwrap();
-    assert_eq!(version(&c), 9);
-    c.execute_batch(
+    taken_back(
+        9,
         "DROP TRIGGER studies_mark_retention;
          DROP TRIGGER studies_date_mark_retention;
          DROP TRIGGER patients_mark_retention;
@@ -50,16 +44,11 @@ fn version7() -> (tempfile::TempDir, DataDir) {
            VALUES (10, '1.2.10', 1, '20100101', 'x');
          PRAGMA user_version = 7;",
     )
-    .unwrap();
-    drop(c);
-    (d, data)
 }
 
 fn migrated() -> (tempfile::TempDir, DataDir, Connection) {
     let (d, data) = version7();
-    Store::open(data.clone()).unwrap().close().unwrap();
-    let c = Connection::open(data.db()).unwrap();
-    c.pragma_update(None, "foreign_keys", "ON").unwrap();
+    let c = migrate(&data);
     (d, data, c)
 }
 

@@ -4,23 +4,17 @@
 //! its rows.
 #![allow(clippy::unwrap_used)]
 
-use cairn_store::{DataDir, Store};
-use rusqlite::Connection;
+mod common;
 
-fn version(c: &Connection) -> i64 {
-    c.query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap()
-}
+use cairn_store::{DataDir, Store};
+use common::{migrate, taken_back, version};
+use rusqlite::Connection;
 
 /// A fresh store closed again, its index taken back to version 8 (the objects of migration 9
 /// dropped), with one archive copy.
 fn version8() -> (tempfile::TempDir, DataDir) {
-    let d = tempfile::tempdir().unwrap();
-    let data = DataDir::new(d.path());
-    Store::open(data.clone()).unwrap().close().unwrap();
-    let c = Connection::open(data.db()).unwrap();
-    assert_eq!(version(&c), 9);
-    c.execute_batch(
+    taken_back(
+        9,
         "DROP TABLE removed_instances;
          DROP TABLE removed_studies;
          DROP TABLE destruction_records;
@@ -36,16 +30,11 @@ fn version8() -> (tempfile::TempDir, DataDir) {
            VALUES (1, '1.2.3', 'aa', 10, 1);
          PRAGMA user_version = 8;",
     )
-    .unwrap();
-    drop(c);
-    (d, data)
 }
 
 fn migrated() -> (tempfile::TempDir, DataDir, Connection) {
     let (d, data) = version8();
-    Store::open(data.clone()).unwrap().close().unwrap();
-    let c = Connection::open(data.db()).unwrap();
-    c.pragma_update(None, "foreign_keys", "ON").unwrap();
+    let c = migrate(&data);
     (d, data, c)
 }
 
