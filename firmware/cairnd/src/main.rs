@@ -54,6 +54,10 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A log that cannot be written (its disk full) must never stop a thread: by default
+        // tracing-subscriber reports a failed write with eprintln!, which panics when stderr
+        // itself fails, and the store's writer thread would die with the line it logged.
+        .log_internal_errors(false)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
