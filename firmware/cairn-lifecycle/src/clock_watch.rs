@@ -84,17 +84,7 @@ impl ClockWatch {
     /// The lifecycle date for a decision asked for now (an approved destruction), checked
     /// afresh: refused, naming why, when the clock is not trusted.
     pub fn trusted_today(&self, store: &Store) -> Result<Date, LifecycleError> {
-        let reader = crate::open_read(store.data_dir())?;
-        let checked = check(&reader, store.data_dir().root(), self.require_sync)?;
-        checked.trusted_today().ok_or_else(|| {
-            LifecycleError::BadRequest(format!(
-                "the lifecycle clock cannot be trusted, nothing was done: {}",
-                checked
-                    .problem
-                    .as_deref()
-                    .unwrap_or("its date cannot be read")
-            ))
-        })
+        trusted_today(store.data_dir(), self.require_sync)
     }
 
     /// Put a demo offset that differs from the last audited one in the audit trail.
@@ -144,4 +134,24 @@ fn last_audited_offset(conn: &Connection) -> Result<i64, LifecycleError> {
         .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
         .and_then(|v| v.get("offset_days").and_then(serde_json::Value::as_i64))
         .unwrap_or(0))
+}
+
+/// The lifecycle date for a decision asked for now, on the clock of the data directory `data`
+/// checked afresh (the daemon and the panel ask the same): a `BadRequest` naming why while the
+/// clock is not trusted (behind the newest audit row, or not synchronised where it must be).
+pub fn trusted_today(
+    data: &cairn_store::DataDir,
+    require_sync: bool,
+) -> Result<Date, LifecycleError> {
+    let reader = crate::open_read(data)?;
+    let checked = check(&reader, data.root(), require_sync)?;
+    checked.trusted_today().ok_or_else(|| {
+        LifecycleError::BadRequest(format!(
+            "the lifecycle clock cannot be trusted, nothing was done: {}",
+            checked
+                .problem
+                .as_deref()
+                .unwrap_or("its date cannot be read")
+        ))
+    })
 }

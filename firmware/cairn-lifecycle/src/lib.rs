@@ -13,7 +13,7 @@
 
 pub mod certificate;
 pub mod clock;
-mod clock_watch;
+pub mod clock_watch;
 pub mod death;
 pub mod destroy;
 mod error;

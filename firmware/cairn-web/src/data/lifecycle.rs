@@ -40,16 +40,9 @@ pub fn lifecycle_today(data: &DataDir) -> Date {
 /// checked afresh, as the daemon's lifecycle thread decides: refused (409), naming why, while
 /// the clock is not trusted (behind the newest audit row, or not synchronised where it must be).
 pub fn trusted_today(data: &DataDir, require_sync: bool) -> Result<Date, WebError> {
-    let conn = open_read(data).map_err(lifecycle_error)?;
-    let checked = cairn_lifecycle::clock::check(&conn, data.root(), require_sync)?;
-    checked.trusted_today().ok_or_else(|| {
-        WebError::Conflict(format!(
-            "the lifecycle clock cannot be trusted, nothing was done: {}",
-            checked
-                .problem
-                .as_deref()
-                .unwrap_or("its date cannot be read")
-        ))
+    cairn_lifecycle::clock_watch::trusted_today(data, require_sync).map_err(|e| match e {
+        cairn_lifecycle::LifecycleError::BadRequest(why) => WebError::Conflict(why),
+        e => lifecycle_error(e),
     })
 }
 
